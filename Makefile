@@ -1,0 +1,66 @@
+# devoxx-docker — build, test, benchmark, and run the suite in a cgroup v2 VM.
+# Everything that needs privileges must run as root (sudo make ...).
+
+CARGO      ?= cargo
+BIN        := bin/devoxx-docker
+RELEASE    := target/release/devoxx-docker
+PROBE      := target/probe/x86_64-unknown-linux-gnu/release/probe
+# Debian/Ubuntu packages the suite needs: a static busybox for test images, a real registry.
+APT_DEPS   := busybox-static docker-registry skopeo iproute2 tmux
+TEST_ARGS  ?=
+
+.PHONY: all build probe deps test lint fmt clippy bench demo vm-test vm-shell vagrant-test clean help
+
+all: build ## Build the release binary into bin/devoxx-docker
+
+build:
+	$(CARGO) build --release --locked
+	@mkdir -p bin && cp $(RELEASE) $(BIN)
+	@echo "built $(BIN)"
+
+probe: ## Build the static in-container probe used by the suite
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked --quiet \
+	  --manifest-path tests/probe/Cargo.toml --target x86_64-unknown-linux-gnu --target-dir target/probe
+
+deps: ## Install what the suite needs (apt-get) when it is missing
+	@missing=""; for p in $(APT_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test: deps build probe ## Run the whole privileged suite on this host (as root)
+	@rm -f target/skipped.log
+	DEVOXX_PROBE=$(CURDIR)/$(PROBE) $(CARGO) test --release --locked $(TEST_ARGS)
+	@if [ -s target/skipped.log ]; then \
+	  echo "skipped: $$(wc -l < target/skipped.log) test(s) — this host lacks what they need:"; sed 's/^/  /' target/skipped.log; \
+	else echo "skipped: 0"; fi
+
+lint: fmt clippy ## cargo fmt --check and clippy -D warnings
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --all-targets --locked -- -D warnings
+
+bench: deps build probe ## Speed: run IMG /bin/true vs unshare, as a ratio (as root)
+	DEVOXX_PROBE=$(CURDIR)/$(PROBE) ./tests/bench.sh $(BIN)
+
+demo: deps build ## End to end without internet: local registry → push → pull → run (as root)
+	./tests/demo.sh $(BIN)
+
+vm-test: deps build probe ## The whole suite inside a QEMU VM with cgroup v2 (TCG if KVM is broken)
+	./vm/run.sh test
+
+vm-shell: deps build probe ## Boot the test VM with a shell on the console
+	./vm/run.sh shell
+
+vagrant-test: ## Run make test as root inside vm/Vagrantfile's VM
+	cd vm && vagrant up && vagrant ssh -c 'cd /vagrant && sudo make test'
+
+clean:
+	$(CARGO) clean
+	rm -rf bin vm/cache
+
+help: ## List targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'

@@ -1,0 +1,1 @@
+//! cgroup v1 / hybrid backend: memory and cpu hierarchies.

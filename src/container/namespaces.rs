@@ -1,0 +1,1 @@
+//! UTS / PID / mount (/ network) namespace setup in the child.

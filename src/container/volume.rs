@@ -1,0 +1,1 @@
+//! Volumes: parse -v, resolve DST inside the root, bind (ro/rw), clean up.

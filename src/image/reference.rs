@@ -1,0 +1,1 @@
+//! Docker-style image references and their store names.

@@ -1,0 +1,23 @@
+//! devoxx-docker: a lean Linux container runtime.
+//!
+//! Data flows one way: reference → registry → unpack → store → spec → process
+//! (namespaces, rootfs, cgroup, volumes, network) → wait → cleanup. Each step owns its
+//! cleanup through a guard, so a failure anywhere undoes exactly what came before.
+
+pub mod config;
+pub mod container;
+pub mod error;
+pub mod image;
+
+pub use error::{Error, Result};
+
+/// Fail with the contract's one-line error (exit 125) unless we run as root.
+pub fn require_root(what: &str) -> Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(Error::Host(format!(
+            "{what} needs root privileges (namespaces, mounts, cgroups): run it with sudo"
+        )))
+    }
+}

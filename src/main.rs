@@ -1,0 +1,126 @@
+//! Thin CLI: parse arguments, call the library, map errors to the contract's exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use devoxx_docker::config::{Paths, DEFAULT_ROOT, DEFAULT_VOLUMES};
+use devoxx_docker::container::spec::RunOptions;
+use devoxx_docker::{container, image, Error};
+
+/// A lean Linux container runtime (devoxx-docker workshop).
+#[derive(Parser, Debug)]
+#[command(name = "devoxx-docker", version, about, propagate_version = true)]
+struct Cli {
+    /// Image store directory.
+    #[arg(long, global = true, env = "DEVOXX_ROOT", default_value = DEFAULT_ROOT)]
+    root: PathBuf,
+    /// Named volumes directory.
+    #[arg(long, global = true, env = "DEVOXX_VOLUMES", default_value = DEFAULT_VOLUMES, hide = true)]
+    volumes_root: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Pull an image from a registry into the store.
+    Pull {
+        /// Image reference: alpine, name:tag, user/name, host:port/a/b:tag, name@sha256:...
+        image: String,
+    },
+    /// Run a command in a new container.
+    Run(RunArgs),
+    /// List pulled images.
+    Images,
+    /// Remove a pulled image.
+    Rmi {
+        /// Image reference or store name.
+        image: String,
+    },
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Hostname inside the container (UTS namespace).
+    #[arg(long, default_value = "container")]
+    hostname: String,
+    /// Memory limit: 100m, 1g, bytes; 0 or max = none.
+    #[arg(short = 'm', long, default_value = "100m", allow_hyphen_values = true)]
+    memory: String,
+    /// CPU limit as a fraction of CPUs (0.5 = half a CPU); 0 = none.
+    #[arg(long, default_value = "0.5", allow_hyphen_values = true)]
+    cpus: String,
+    /// Maximum number of processes.
+    #[arg(long, allow_hyphen_values = true)]
+    pids_limit: Option<String>,
+    /// Bind mount: SRC:DST[:ro|:rw]; SRC starting with /, ./ or ../ is a host path, else a named volume.
+    #[arg(short = 'v', long = "volume")]
+    volumes: Vec<String>,
+    /// Environment variable KEY=VALUE.
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long)]
+    workdir: Option<String>,
+    /// Network mode: host, none or bridge.
+    #[arg(long, default_value = "host")]
+    network: String,
+    /// Seconds to wait after forwarding SIGINT/SIGTERM before killing the container.
+    #[arg(long, default_value_t = 10)]
+    stop_timeout: u64,
+    /// Image to run.
+    image: String,
+    /// Command and arguments (default: the image's Entrypoint/Cmd).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+impl RunArgs {
+    fn into_options(self) -> RunOptions {
+        RunOptions {
+            image: self.image,
+            command: self.command,
+            hostname: self.hostname,
+            memory: self.memory,
+            cpus: self.cpus,
+            pids_limit: self.pids_limit,
+            volumes: self.volumes,
+            env: self.env,
+            workdir: self.workdir,
+            network: self.network,
+            stop_timeout: self.stop_timeout,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 125 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let paths = Paths {
+        root: cli.root,
+        volumes: cli.volumes_root,
+    };
+    let result = match cli.command {
+        Command::Pull { image } => image::pull(&paths, &image).map(|_| 0),
+        Command::Images => image::print_images(&paths).map(|_| 0),
+        Command::Rmi { image } => image::remove(&paths, &image).map(|_| 0),
+        Command::Run(args) => container::run(&paths, args.into_options()),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => report(&e),
+    }
+}
+
+/// One line on stderr, prefixed, then the contract's exit code.
+fn report(e: &Error) -> ExitCode {
+    eprintln!("devoxx-docker: {e}");
+    ExitCode::from(e.exit_code() as u8)
+}

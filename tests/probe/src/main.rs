@@ -1,0 +1,200 @@
+//! `probe`: a tiny static binary the suite ships into its test images to assert from *inside*
+//! a container (crun's tests/init.c, youki's runtimetest). Every subcommand prints plain
+//! `key=value` or raw data on stdout; errors go to stderr with exit code 99.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+use std::{env, fs, process, thread};
+
+fn main() {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let Some(cmd) = args.first() else { fail("usage: probe SUBCOMMAND [ARGS]") };
+    let rest = &args[1..];
+    match cmd.as_str() {
+        "pid" => println!("pid={} ppid={}", process::id(), unsafe { libc::getppid() }),
+        "hostname" => println!("{}", read("/proc/sys/kernel/hostname").trim_end()),
+        "ls" => list(arg(rest, 0)),
+        "cat" => print!("{}", read(arg(rest, 0))),
+        "procs" => println!("{}", count_processes()),
+        "write" => write_file(arg(rest, 0), arg(rest, 1)),
+        "exit" => process::exit(num(arg(rest, 0)) as i32),
+        "kill" => kill_self(num(arg(rest, 0)) as i32),
+        "fault" => fault(arg(rest, 0)),
+        "sleep" => thread::sleep(Duration::from_secs_f64(float(arg(rest, 0)))),
+        "trap" => trap_and_wait(),
+        "alloc" => alloc(num(arg(rest, 0))),
+        "spin" => spin(float(arg(rest, 0)), num(arg(rest, 1)) as usize),
+        "forkbomb" => forkbomb(num(arg(rest, 0))),
+        "env" => env::vars().for_each(|(k, v)| println!("{k}={v}")),
+        "cwd" => println!("{}", env::current_dir().map(|p| p.display().to_string()).unwrap_or_default()),
+        "fds" => list("/proc/self/fd"),
+        "stdin" => copy_stdin(),
+        "stderr" => eprintln!("{}", arg(rest, 0)),
+        "echo" => println!("{}", rest.join(" ")),
+        _ => fail(&format!("unknown subcommand {cmd}")),
+    }
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("probe: {msg}");
+    process::exit(99)
+}
+
+fn arg(rest: &[String], i: usize) -> &str {
+    rest.get(i).map(String::as_str).unwrap_or_else(|| fail("missing argument"))
+}
+
+fn num(s: &str) -> u64 {
+    s.parse().unwrap_or_else(|_| fail(&format!("not a number: {s}")))
+}
+
+fn float(s: &str) -> f64 {
+    s.parse().unwrap_or_else(|_| fail(&format!("not a number: {s}")))
+}
+
+fn read(path: &str) -> String {
+    fs::read_to_string(path).unwrap_or_else(|e| fail(&format!("read {path}: {e}")))
+}
+
+fn list(dir: &str) {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap_or_else(|e| fail(&format!("read_dir {dir}: {e}")))
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    names.iter().for_each(|n| println!("{n}"));
+}
+
+fn count_processes() -> usize {
+    fs::read_dir("/proc")
+        .unwrap_or_else(|e| fail(&format!("read_dir /proc: {e}")))
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .count()
+}
+
+fn write_file(path: &str, content: &str) {
+    match fs::write(path, content) {
+        Ok(()) => println!("wrote {path}"),
+        Err(e) => {
+            // Report the errno so tests can tell EROFS from other failures.
+            eprintln!("probe: write {path}: errno={} {e}", e.raw_os_error().unwrap_or(0));
+            process::exit(98)
+        }
+    }
+}
+
+fn kill_self(sig: i32) {
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
+    }
+    // Still alive: as PID 1 of a namespace the kernel ignored a default-action signal.
+    eprintln!("probe: survived signal {sig}");
+    process::exit(96)
+}
+
+/// Die of a CPU fault: the kernel forces these signals even on a namespace's PID 1, so
+/// the runtime must report 128+N for a real signal death (no code of ours picks N).
+fn fault(kind: &str) {
+    unsafe {
+        match kind {
+            "segv" => std::ptr::write_volatile(std::ptr::null_mut::<u8>(), 1),
+            "ill" => std::arch::asm!("ud2"),
+            "trap" => std::arch::asm!("int3"),
+            "fpe" => std::arch::asm!("xor edx, edx", "xor eax, eax", "div ecx", in("ecx") 0u32, out("eax") _, out("edx") _),
+            _ => fail(&format!("unknown fault {kind}")),
+        }
+    }
+    eprintln!("probe: survived fault {kind}");
+    process::exit(96)
+}
+
+static mut CAUGHT: i32 = 0;
+
+extern "C" fn on_signal(sig: i32) {
+    unsafe { CAUGHT = sig };
+}
+
+/// Install handlers for the forwardable signals, say so, then wait; print which arrived.
+fn trap_and_wait() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1] {
+        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
+    }
+    println!("ready");
+    let _ = std::io::stdout().flush();
+    let start = Instant::now();
+    while unsafe { CAUGHT } == 0 && start.elapsed() < Duration::from_secs(60) {
+        unsafe { libc::pause() };
+    }
+    let sig = unsafe { CAUGHT };
+    println!("caught={sig}");
+    process::exit(if sig == 0 { 97 } else { 100 + sig })
+}
+
+/// Allocate and touch `mib` MiB, then report; an OOM kill ends us before the report.
+fn alloc(mib: u64) {
+    let mut chunks = Vec::new();
+    for _ in 0..mib {
+        let mut chunk = vec![0u8; 1 << 20];
+        for i in (0..chunk.len()).step_by(4096) {
+            chunk[i] = 1;
+        }
+        chunks.push(chunk);
+    }
+    println!("allocated={mib}");
+}
+
+/// Burn CPU on `threads` threads for `secs` seconds of wall time.
+fn spin(secs: f64, threads: usize) {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let workers: Vec<_> = (0..threads.max(1))
+        .map(|_| {
+            thread::spawn(move || {
+                let mut x = 0u64;
+                while Instant::now() < deadline {
+                    for i in 0..10_000u64 {
+                        x = x.wrapping_mul(31).wrapping_add(i);
+                    }
+                    std::hint::black_box(x);
+                }
+            })
+        })
+        .collect();
+    workers.into_iter().for_each(|w| {
+        let _ = w.join();
+    });
+    println!("spun={secs}");
+}
+
+/// Try to start `n` sleeping children; report how many forks succeeded and failed.
+fn forkbomb(n: u64) {
+    let (mut ok, mut failed) = (0, 0);
+    let mut children = Vec::new();
+    for _ in 0..n {
+        match unsafe { libc::fork() } {
+            0 => {
+                unsafe { libc::sleep(5) };
+                unsafe { libc::_exit(0) };
+            }
+            -1 => failed += 1,
+            pid => {
+                ok += 1;
+                children.push(pid);
+            }
+        }
+    }
+    println!("forked={ok} failed={failed}");
+    for pid in children {
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+    }
+}
+
+fn copy_stdin() {
+    let mut buf = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut buf);
+    let _ = std::io::stdout().write_all(&buf);
+}
