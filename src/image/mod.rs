@@ -19,8 +19,11 @@ pub fn pull(paths: &Paths, reference: &str) -> Result<Image> {
 
 /// The image for `run`: from the store, pulled first when missing.
 pub fn ensure(paths: &Paths, reference: &str) -> Result<Image> {
-    let _ = (paths, reference);
-    todo!("image::ensure")
+    let name = reference::store_name(reference)?;
+    match Image::open(&paths.root, &name) {
+        Err(crate::Error::ImageNotFound(_)) => pull(paths, reference),
+        found => found,
+    }
 }
 
 /// `devoxx-docker images`: one line per stored image (name, reference, digest, size).

@@ -29,3 +29,39 @@ pub struct Image {
     /// e.g. a rootfs placed by hand the workshop's way).
     pub config: ImageConfig,
 }
+
+impl Image {
+    /// Open a complete image `<root>/<name>`. The image config is optional so that a rootfs
+    /// placed by hand the workshop's way (`/fs/<name>/rootfs`) runs too.
+    pub fn open(root: &std::path::Path, name: &str) -> crate::Result<Image> {
+        let dir = root.join(name);
+        let rootfs = dir.join("rootfs");
+        if !rootfs.is_dir() {
+            return Err(crate::Error::ImageNotFound(name.to_owned()));
+        }
+        let config = match std::fs::read(dir.join("config.json")) {
+            Ok(bytes) => parse_runtime_config(&bytes)
+                .map_err(|e| crate::Error::Image(format!("{name}: bad config.json: {e}")))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ImageConfig::default(),
+            Err(e) => return Err(crate::Error::path("read", dir.join("config.json"), e)),
+        };
+        Ok(Image {
+            name: name.to_owned(),
+            dir,
+            rootfs,
+            config,
+        })
+    }
+}
+
+/// The `config` object of an OCI/Docker image config document.
+fn parse_runtime_config(bytes: &[u8]) -> serde_json::Result<ImageConfig> {
+    #[derive(serde::Deserialize)]
+    struct Document {
+        #[serde(default)]
+        config: Option<ImageConfig>,
+    }
+    Ok(serde_json::from_slice::<Document>(bytes)?
+        .config
+        .unwrap_or_default())
+}
