@@ -149,6 +149,7 @@ impl Child {
         }
         let mut deadline: Option<Instant> = None;
         let mut killed_by_runtime = false;
+        let mut stop_requested = false;
         loop {
             if let Some(status) = self.try_reap()? {
                 return Ok(Exit {
@@ -161,13 +162,15 @@ impl Child {
                 Ok(Some(Signal::SIGCHLD)) => {}
                 Ok(Some(signal)) => {
                     let stopping = matches!(signal, Signal::SIGINT | Signal::SIGTERM);
-                    if stopping && deadline.is_some() {
+                    if stopping && stop_requested {
                         killed_by_runtime = true;
                         let _ = kill(self.pid, Signal::SIGKILL);
                     } else {
                         let _ = kill(self.pid, signal);
                         if stopping {
-                            deadline = Some(Instant::now() + stop_timeout);
+                            stop_requested = true;
+                            // A timeout too large for the clock means "never".
+                            deadline = Instant::now().checked_add(stop_timeout);
                         }
                     }
                 }
