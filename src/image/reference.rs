@@ -188,7 +188,9 @@ fn validate_registry(host: &str) -> std::result::Result<(), String> {
         && h.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
         && !h.starts_with(['.', '-']);
-    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.parse::<u16>().is_ok());
+    let port_ok = port.map_or(true, |p| {
+        !p.is_empty() && p.len() <= 5 && p.parse::<u16>().is_ok()
+    });
     if host_ok && port_ok {
         Ok(())
     } else {
