@@ -771,3 +771,100 @@ fn pull_as_non_root_fails_cleanly() {
     assert_fails_cleanly(cmd.assert(), "root");
     assert_eq!(fs::read_dir(root.store()).unwrap().count(), 0);
 }
+
+#[test]
+fn disk_full_fails_cleanly_and_stores_nothing() {
+    need_root!();
+    let root = TestRoot::new();
+    let repo = format!("diskfull-{}", marker());
+    let layers = vec![base_layer().0.clone(), small_layer("f", &marker())];
+    push_image(
+        &repo,
+        "t",
+        &layers,
+        &image_config(&layers, "amd64", json!({})),
+        Flavour::Oci,
+    );
+    let mounts_before = common::host_mounts();
+    // A tiny tmpfs as the store, mounted in a private mount namespace: the host never sees it.
+    let script = r#"mount -t tmpfs -o size=512k devoxx-test-full "$1" || exit 99
+"$2" pull "$3"; rc=$?
+echo "entries:$(ls -A "$1" | tr '\n' ' ')"
+echo "staging:$(ls -A "$1/.staging" | grep -v '+lock$' | tr '\n' ' ')"
+exit $rc"#;
+    let out = std::process::Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .arg(root.store())
+        .arg(common::runtime())
+        .arg(registry().reference(&repo, "t"))
+        .env("DEVOXX_ROOT", root.store())
+        .output()
+        .expect("run unshare");
+    if out.status.code() == Some(99) {
+        skip!("cannot mount a tmpfs in a private mount namespace here");
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("devoxx-docker: ") && last.contains("No space left"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("entries:.staging \n"),
+        "only the staging area may exist: {stdout}"
+    );
+    assert!(
+        stdout.contains("staging:\n"),
+        "staging must be empty: {stdout}"
+    );
+    assert_eq!(
+        common::host_mounts(),
+        mounts_before,
+        "host mount table changed"
+    );
+}
+
+#[test]
+fn leftovers_of_an_interrupted_pull_are_reclaimed() {
+    need_root!();
+    let root = TestRoot::new();
+    let repo = format!("stale-{}", marker());
+    let layers = vec![small_layer("f", &marker())];
+    push_image(
+        &repo,
+        "t",
+        &layers,
+        &image_config(&layers, "amd64", json!({})),
+        Flavour::Oci,
+    );
+    let reference = registry().reference(&repo, "t");
+    root.cmd().args(["pull", &reference]).assert().success();
+    let name = image_dir(&root, &reference)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    // What a SIGKILLed pull leaves: a staging dir with a partial rootfs.
+    let stale = root.store().join(".staging").join(format!(
+        "{name}+{:016x}",
+        common::random_in(1..=u64::MAX - 1)
+    ));
+    fs::create_dir_all(stale.join("rootfs/half")).unwrap();
+    root.cmd().args(["pull", &reference]).assert().success();
+    assert!(!stale.exists(), "stale staging dir not reclaimed");
+    assert!(staging_leftovers(&root.store()).is_empty());
+}

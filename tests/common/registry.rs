@@ -268,7 +268,7 @@ impl LayerBuilder {
     }
 
     /// Every entry of a host directory (symlinks kept as symlinks).
-    pub fn from_dir(mut self, dir: &Path) -> Self {
+    pub fn tree(mut self, dir: &Path) -> Self {
         self.b.append_dir_all(".", dir).expect("append dir tree");
         self
     }
@@ -299,7 +299,7 @@ pub fn base_layer() -> &'static (Layer, BTreeMap<String, Node>, String) {
             .expect("tempdir");
         let rootfs = dir.path().join("rootfs");
         let marker = super::build_rootfs(&rootfs);
-        let layer = LayerBuilder::new().from_dir(&rootfs).build();
+        let layer = LayerBuilder::new().tree(&rootfs).build();
         (layer, snapshot(&rootfs), marker)
     })
 }
