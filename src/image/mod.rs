@@ -1,20 +1,47 @@
 //! Images: parse a reference, fetch it from a registry, unpack its layers safely, and keep it
 //! in the store at `<root>/<name>/{config.json,rootfs}`.
 
+pub mod progress;
 pub mod reference;
 pub mod registry;
 pub mod store;
 pub mod unpack;
 
+use std::io::{self, Read};
+use std::os::fd::AsFd;
+
+use sha2::{Digest, Sha256};
+
 use crate::config::Paths;
-use crate::Result;
+use crate::error::IoContext;
+use crate::{Error, Result};
+use reference::ImageRef;
+use registry::{Compression, Registry};
+use store::{ImageMeta, Staging};
 
 pub use store::{Image, ImageConfig};
 
 /// `devoxx-docker pull`: fetch the image unless the same digest is already stored.
+///
+/// Runs its own single-threaded tokio runtime and drops it before returning: `run` forks
+/// afterwards and must not inherit threads.
 pub fn pull(paths: &Paths, reference: &str) -> Result<Image> {
-    let _ = (paths, reference);
-    todo!("image::pull")
+    let r = ImageRef::parse(reference)?;
+    crate::require_root("pull")?;
+    let name = reference::name_for(&r);
+    store::prepare(paths)?;
+    let _lock = store::lock(paths, &name)?;
+    store::clean_stale(paths, &name);
+    if let Some(image) = present_at_pinned_digest(paths, &r, &name)? {
+        return Ok(image);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ctx(|| "start the download runtime")?;
+    let result = runtime.block_on(fetch(paths, &r, &name));
+    drop(runtime);
+    result
 }
 
 /// The image for `run`: from the store, pulled first when missing.
@@ -28,12 +55,239 @@ pub fn ensure(paths: &Paths, reference: &str) -> Result<Image> {
 
 /// `devoxx-docker images`: one line per stored image (name, reference, digest, size).
 pub fn print_images(paths: &Paths) -> Result<()> {
-    let _ = paths;
-    todo!("image::print_images")
+    let rows: Vec<[String; 4]> = store::list(&paths.root)?
+        .into_iter()
+        .map(|(name, meta)| match meta {
+            Some(m) => [name, m.reference, m.digest, human_size(m.size)],
+            None => {
+                let size = store::tree_size(&paths.root.join(&name).join("rootfs"));
+                [name, "-".into(), "-".into(), human_size(size)]
+            }
+        })
+        .collect();
+    let header = ["NAME", "REFERENCE", "DIGEST", "SIZE"].map(String::from);
+    let mut widths = [0usize; 4];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let line = format!(
+            "{:w0$}   {:w1$}   {:w2$}   {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    use std::io::Write;
+    io::stdout()
+        .write_all(out.as_bytes())
+        .ctx(|| "write to stdout")
 }
 
-/// `devoxx-docker rmi`: remove one stored image.
+/// `devoxx-docker rmi`: remove one stored image (by reference, or by its store name).
 pub fn remove(paths: &Paths, reference: &str) -> Result<()> {
-    let _ = (paths, reference);
-    todo!("image::remove")
+    crate::require_root("rmi")?;
+    let name = match ImageRef::parse(reference) {
+        Ok(r) if paths.root.join(reference::name_for(&r)).is_dir() => reference::name_for(&r),
+        _ if is_store_name(reference) && paths.root.join(reference).join("rootfs").is_dir() => {
+            reference.to_owned()
+        }
+        Ok(_) => return Err(Error::ImageNotFound(reference.to_owned())),
+        Err(e) => return Err(e),
+    };
+    store::prepare(paths)?;
+    let _lock = store::lock(paths, &name)?;
+    store::remove(paths, &name)?;
+    eprintln!("removed {name}");
+    Ok(())
+}
+
+/// A single path component the store could hold (as listed by `images`).
+fn is_store_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// A digest-pinned reference already stored at that digest needs no network at all.
+fn present_at_pinned_digest(paths: &Paths, r: &ImageRef, name: &str) -> Result<Option<Image>> {
+    let Some(digest) = &r.digest else {
+        return Ok(None);
+    };
+    let dir = paths.root.join(name);
+    match store::read_meta(&dir) {
+        Some(m) if &m.digest == digest && dir.join("rootfs").is_dir() => {
+            eprintln!("{}: up to date ({digest})", r.canonical());
+            Image::open(&paths.root, name).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+async fn fetch(paths: &Paths, r: &ImageRef, name: &str) -> Result<Image> {
+    let registry = Registry::new(r);
+    let resolved = registry.resolve(r.digest.as_deref()).await?;
+    let dir = paths.root.join(name);
+    if let Some(meta) = store::read_meta(&dir) {
+        if meta.digest == resolved.digest && dir.join("rootfs").is_dir() {
+            eprintln!("{}: up to date ({})", r.canonical(), resolved.digest);
+            return Image::open(&paths.root, name);
+        }
+    }
+    let config = registry.config(&resolved).await?;
+    let diff_ids = diff_ids(&config, resolved.layers.len())?;
+    let staging = Staging::new(paths, name)?;
+    let root = unpack::open_root(&staging.rootfs())?;
+    let mut bars = progress::Progress::new(&resolved.layers);
+    for (i, layer) in resolved.layers.iter().enumerate() {
+        let blob = staging.blob(i);
+        registry
+            .download(layer, &blob, |n| bars.downloaded(i, n))
+            .await?;
+        bars.extracting(i);
+        extract(root.as_fd(), &blob, layer.compression, &diff_ids[i])?;
+        std::fs::remove_file(&blob).map_err(|e| Error::path("remove", &blob, e))?;
+        bars.done(i);
+    }
+    drop(root);
+    let meta = ImageMeta {
+        reference: r.canonical(),
+        digest: resolved.digest.clone(),
+        manifest_digest: resolved.manifest_digest.clone(),
+        config_digest: resolved.config_digest.clone(),
+        layers: resolved.layers.iter().map(|l| l.digest.clone()).collect(),
+        size: store::tree_size(&staging.rootfs()),
+    };
+    commit(paths, name, staging, &config, &meta)?;
+    eprintln!("pulled {} as {name} ({})", meta.reference, meta.digest);
+    Image::open(&paths.root, name)
+}
+
+fn commit(
+    paths: &Paths,
+    name: &str,
+    staging: Staging,
+    config: &[u8],
+    meta: &ImageMeta,
+) -> Result<()> {
+    staging.write("config.json", config)?;
+    let meta_json = serde_json::to_vec_pretty(meta)
+        .map_err(|e| Error::Runtime(format!("encode image.json: {e}")))?;
+    staging.write(store::META_FILE, &meta_json)?;
+    staging.commit(paths, name)
+}
+
+/// The config's `rootfs.diff_ids`, one per layer.
+fn diff_ids(config: &[u8], layers: usize) -> Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Config {
+        rootfs: RootFs,
+    }
+    #[derive(serde::Deserialize)]
+    struct RootFs {
+        diff_ids: Vec<String>,
+    }
+    let c: Config = serde_json::from_slice(config)
+        .map_err(|e| Error::Image(format!("bad image config: {e}")))?;
+    if c.rootfs.diff_ids.len() != layers {
+        return Err(Error::Image(format!(
+            "image config lists {} diff_ids for {layers} layers",
+            c.rootfs.diff_ids.len()
+        )));
+    }
+    Ok(c.rootfs.diff_ids)
+}
+
+/// Decompress and apply one verified blob, then check the uncompressed stream's diff_id.
+fn extract(
+    root: std::os::fd::BorrowedFd<'_>,
+    blob: &std::path::Path,
+    compression: Compression,
+    diff_id: &str,
+) -> Result<()> {
+    let file = std::fs::File::open(blob).map_err(|e| Error::path("open", blob, e))?;
+    let file = io::BufReader::with_capacity(1 << 20, file);
+    let decompressed: Box<dyn Read> = match compression {
+        Compression::None => Box::new(file),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(file)
+                .map_err(|e| Error::Image(format!("zstd layer: {e}")))?,
+        ),
+    };
+    let mut hashing = HashingReader {
+        inner: decompressed,
+        hasher: Sha256::new(),
+    };
+    unpack::apply_layer(root, &mut hashing)?;
+    // The tar may end before the stream does (padding): hash every byte.
+    io::copy(&mut hashing, &mut io::sink())
+        .map_err(|e| Error::Image(format!("corrupt layer stream: {e}")))?;
+    let got = format!("sha256:{}", hex::encode(hashing.hasher.finalize()));
+    if got != diff_id {
+        return Err(Error::Image(format!(
+            "diff_id mismatch: layer unpacks to {got}, config says {diff_id}; nothing stored"
+        )));
+    }
+    Ok(())
+}
+
+/// Hashes everything read through it (the layer's diff_id).
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Sizes as docker prints them (SI units).
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{v:.1}{}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_docker() {
+        assert_eq!(human_size(512), "512B");
+        assert_eq!(human_size(4_210_000), "4.2MB");
+        assert_eq!(human_size(2_000_000_000), "2.0GB");
+    }
+
+    #[test]
+    fn diff_ids_must_match_layer_count() {
+        let c = br#"{"rootfs":{"type":"layers","diff_ids":["sha256:aa","sha256:bb"]}}"#;
+        assert_eq!(diff_ids(c, 2).unwrap().len(), 2);
+        assert!(diff_ids(c, 3).is_err());
+        assert!(diff_ids(b"{}", 0).is_err());
+    }
 }

@@ -1,1 +1,554 @@
 //! Registry client (oci-client): manifests, configs, blob streams, auth.
+//!
+//! We fetch manifests raw and parse them ourselves, so every byte is checked against the digest
+//! that named it (tag → manifest digest, index entry → platform manifest, manifest → config and
+//! layers). Blobs are streamed to a file while hashed; nothing is trusted before its digest
+//! matches.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::reference::ImageRef;
+use crate::error::IoContext;
+use crate::{Error, Result};
+
+/// Media types of image indexes (multi-platform).
+const INDEX_TYPES: [&str; 2] = [
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+/// Media types of single-platform image manifests.
+const MANIFEST_TYPES: [&str; 2] = [
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+/// Image config media types we can run.
+const CONFIG_TYPES: [&str; 2] = [
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+];
+/// Manifests and configs are small; anything bigger is hostile.
+const MAX_DOCUMENT: usize = 8 << 20;
+/// The platform an index resolves to (the runtime only runs linux/amd64 images).
+pub const PLATFORM: (&str, &str) = ("linux", "amd64");
+
+/// How a layer blob is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// One layer to fetch: its blob descriptor and how to decompress it.
+#[derive(Debug, Clone)]
+pub struct LayerRef {
+    pub digest: String,
+    pub size: u64,
+    pub compression: Compression,
+}
+
+/// What a reference resolved to.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// Digest of what the reference names (the index when there is one): the store's identity.
+    pub digest: String,
+    /// Digest of the linux/amd64 image manifest.
+    pub manifest_digest: String,
+    pub config_digest: String,
+    pub config_size: u64,
+    pub layers: Vec<LayerRef>,
+}
+
+/// A connection to one repository of one registry.
+pub struct Registry {
+    client: Client,
+    reference: Reference,
+    display: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Document {
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    schema_version: Option<i64>,
+    #[serde(default)]
+    manifests: Option<Vec<IndexEntry>>,
+    #[serde(default)]
+    config: Option<Descriptor>,
+    #[serde(default)]
+    layers: Option<Vec<Descriptor>>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+struct Descriptor {
+    media_type: String,
+    digest: String,
+    size: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IndexEntry {
+    #[serde(default)]
+    media_type: Option<String>,
+    digest: String,
+    #[serde(default)]
+    platform: Option<Platform>,
+}
+
+#[derive(Deserialize)]
+struct Platform {
+    os: String,
+    architecture: String,
+}
+
+impl Registry {
+    /// Plain HTTP for loopback registries and those in `DEVOXX_INSECURE_REGISTRIES`, HTTPS otherwise.
+    pub fn new(r: &ImageRef) -> Registry {
+        let reference = Reference::with_tag(
+            r.registry.clone(),
+            r.repository.clone(),
+            r.tag.clone().unwrap_or_else(|| "latest".into()),
+        );
+        let mut plain_http = insecure_registries();
+        if r.is_loopback_registry() {
+            plain_http.push(r.registry.clone());
+        }
+        let config = ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(plain_http),
+            connect_timeout: Some(Duration::from_secs(15)),
+            read_timeout: Some(Duration::from_secs(120)),
+            max_concurrent_download: 1,
+            ..Default::default()
+        };
+        Registry {
+            client: Client::new(config),
+            reference,
+            display: r.canonical(),
+        }
+    }
+
+    /// Reference → manifest digest, the linux/amd64 manifest, its config and layers, all verified.
+    pub async fn resolve(&self, pinned: Option<&str>) -> Result<Resolved> {
+        let (top, top_digest) = self
+            .manifest(
+                pinned.unwrap_or_else(|| self.reference.tag().unwrap_or("latest")),
+                pinned,
+            )
+            .await?;
+        let (manifest, manifest_digest) = match manifest_kind(&top)? {
+            Kind::Index => {
+                let entry = pick_platform(&top)?;
+                let (m, d) = self.manifest(&entry, Some(&entry)).await?;
+                if manifest_kind(&m)? != Kind::Manifest {
+                    return Err(Error::Image(format!(
+                        "{}: index entry {entry} is not an image manifest",
+                        self.display
+                    )));
+                }
+                (m, d)
+            }
+            Kind::Manifest => (top, top_digest.clone()),
+        };
+        self.describe(manifest, top_digest, manifest_digest)
+    }
+
+    fn describe(&self, m: Document, digest: String, manifest_digest: String) -> Result<Resolved> {
+        let config = m
+            .config
+            .ok_or_else(|| Error::Image(format!("{}: manifest has no config", self.display)))?;
+        if !CONFIG_TYPES.contains(&config.media_type.as_str()) {
+            return Err(Error::Image(format!(
+                "{}: unsupported media type {} (not a container image)",
+                self.display, config.media_type
+            )));
+        }
+        check_digest_syntax(&config.digest)?;
+        let mut layers = Vec::new();
+        for l in m.layers.unwrap_or_default() {
+            check_digest_syntax(&l.digest)?;
+            layers.push(LayerRef {
+                compression: compression_of(&l.media_type).ok_or_else(|| {
+                    Error::Image(format!(
+                        "{}: unsupported layer media type {}",
+                        self.display, l.media_type
+                    ))
+                })?,
+                digest: l.digest,
+                size: l.size,
+            });
+        }
+        Ok(Resolved {
+            digest,
+            manifest_digest,
+            config_digest: config.digest,
+            config_size: config.size,
+            layers,
+        })
+    }
+
+    /// Fetch one manifest by tag or digest; verify it against `expect` when given.
+    async fn manifest(
+        &self,
+        tag_or_digest: &str,
+        expect: Option<&str>,
+    ) -> Result<(Document, String)> {
+        let reference = if tag_or_digest.starts_with("sha256:") {
+            self.reference.clone_with_digest(tag_or_digest.to_owned())
+        } else {
+            self.reference.clone()
+        };
+        let accepted: Vec<&str> = INDEX_TYPES
+            .iter()
+            .chain(MANIFEST_TYPES.iter())
+            .copied()
+            .collect();
+        let (body, _) = self
+            .client
+            .pull_manifest_raw(&reference, &RegistryAuth::Anonymous, &accepted)
+            .await
+            .map_err(|e| self.registry_error(e))?;
+        if body.len() > MAX_DOCUMENT {
+            return Err(Error::Image(format!(
+                "{}: manifest too large",
+                self.display
+            )));
+        }
+        let digest = sha256_digest(&body);
+        if let Some(want) = expect {
+            if want != digest {
+                return Err(digest_mismatch(&self.display, "manifest", want, &digest));
+            }
+        }
+        let doc: Document = serde_json::from_slice(&body)
+            .map_err(|e| Error::Image(format!("{}: bad manifest: {e}", self.display)))?;
+        Ok((doc, digest))
+    }
+
+    /// The image config, verified against its digest and size.
+    pub async fn config(&self, resolved: &Resolved) -> Result<Vec<u8>> {
+        if resolved.config_size > MAX_DOCUMENT as u64 {
+            return Err(Error::Image(format!(
+                "{}: image config too large",
+                self.display
+            )));
+        }
+        let desc = descriptor(&resolved.config_digest, resolved.config_size);
+        let mut stream = self
+            .client
+            .pull_blob_stream(&self.reference, &desc)
+            .await
+            .map_err(|e| self.registry_error(e))?;
+        let mut body = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.stream_error(e))?;
+            if body.len() + chunk.len() > MAX_DOCUMENT {
+                return Err(Error::Image(format!(
+                    "{}: image config too large",
+                    self.display
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let got = sha256_digest(&body);
+        if got != resolved.config_digest {
+            return Err(digest_mismatch(
+                &self.display,
+                "config",
+                &resolved.config_digest,
+                &got,
+            ));
+        }
+        Ok(body)
+    }
+
+    /// Stream a layer blob into `dest` (never whole in memory), hashing as it goes; fails
+    /// unless size and digest match the manifest. `progress` gets the bytes written so far.
+    pub async fn download(
+        &self,
+        layer: &LayerRef,
+        dest: &Path,
+        mut progress: impl FnMut(u64),
+    ) -> Result<()> {
+        let desc = descriptor(&layer.digest, layer.size);
+        let mut stream = self
+            .client
+            .pull_blob_stream(&self.reference, &desc)
+            .await
+            .map_err(|e| self.registry_error(e))?;
+        let file = std::fs::File::create(dest).ctx(|| format!("create {}", dest.display()))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        let mut hasher = Sha256::new();
+        let mut written = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.stream_error(e))?;
+            written += chunk.len() as u64;
+            if written > layer.size {
+                return Err(digest_mismatch(
+                    &self.display,
+                    "layer",
+                    &layer.digest,
+                    "a longer blob",
+                ));
+            }
+            hasher.update(&chunk);
+            out.write_all(&chunk)
+                .ctx(|| format!("write {}", dest.display()))?;
+            progress(written);
+        }
+        out.flush().ctx(|| format!("write {}", dest.display()))?;
+        let got = format!("sha256:{}", hex::encode(hasher.finalize()));
+        if got != layer.digest || written != layer.size {
+            return Err(digest_mismatch(&self.display, "layer", &layer.digest, &got));
+        }
+        Ok(())
+    }
+
+    /// One line for the user: what went wrong talking to the registry.
+    fn registry_error(&self, e: OciDistributionError) -> Error {
+        let r = &self.display;
+        let host = self.reference.registry();
+        match e {
+            OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => {
+                Error::Registry(format!(
+                    "{r}: cannot reach registry {host}: {}",
+                    root_cause(&e)
+                ))
+            }
+            OciDistributionError::RequestError(e) => {
+                Error::Registry(format!("{r}: request to {host} failed: {}", root_cause(&e)))
+            }
+            OciDistributionError::ImageManifestNotFoundError(_) => {
+                Error::Registry(format!("{r}: image or tag not found"))
+            }
+            OciDistributionError::AuthenticationFailure(why) => Error::Registry(format!(
+                "{r}: authentication refused by {host}: {}",
+                one_line(&why)
+            )),
+            OciDistributionError::UnauthorizedError { .. } => Error::Registry(format!(
+                "{r}: access denied by {host} (image missing or private)"
+            )),
+            OciDistributionError::RegistryError { envelope, .. } => {
+                let codes: Vec<String> = envelope
+                    .errors
+                    .iter()
+                    .map(|e| format!("{:?}", e.code))
+                    .collect();
+                let msg: Vec<&str> = envelope.errors.iter().map(|e| e.message.as_str()).collect();
+                if codes.iter().any(|c| {
+                    matches!(
+                        c.as_str(),
+                        "ManifestUnknown" | "NameUnknown" | "NotFound" | "BlobUnknown"
+                    )
+                }) {
+                    Error::Registry(format!("{r}: image or tag not found ({})", msg.join("; ")))
+                } else if codes
+                    .iter()
+                    .any(|c| matches!(c.as_str(), "Unauthorized" | "Denied"))
+                {
+                    Error::Registry(format!("{r}: access denied by {host}: {}", msg.join("; ")))
+                } else {
+                    Error::Registry(format!("{r}: registry {host} refused: {}", msg.join("; ")))
+                }
+            }
+            OciDistributionError::ServerError { code: 404, .. } => {
+                Error::Registry(format!("{r}: image or tag not found"))
+            }
+            OciDistributionError::ServerError {
+                code: 401 | 403, ..
+            } => Error::Registry(format!("{r}: access denied by {host}")),
+            OciDistributionError::ServerError { code, message, .. } => Error::Registry(format!(
+                "{r}: registry {host} answered HTTP {code}: {}",
+                one_line(&message)
+            )),
+            OciDistributionError::DigestError(e) => {
+                Error::Image(format!("{r}: digest mismatch: {e}"))
+            }
+            other => Error::Registry(format!("{r}: {}", one_line(&other.to_string()))),
+        }
+    }
+
+    fn stream_error(&self, e: std::io::Error) -> Error {
+        let text = one_line(&e.to_string());
+        if text.to_lowercase().contains("digest") {
+            Error::Image(format!(
+                "{}: digest mismatch while downloading: {text}",
+                self.display
+            ))
+        } else {
+            Error::Registry(format!("{}: download interrupted: {text}", self.display))
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Kind {
+    Index,
+    Manifest,
+}
+
+fn manifest_kind(d: &Document) -> Result<Kind> {
+    match d.media_type.as_deref() {
+        Some(t) if INDEX_TYPES.contains(&t) => Ok(Kind::Index),
+        Some(t) if MANIFEST_TYPES.contains(&t) => Ok(Kind::Manifest),
+        Some(t) => Err(Error::Image(format!("unsupported media type {t}"))),
+        None if d.schema_version == Some(1) => Err(Error::Image(
+            "unsupported media type: docker schema 1 manifest".into(),
+        )),
+        None if d.manifests.is_some() => Ok(Kind::Index),
+        None if d.config.is_some() => Ok(Kind::Manifest),
+        None => Err(Error::Image("unsupported manifest (no media type)".into())),
+    }
+}
+
+/// The linux/amd64 entry of an index.
+fn pick_platform(index: &Document) -> Result<String> {
+    let entries = index.manifests.as_deref().unwrap_or_default();
+    entries
+        .iter()
+        .find(|e| {
+            e.platform
+                .as_ref()
+                .is_some_and(|p| p.os == PLATFORM.0 && p.architecture == PLATFORM.1)
+                && e.media_type
+                    .as_deref()
+                    .map_or(true, |t| MANIFEST_TYPES.contains(&t))
+        })
+        .map(|e| e.digest.clone())
+        .ok_or_else(|| {
+            Error::Image(format!(
+                "no {}/{} image in this index",
+                PLATFORM.0, PLATFORM.1
+            ))
+        })
+        .and_then(|d| check_digest_syntax(&d).map(|_| d))
+}
+
+fn compression_of(media_type: &str) -> Option<Compression> {
+    match media_type {
+        "application/vnd.oci.image.layer.v1.tar"
+        | "application/vnd.docker.image.rootfs.diff.tar" => Some(Compression::None),
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+        | "application/vnd.docker.image.rootfs.diff.tar.gzip" => Some(Compression::Gzip),
+        "application/vnd.oci.image.layer.v1.tar+zstd" => Some(Compression::Zstd),
+        _ => None,
+    }
+}
+
+fn check_digest_syntax(d: &str) -> Result<()> {
+    let ok = d.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Image(format!(
+            "unsupported digest {d:?} (only sha256)"
+        )))
+    }
+}
+
+fn descriptor(digest: &str, size: u64) -> OciDescriptor {
+    OciDescriptor {
+        digest: digest.to_owned(),
+        size: size as i64,
+        ..Default::default()
+    }
+}
+
+/// `sha256:<hex>` of a byte string.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+fn digest_mismatch(r: &str, what: &str, want: &str, got: &str) -> Error {
+    Error::Image(format!(
+        "{r}: digest mismatch for {what} {want} (got {got}); nothing stored"
+    ))
+}
+
+fn insecure_registries() -> Vec<String> {
+    std::env::var("DEVOXX_INSECURE_REGISTRIES")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    one_line(&cur.to_string())
+}
+
+fn one_line(s: &str) -> String {
+    let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.len() > 200 {
+        format!(
+            "{}...",
+            &s[..s.char_indices().nth(200).map_or(s.len(), |(i, _)| i)]
+        )
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(json: &str) -> Document {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn index_picks_linux_amd64() {
+        let a = format!("sha256:{}", "a".repeat(64));
+        let b = format!("sha256:{}", "b".repeat(64));
+        let index = doc(&format!(
+            r#"{{"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
+            {{"digest":"{a}","size":1,"platform":{{"os":"linux","architecture":"arm64"}}}},
+            {{"digest":"{b}","size":1,"platform":{{"os":"linux","architecture":"amd64"}}}}]}}"#
+        ));
+        assert_eq!(manifest_kind(&index).unwrap(), Kind::Index);
+        assert_eq!(pick_platform(&index).unwrap(), b);
+        let arm_only = doc(&format!(
+            r#"{{"manifests":[{{"digest":"{a}","size":1,"platform":{{"os":"linux","architecture":"arm64"}}}}]}}"#
+        ));
+        assert!(pick_platform(&arm_only).is_err());
+    }
+
+    #[test]
+    fn media_types() {
+        assert!(manifest_kind(&doc(r#"{"schemaVersion":1}"#)).is_err());
+        assert!(manifest_kind(&doc(r#"{"mediaType":"application/x-helm"}"#)).is_err());
+        assert_eq!(
+            compression_of("application/vnd.oci.image.layer.v1.tar+zstd"),
+            Some(Compression::Zstd)
+        );
+        assert_eq!(
+            compression_of("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"),
+            None
+        );
+    }
+}

@@ -1,6 +1,241 @@
-//! The on-disk store: `<root>/<name>/config.json` + `<root>/<name>/rootfs/`.
+//! The on-disk store: `<root>/<name>/config.json` + `<root>/<name>/rootfs/` + `image.json`.
+//!
+//! Atomicity: a pull builds `<root>/.staging/<name>+<random>/` and renames it into place
+//! (`RENAME_EXCHANGE` when replacing) only after every check passed, so no reader ever sees a
+//! half image. Pulls and removals of one name are serialised by `flock` on
+//! `<root>/.staging/<name>+lock`; `+` never occurs in a store name, so one name's staging
+//! entries can never be mistaken for another's.
 
-use std::path::PathBuf;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{FlockOperation, RenameFlags, CWD};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Paths;
+use crate::error::IoContext;
+use crate::{Error, Result};
+
+/// File beside `config.json` recording where the image came from, so a re-pull at the same
+/// digest downloads nothing and `images` can list it.
+pub const META_FILE: &str = "image.json";
+
+/// What `image.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImageMeta {
+    /// Normalised reference (`docker.io/library/alpine:latest`).
+    pub reference: String,
+    /// Digest of what the reference resolved to (the index when there is one).
+    pub digest: String,
+    /// Digest of the linux/amd64 image manifest.
+    pub manifest_digest: String,
+    /// Digest of the image config (`config.json`).
+    pub config_digest: String,
+    /// Layer blob digests, bottom first.
+    pub layers: Vec<String>,
+    /// Bytes used by the unpacked rootfs (hard links counted once).
+    pub size: u64,
+}
+
+/// Read `image.json` of a stored image; `None` for images placed by hand.
+pub fn read_meta(dir: &Path) -> Option<ImageMeta> {
+    let bytes = fs::read(dir.join(META_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Create the store and its staging area when missing.
+pub fn prepare(paths: &Paths) -> Result<()> {
+    fs::create_dir_all(&paths.root)
+        .ctx(|| format!("create image store {}", paths.root.display()))?;
+    let staging = paths.staging_dir();
+    match fs::DirBuilder::new().mode(0o700).create(&staging) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::path("create", staging, e)),
+    }
+}
+
+/// Exclusive hold on one store name (released when dropped, or when the process dies).
+pub struct NameLock {
+    _file: fs::File,
+}
+
+/// Wait for, then take, the lock on `name`.
+pub fn lock(paths: &Paths, name: &str) -> Result<NameLock> {
+    let path = paths.staging_dir().join(format!("{name}+lock"));
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::path("open lock", &path, e))?;
+    rustix::fs::flock(&file, FlockOperation::LockExclusive)
+        .map_err(|e| Error::path("lock", &path, e.into()))?;
+    Ok(NameLock { _file: file })
+}
+
+/// Remove what an interrupted pull of `name` left in staging (caller holds the name's lock).
+pub fn clean_stale(paths: &Paths, name: &str) {
+    let prefix = format!("{name}+");
+    let Ok(rd) = fs::read_dir(paths.staging_dir()) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let n = e.file_name();
+        let n = n.to_string_lossy();
+        if n.starts_with(&prefix) && !n.ends_with("+lock") {
+            let _ = remove_any(&e.path());
+        }
+    }
+}
+
+/// A pull in progress: removed on drop unless committed.
+pub struct Staging {
+    dir: PathBuf,
+    committed: bool,
+}
+
+impl Staging {
+    /// A fresh, private staging directory for `name`, with an empty `rootfs/` and `blobs/`.
+    pub fn new(paths: &Paths, name: &str) -> Result<Staging> {
+        let dir = paths
+            .staging_dir()
+            .join(format!("{name}+{:016x}", rand::random::<u64>()));
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| Error::path("create", &dir, e))?;
+        let staging = Staging {
+            dir,
+            committed: false,
+        };
+        for sub in ["rootfs", "blobs"] {
+            let p = staging.dir.join(sub);
+            fs::DirBuilder::new()
+                .mode(0o755)
+                .create(&p)
+                .map_err(|e| Error::path("create", &p, e))?;
+        }
+        Ok(staging)
+    }
+
+    /// The rootfs being built.
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+
+    /// Where a downloaded layer blob waits for extraction.
+    pub fn blob(&self, index: usize) -> PathBuf {
+        self.dir.join("blobs").join(index.to_string())
+    }
+
+    /// Write a file at the image's top level (`config.json`, `image.json`).
+    pub fn write(&self, file: &str, bytes: &[u8]) -> Result<()> {
+        let p = self.dir.join(file);
+        fs::write(&p, bytes).map_err(|e| Error::path("write", &p, e))
+    }
+
+    /// Make the staged image `<root>/<name>` in one rename (exchanging with a present one).
+    pub fn commit(mut self, paths: &Paths, name: &str) -> Result<()> {
+        let blobs = self.dir.join("blobs");
+        fs::remove_dir_all(&blobs).map_err(|e| Error::path("remove", &blobs, e))?;
+        sync_tree(&self.dir);
+        let target = paths.root.join(name);
+        match rustix::fs::renameat_with(CWD, &self.dir, CWD, &target, RenameFlags::NOREPLACE) {
+            Ok(()) => {
+                self.committed = true;
+                Ok(())
+            }
+            Err(rustix::io::Errno::EXIST) => {
+                rustix::fs::renameat_with(CWD, &self.dir, CWD, &target, RenameFlags::EXCHANGE)
+                    .map_err(|e| Error::path("replace", &target, e.into()))?;
+                // self.dir now holds the previous image; Drop removes it.
+                Ok(())
+            }
+            Err(e) => Err(Error::path("rename into", &target, e.into())),
+        }
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = remove_any(&self.dir);
+        }
+    }
+}
+
+/// Flush the staged image to disk before it becomes visible (best effort: `syncfs`).
+fn sync_tree(dir: &Path) {
+    if let Ok(f) = fs::File::open(dir) {
+        let _ = rustix::fs::syncfs(&f);
+    }
+}
+
+/// Remove a file or a whole directory tree (never following symlinks).
+fn remove_any(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(md) if md.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) => Err(e),
+    }
+}
+
+/// Bytes used by a tree, hard links counted once.
+pub fn tree_size(root: &Path) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&dir) else { continue };
+        for e in rd.flatten() {
+            let Ok(md) = e.metadata() else { continue };
+            if md.is_dir() {
+                stack.push(e.path());
+            } else if md.is_file() && (md.nlink() == 1 || seen.insert((md.dev(), md.ino()))) {
+                total += md.len();
+            }
+        }
+    }
+    total
+}
+
+/// Stored images, sorted by name: (name, metadata when pulled by us).
+pub fn list(root: &Path) -> Result<Vec<(String, Option<ImageMeta>)>> {
+    let rd = match fs::read_dir(root) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::path("read", root, e)),
+    };
+    let mut out: Vec<_> = rd
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let dir = e.path();
+            (!name.starts_with('.') && dir.join("rootfs").is_dir()).then(|| {
+                let meta = read_meta(&dir);
+                (name, meta)
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Take `<root>/<name>` out of the store: renamed away first (atomic), then deleted.
+pub fn remove(paths: &Paths, name: &str) -> Result<()> {
+    let target = paths.root.join(name);
+    let trash = paths
+        .staging_dir()
+        .join(format!("{name}+rm{:016x}", rand::random::<u64>()));
+    fs::rename(&target, &trash).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => Error::ImageNotFound(name.to_owned()),
+        _ => Error::path("remove", &target, e),
+    })?;
+    remove_any(&trash).map_err(|e| Error::path("remove", &trash, e))
+}
 
 /// What `run` needs from an image config (OCI image-spec `config` object).
 #[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
