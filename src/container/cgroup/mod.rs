@@ -255,6 +255,54 @@ mod tests {
         }
     }
 
+    /// The real thing on this host (root only): limits land in the kernel's files, a process
+    /// joins, drop kills it and removes every directory.
+    #[test]
+    fn host_cgroup_round_trip() {
+        let layout = layout::host();
+        if !nix::unistd::geteuid().is_root() || *layout == Layout::None {
+            eprintln!("SKIPPED host_cgroup_round_trip: needs root and a cgroup controller");
+            return;
+        }
+        let id = format!("unit-{}", rand::random::<u32>());
+        let limits = Limits::parse_with_cpus("64m", "0.25", Some("8"), 1).unwrap();
+        let cgroup = Cgroup::create(&id, &limits).unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        cgroup.add_process(child.id() as i32).unwrap();
+        let own = fs::read_to_string(format!("/proc/{}/cgroup", child.id())).unwrap();
+        assert!(own.contains(&format!("/devoxx-docker/{id}")), "{own}");
+        let read = |file: &str| {
+            cgroup
+                .paths()
+                .iter()
+                .find_map(|p| fs::read_to_string(p.join(file)).ok())
+                .map(|s| s.trim().to_owned())
+        };
+        match layout {
+            Layout::V2 { .. } => {
+                assert_eq!(read("memory.max").as_deref(), Some("67108864"));
+                assert_eq!(read("cpu.max").as_deref(), Some("25000 100000"));
+            }
+            _ => {
+                assert_eq!(read("memory.limit_in_bytes").as_deref(), Some("67108864"));
+                assert_eq!(read("cpu.cfs_quota_us").as_deref(), Some("25000"));
+            }
+        }
+        assert_eq!(read("pids.max").as_deref(), Some("8"));
+        assert!(!cgroup.oom_killed());
+        let paths = cgroup.paths();
+        drop(cgroup);
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "leftover killed");
+        for p in paths {
+            assert!(!p.exists(), "{} left behind", p.display());
+        }
+    }
+
     #[test]
     fn needed_follows_the_limits() {
         let limits = Limits::parse_with_cpus("0", "1", Some("3"), 2).unwrap();
