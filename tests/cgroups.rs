@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::cgroup::{
     assert_cgroup_gone, cgroup_parents, cpu_and_age, find_container, host_layout, is_v2, signal,
-    wait_finished, ContainerCgroup, Finished, V2_ROOT, V2_SKIP,
+    wait_catching, wait_finished, ContainerCgroup, Finished, V2_ROOT, V2_SKIP,
 };
 use common::{assert_no_leaks, host_mounts, is_root, marker, processes_with, random_in, TestRoot};
 use nix::sys::signal::Signal;
@@ -245,8 +245,11 @@ fn the_kernel_counts_the_oom_kill_in_the_containers_cgroup() {
     let mark = marker();
     // The allocator is a child here, so the container outlives its OOM kill and the test can
     // read the kernel's counters before the cgroup is removed.
-    let script =
-        format!("/bin/probe alloc {alloc}; echo alloc_status=$?; exec /bin/probe sleep 30 {mark}");
+    // The marker is split by empty quotes so only the sleeper, not the shell, carries it.
+    let (head, tail) = mark.split_at(mark.len() / 2);
+    let script = format!(
+        "/bin/probe alloc {alloc}; echo alloc_status=$?; exec /bin/probe trap {head}''{tail}"
+    );
     let opts = ["--stop-timeout", "1", "--memory", &limit.to_string()];
     let child = spawn(&root, &opts, &image, &["/bin/sh", "-c", &script]);
     let cg = find_container(&mark, FIND).expect("container found after the allocation");
@@ -255,8 +258,23 @@ fn the_kernel_counts_the_oom_kill_in_the_containers_cgroup() {
         "kernel OOM kill counter of {:?}",
         cg.dirs()
     );
-    assert!(cg.memory_limit_hits() >= 1, "the limit was hit");
+    let peak = cg.peak_memory();
+    assert!(
+        peak >= limit / 10 * 9,
+        "peak use {peak} reached the limit {limit}"
+    );
+    assert!(
+        peak <= limit,
+        "peak use {peak} never exceeded the limit {limit}"
+    );
+    // The trap catches SIGTERM and exits 115: the runtime must not blame this exit on the
+    // earlier OOM kill of a child.
+    assert!(
+        wait_catching(cg.pid, Signal::SIGTERM, FIND),
+        "probe trap ready"
+    );
     let done = stop_and_check(&root, child, Signal::SIGTERM, &cg, &mounts, &mark);
+    assert_eq!(done.status.code(), Some(100 + Signal::SIGTERM as i32));
     assert!(
         done.stdout.contains("alloc_status=137"),
         "stdout: {}",

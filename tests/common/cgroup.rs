@@ -218,15 +218,13 @@ impl ContainerCgroup {
         )
     }
 
-    /// How many times the limit was hit (v1 `memory.failcnt`, v2 `memory.events` max).
-    pub fn memory_limit_hits(&self) -> u64 {
-        match &self.v2 {
-            Some(_) => self.key(&None, "", "memory.events", "max"),
-            None => self
-                .read(&self.memory, "memory.failcnt", "")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0),
-        }
+    /// Peak memory use of the cgroup in bytes (v1 `memory.max_usage_in_bytes`, v2
+    /// `memory.peak`). Used to show the limit was reached: `memory.failcnt` is not reliable
+    /// (it stays 0 on recent kernels).
+    pub fn peak_memory(&self) -> u64 {
+        self.read(&self.memory, "memory.max_usage_in_bytes", "memory.peak")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
     }
 
     /// Periods in which the CPU quota throttled the cgroup.
@@ -284,6 +282,30 @@ fn clock_ticks() -> f64 {
         Ok(Some(n)) if n > 0 => n as f64,
         _ => 100.0,
     }
+}
+
+/// Wait until `pid` has a handler for `sig` (`SigCgt` in `/proc/<pid>/status`), so a signal
+/// sent next is caught rather than ignored by a PID 1 still starting up.
+pub fn wait_catching(pid: i32, sig: nix::sys::signal::Signal, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let bit = 1u64 << (sig as i32 - 1);
+    while Instant::now() < deadline {
+        let caught = fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                let hex = s
+                    .lines()
+                    .find_map(|l| l.strip_prefix("SigCgt:"))?
+                    .trim()
+                    .to_owned();
+                u64::from_str_radix(&hex, 16).ok()
+            });
+        if caught.is_some_and(|mask| mask & bit != 0) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
 }
 
 /// What a finished runtime left: exit status, stdout, stderr.
