@@ -51,8 +51,9 @@ impl Group {
         self.dirs().try_for_each(|d| d.add(pid))
     }
 
-    /// `memory.oom_control` counts OOM kills (`oom_kill`, kernel ≥ 4.13); older kernels only
-    /// have `memory.failcnt`, which says the limit was hit (we are asked after a SIGKILL).
+    /// `memory.oom_control` counts OOM kills (`oom_kill`, kernel ≥ 4.13). Kernels without that
+    /// key only have `memory.failcnt` (the limit was hit; we are asked after a SIGKILL). Recent
+    /// kernels leave failcnt at 0, so it is only a fallback.
     pub fn oom_killed(&self) -> bool {
         let Some(memory) = self.dir_of(Controller::Memory) else {
             return false;
