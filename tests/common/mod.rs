@@ -266,3 +266,4 @@ pub fn assert_no_leaks(root: &TestRoot, mounts_before: &str, marker: &str) {
     assert!(left.is_empty(), "container state left behind: {left:?}");
 }
 pub mod registry;
+pub mod cgroup;

@@ -1,1 +1,269 @@
-//! cgroup v1 / hybrid backend: memory and cpu hierarchies.
+//! cgroup v1 / hybrid backend: one `devoxx-docker/<id>` directory per hierarchy (memory, cpu,
+//! pids), each carrying that controller's limit; the process joins all of them.
+
+use std::path::PathBuf;
+
+use super::dir::CgroupDir;
+use super::layout::{Controller, PARENT};
+use super::{ensure_parent, needed, require, warn_not_removed, Limits};
+use crate::Result;
+
+/// A container's v1 cgroups, one per hierarchy; removed (after killing leftovers) on drop.
+#[derive(Debug)]
+pub struct Group {
+    dirs: Vec<(Controller, CgroupDir)>,
+}
+
+impl Group {
+    /// Create `devoxx-docker/<id>` in every hierarchy found and apply `limits`.
+    pub fn create(
+        hierarchies: &[(Controller, PathBuf)],
+        id: &str,
+        limits: &Limits,
+    ) -> Result<Group> {
+        let available: Vec<Controller> = hierarchies.iter().map(|(c, _)| *c).collect();
+        require(&available, &needed(limits), "the cgroup v1 hierarchies")?;
+        // Built one directory at a time, so a failure drops (removes) exactly what exists.
+        let mut group = Group { dirs: Vec::new() };
+        for (controller, mount) in hierarchies {
+            let parent = ensure_parent(&mount.join(PARENT))?;
+            let dir = CgroupDir::create(parent.path().join(id))?;
+            group.dirs.push((*controller, dir));
+        }
+        group.apply_limits(limits)?;
+        Ok(group)
+    }
+
+    /// The directories, for messages and host-side inspection.
+    pub fn dirs(&self) -> impl Iterator<Item = &CgroupDir> {
+        self.dirs.iter().map(|(_, d)| d)
+    }
+
+    fn dir_of(&self, controller: Controller) -> Option<&CgroupDir> {
+        self.dirs
+            .iter()
+            .find(|(c, _)| *c == controller)
+            .map(|(_, d)| d)
+    }
+
+    /// Move `pid` into the cgroup of every hierarchy.
+    pub fn add_process(&self, pid: i32) -> Result<()> {
+        self.dirs().try_for_each(|d| d.add(pid))
+    }
+
+    /// `memory.oom_control` counts OOM kills (`oom_kill`, kernel ≥ 4.13). Kernels without that
+    /// key only have `memory.failcnt` (the limit was hit; we are asked after a SIGKILL). Recent
+    /// kernels leave failcnt at 0, so it is only a fallback.
+    pub fn oom_killed(&self) -> bool {
+        let Some(memory) = self.dir_of(Controller::Memory) else {
+            return false;
+        };
+        match memory.read_key("memory.oom_control", "oom_kill") {
+            Some(kills) => kills > 0,
+            None => memory.read_number("memory.failcnt").is_some_and(|n| n > 0),
+        }
+    }
+
+    /// `memory.limit_in_bytes` (then `memory.memsw.limit_in_bytes`, when swap accounting
+    /// exists, to the same value: no dodging through swap), `cpu.cfs_period_us` then
+    /// `cpu.cfs_quota_us`, `pids.max`.
+    pub fn apply_limits(&self, limits: &Limits) -> Result<()> {
+        if let (Some(bytes), Some(dir)) = (limits.memory, self.dir_of(Controller::Memory)) {
+            dir.write("memory.limit_in_bytes", &bytes.to_string())?;
+            if dir.has("memory.memsw.limit_in_bytes") {
+                dir.write("memory.memsw.limit_in_bytes", &bytes.to_string())?;
+            }
+        }
+        if let (Some(cpu), Some(dir)) = (limits.cpu, self.dir_of(Controller::Cpu)) {
+            dir.write("cpu.cfs_period_us", &cpu.period.to_string())?;
+            dir.write("cpu.cfs_quota_us", &cpu.quota.to_string())?;
+        }
+        if let (Some(pids), Some(dir)) = (limits.pids, self.dir_of(Controller::Pids)) {
+            dir.write("pids.max", &pids.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        for (_, dir) in self.dirs.iter().rev() {
+            if let Err(e) = dir.remove() {
+                warn_not_removed(dir.path(), &e);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::cgroup::CpuMax;
+    use crate::Error;
+    use std::fs;
+
+    /// Fixture hierarchies: a dir per controller with the files the kernel would create.
+    fn fixture() -> (tempfile::TempDir, Group) {
+        let tmp = tempfile::tempdir().unwrap();
+        let files: &[(Controller, &[(&str, &str)])] = &[
+            (
+                Controller::Memory,
+                &[
+                    ("memory.limit_in_bytes", "9223372036854771712\n"),
+                    ("memory.memsw.limit_in_bytes", "9223372036854771712\n"),
+                    (
+                        "memory.oom_control",
+                        "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
+                    ),
+                    ("memory.failcnt", "0\n"),
+                ],
+            ),
+            (
+                Controller::Cpu,
+                &[
+                    ("cpu.cfs_period_us", "100000\n"),
+                    ("cpu.cfs_quota_us", "-1\n"),
+                ],
+            ),
+            (Controller::Pids, &[("pids.max", "max\n")]),
+        ];
+        let mut dirs = Vec::new();
+        for (controller, content) in files {
+            let path = tmp.path().join(controller.name());
+            fs::create_dir(&path).unwrap();
+            for (name, text) in *content {
+                fs::write(path.join(name), text).unwrap();
+            }
+            dirs.push((*controller, CgroupDir::new(path)));
+        }
+        (tmp, Group { dirs })
+    }
+
+    fn read(group: &Group, c: Controller, file: &str) -> String {
+        group.dir_of(c).unwrap().read(file).unwrap()
+    }
+
+    #[test]
+    fn all_limits_are_written() {
+        let (_tmp, group) = fixture();
+        let limits = Limits {
+            memory: Some(52_428_800),
+            cpu: Some(CpuMax {
+                quota: 25_000,
+                period: 100_000,
+            }),
+            pids: Some(7),
+        };
+        group.apply_limits(&limits).unwrap();
+        assert_eq!(
+            read(&group, Controller::Memory, "memory.limit_in_bytes"),
+            "52428800"
+        );
+        assert_eq!(
+            read(&group, Controller::Memory, "memory.memsw.limit_in_bytes"),
+            "52428800"
+        );
+        assert_eq!(read(&group, Controller::Cpu, "cpu.cfs_period_us"), "100000");
+        assert_eq!(read(&group, Controller::Cpu, "cpu.cfs_quota_us"), "25000");
+        assert_eq!(read(&group, Controller::Pids, "pids.max"), "7");
+        std::mem::forget(group);
+    }
+
+    #[test]
+    fn unlimited_leaves_kernel_defaults() {
+        let (_tmp, group) = fixture();
+        group.apply_limits(&Limits::default()).unwrap();
+        assert_eq!(read(&group, Controller::Cpu, "cpu.cfs_quota_us"), "-1\n");
+        assert_eq!(read(&group, Controller::Pids, "pids.max"), "max\n");
+        assert_eq!(
+            read(&group, Controller::Memory, "memory.limit_in_bytes"),
+            "9223372036854771712\n"
+        );
+        std::mem::forget(group);
+    }
+
+    #[test]
+    fn memsw_only_when_the_kernel_has_it() {
+        let (tmp, group) = fixture();
+        fs::remove_file(tmp.path().join("memory/memory.memsw.limit_in_bytes")).unwrap();
+        let limits = Limits {
+            memory: Some(10 << 20),
+            ..Limits::default()
+        };
+        group.apply_limits(&limits).unwrap();
+        assert_eq!(
+            read(&group, Controller::Memory, "memory.limit_in_bytes"),
+            "10485760"
+        );
+        assert!(!tmp
+            .path()
+            .join("memory/memory.memsw.limit_in_bytes")
+            .exists());
+        std::mem::forget(group);
+    }
+
+    #[test]
+    fn oom_kill_counter_then_failcnt() {
+        let (tmp, group) = fixture();
+        assert!(!group.oom_killed());
+        let oom = tmp.path().join("memory/memory.oom_control");
+        fs::write(&oom, "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n").unwrap();
+        assert!(group.oom_killed());
+        fs::write(&oom, "oom_kill_disable 0\nunder_oom 0\n").unwrap();
+        assert!(!group.oom_killed());
+        fs::write(tmp.path().join("memory/memory.failcnt"), "17\n").unwrap();
+        assert!(group.oom_killed());
+        std::mem::forget(group);
+    }
+
+    #[test]
+    fn create_in_hierarchies_then_drop_removes_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let hierarchies: Vec<(Controller, PathBuf)> = [Controller::Memory, Controller::Cpu]
+            .into_iter()
+            .map(|c| (c, tmp.path().join(c.name())))
+            .collect();
+        for (_, mount) in &hierarchies {
+            fs::create_dir(mount).unwrap();
+        }
+        let group = Group::create(&hierarchies, "c0ffee", &Limits::default()).unwrap();
+        for (_, mount) in &hierarchies {
+            assert!(mount.join(PARENT).join("c0ffee").is_dir());
+        }
+        drop(group);
+        for (_, mount) in &hierarchies {
+            assert!(!mount.join(PARENT).join("c0ffee").exists());
+            assert!(mount.join(PARENT).is_dir(), "the shared parent stays");
+        }
+    }
+
+    #[test]
+    fn failed_limit_write_removes_what_was_created() {
+        let tmp = tempfile::tempdir().unwrap();
+        let hierarchies = vec![(Controller::Memory, tmp.path().to_owned())];
+        let limits = Limits {
+            memory: Some(64 << 20),
+            ..Limits::default()
+        };
+        // A plain directory has no memory.limit_in_bytes: the write fails, the dir goes.
+        let err = Group::create(&hierarchies, "dead", &limits).unwrap_err();
+        assert!(err.to_string().contains("memory.limit_in_bytes"), "{err}");
+        assert!(!tmp.path().join(PARENT).join("dead").exists());
+    }
+
+    #[test]
+    fn missing_hierarchy_for_a_limit_is_a_host_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let hierarchies = vec![(Controller::Memory, tmp.path().to_owned())];
+        let limits = Limits {
+            cpu: Some(CpuMax {
+                quota: 50_000,
+                period: 100_000,
+            }),
+            ..Limits::default()
+        };
+        let err = Group::create(&hierarchies, "x", &limits).unwrap_err();
+        assert!(matches!(err, Error::Host(_)), "{err:?}");
+        assert!(err.to_string().contains("--cpus"), "{err}");
+    }
+}
