@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::volume::{host_dir, host_entries_named, mount_points_of, spec, tree_digest};
-use common::{assert_no_leaks, host_mounts, is_root, marker, processes_with, TestRoot};
+use common::{assert_no_leaks, host_mounts, is_root, marker, processes_with, random_in, TestRoot};
 use rstest::rstest;
 
 /// A test root with the standard image, plus what must hold after every run.
@@ -386,4 +386,65 @@ fn demo_relative_volume_path() {
         format!("{content}\n")
     );
     s.assert_clean(&content);
+}
+
+#[test]
+fn failing_and_oom_killed_commands_leave_no_mount() {
+    require_root!();
+    let s = Setup::new();
+    let (dir, volume, mark) = (host_dir(&s.root), format!("v{}", marker()), marker());
+    let code = random_in(1..=90).to_string();
+    let specs = [spec(&dir, "/data", None), format!("{volume}:/named:ro")];
+    s.run(
+        &specs,
+        &["sh", "-c", &format!("echo {mark} > /data/f; exit {code}")],
+    )
+    .code(code.parse::<i32>().unwrap());
+    assert_eq!(
+        fs::read_to_string(dir.join("f")).unwrap(),
+        format!("{mark}\n")
+    );
+    let mut c = s.root.cmd();
+    c.args([
+        "run", "-m", "32m", "-v", &specs[0], "-v", &specs[1], &s.image,
+    ])
+    .args(["probe", "alloc", "256", &mark])
+    .assert()
+    .code(137);
+    s.assert_clean(&mark);
+}
+
+#[test]
+fn refusal_inside_the_container_setup_is_clean() {
+    require_root!();
+    let root = TestRoot::new();
+    let (image, _) = root.install_image(serde_json::json!({"Cmd": ["/bin/sh"]}));
+    let missing = marker();
+    symlink(
+        format!("/{missing}/deeper"),
+        root.store().join(&image).join("rootfs/dangling"),
+    )
+    .unwrap();
+    fs::write(root.store().join(&image).join("rootfs/etc/plain"), "").unwrap();
+    let s = Setup::with_image(root, image);
+    let (dir, mark) = (host_dir(&s.root), marker());
+    for target in ["/dangling/x", "/etc/plain"] {
+        let out = s
+            .run(
+                &[spec(&dir, target, None)],
+                &["probe", "write", "/x", &mark],
+            )
+            .code(125)
+            .get_output()
+            .clone();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with("devoxx-docker:") && stderr.contains(target),
+            "{stderr}"
+        );
+    }
+    assert!(host_entries_named(&missing).is_empty());
+    assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+    s.assert_clean(&mark);
 }

@@ -356,6 +356,12 @@ fn create_entry(
             target.display(),
             at.display()
         ))),
+        Err(Errno::ROFS) => Err(Error::Runtime(format!(
+            "volume target {}: cannot create /{} on a read-only file system (inside a read-only \
+             volume?): create it in that volume's source first",
+            target.display(),
+            at.display()
+        ))),
         Err(e) => Err(Error::path("create volume mount point", target, e.into())),
     }
 }
