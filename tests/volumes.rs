@@ -273,6 +273,8 @@ fn hostile_symlinks_in_the_image_cannot_move_a_mount_outside_the_root() {
 #[case::root_destination("SRC:/")]
 #[case::dotdot_destination("SRC:/data/../etc")]
 #[case::dot_destination("SRC:/./data")]
+#[case::under_dev("SRC:/dev/NAME")]
+#[case::under_proc("SRC:/proc")]
 #[case::missing_host_path("./MISSING:/data")]
 #[case::missing_absolute_host_path("/MISSING:/data")]
 #[case::bad_volume_name("NAME/sub:/data")]

@@ -167,7 +167,10 @@ fn host_source(spec: &str, src: &str) -> Result<PathBuf> {
     })
 }
 
-/// DST must be absolute, not `/`, with no `.`/`..` component; repeated and trailing slashes are
+/// Mounted fresh by the runtime after the volumes, so a volume under them would be hidden.
+const RUNTIME_MOUNTS: [&str; 3] = ["/proc", "/sys", "/dev"];
+
+/// DST must be absolute, not `/`, not under [`RUNTIME_MOUNTS`], with no `.`/`..` component; repeated and trailing slashes are
 /// normalised away so `/data` and `/data/` count as the same target.
 fn parse_target(dst: &str) -> std::result::Result<PathBuf, String> {
     if !dst.starts_with('/') {
@@ -183,6 +186,13 @@ fn parse_target(dst: &str) -> std::result::Result<PathBuf, String> {
     }
     if clean == Path::new("/") {
         return Err("destination must not be /".into());
+    }
+    if let Some(top) = RUNTIME_MOUNTS.iter().find(|top| clean.starts_with(top)) {
+        return Err(format!(
+            "destination {} is under {top}, which the runtime mounts itself (a volume there \
+             would be hidden)",
+            clean.display()
+        ));
     }
     Ok(clean)
 }
