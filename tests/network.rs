@@ -302,3 +302,42 @@ fn nat_rule_of_a_killed_runtime_is_reclaimed_by_the_next_run() {
     assert_eq!(dx_veths(), veths_before, "stale veth not reclaimed");
     assert_no_leaks(&root, &mounts, &mark);
 }
+
+#[test]
+#[serial(bridge)]
+fn concurrent_bridge_containers_get_distinct_addresses() {
+    require_bridge_host!();
+    let _forwarding = ForwardingRestorer::capture();
+    let root = TestRoot::new();
+    let img = image(&root);
+    let (mounts, veths_before, rules_before, mark) =
+        (host_mounts(), dx_veths(), nat_rules(), marker());
+    // Both start together and stay up 2 s, so their allocations overlap.
+    let script = format!("ip -4 -o addr show dev eth0; sleep 2 # {mark}");
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            root.std_cmd()
+                .args(["run", "--network", "bridge", &img, "sh", "-c", &script])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let addresses: BTreeSet<String> = runs
+        .into_iter()
+        .map(|r| {
+            let out = r.wait_with_output().unwrap();
+            assert!(out.status.success());
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let inet = text.split_whitespace().skip_while(|w| *w != "inet").nth(1);
+            inet.expect("an inet address").to_owned()
+        })
+        .collect();
+    assert_eq!(addresses.len(), 2, "same address twice: {addresses:?}");
+    assert!(addresses
+        .iter()
+        .all(|a| a.starts_with("10.88.") && a.ends_with("/16")));
+    assert_eq!(dx_veths(), veths_before);
+    assert_eq!(nat_rules(), rules_before);
+    assert_no_leaks(&root, &mounts, &mark);
+}
