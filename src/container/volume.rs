@@ -33,6 +33,7 @@ pub struct Volume {
     pub source: PathBuf,
     /// Absolute path inside the container.
     pub target: PathBuf,
+    /// `:ro`: the bind and all its submounts are read-only inside (writes fail with EROFS).
     pub read_only: bool,
 }
 
