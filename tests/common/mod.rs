@@ -267,3 +267,4 @@ pub fn assert_no_leaks(root: &TestRoot, mounts_before: &str, marker: &str) {
 }
 pub mod registry;
 pub mod cgroup;
+pub mod volume;

@@ -1,0 +1,343 @@
+//! `run --network host|none|bridge`, through the CLI only. Bridge tests only ever talk to
+//! 10.88.0.1 (the host's bridge address) from inside a container, use a random port and
+//! payload, and check that no `dx*` veth and no NAT rule of the container survives it. The
+//! bridge `devoxx0` and the empty nftables table persist by design (like docker0); IPv4
+//! forwarding, which the runtime turns on for NAT, is put back as the test found it.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{assert_no_leaks, host_mounts, is_root, marker, processes_with, random_in, TestRoot};
+use serial_test::serial;
+
+const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 1);
+const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+
+fn image(root: &TestRoot) -> String {
+    root.install_image(serde_json::json!({"Cmd": ["/bin/sh"]}))
+        .0
+}
+
+/// Interface names listed in a `/proc/net/dev` text.
+fn interfaces(net_dev: &str) -> BTreeSet<String> {
+    net_dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_once(':').map(|(name, _)| name.trim().to_owned()))
+        .collect()
+}
+
+/// Host veths whose name starts with `dx`, with their alias (the runtime tags them).
+fn dx_veths() -> BTreeSet<(String, String)> {
+    fs::read_dir("/sys/class/net")
+        .expect("read /sys/class/net")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("dx"))
+        .map(|n| {
+            let alias =
+                fs::read_to_string(format!("/sys/class/net/{n}/ifalias")).unwrap_or_default();
+            (n, alias.trim().to_owned())
+        })
+        .collect()
+}
+
+/// Rule lines of the runtime's nftables table (empty when the table does not exist).
+fn nat_rules() -> Vec<String> {
+    let out = Command::new("nft")
+        .args(["list", "table", "ip", "devoxx-docker"])
+        .output()
+        .expect("run nft");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("masquerade"))
+        .map(|l| l.trim().to_owned())
+        .collect()
+}
+
+fn have_tool(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// Puts IPv4 forwarding back as found when the test ends, however it ends.
+struct ForwardingRestorer(String);
+
+impl ForwardingRestorer {
+    fn capture() -> Self {
+        ForwardingRestorer(fs::read_to_string(IP_FORWARD).expect("read ip_forward"))
+    }
+}
+
+impl Drop for ForwardingRestorer {
+    fn drop(&mut self) {
+        let _ = fs::write(IP_FORWARD, self.0.trim());
+    }
+}
+
+macro_rules! require_bridge_host {
+    () => {
+        if !is_root() {
+            skip!("needs root (network namespaces, veth, nftables)");
+        }
+        if !have_tool("ip") || !have_tool("nft") {
+            skip!("bridge mode needs the ip (iproute2) and nft (nftables) commands");
+        }
+    };
+}
+
+#[test]
+fn none_has_only_loopback_and_it_is_up() {
+    if !is_root() {
+        skip!("needs root (network namespaces)");
+    }
+    let root = TestRoot::new();
+    let img = image(&root);
+    let (mounts, mark) = (host_mounts(), marker());
+    let out = root
+        .cmd()
+        .args(["run", "--network", "none", &img, "sh", "-c"])
+        .arg(format!(
+            "probe cat /proc/net/dev; ip -o link show lo # {mark}"
+        ))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8_lossy(&out);
+    let (net_dev, link) = out.split_at(out.find("1: lo").expect("ip link output"));
+    assert_eq!(interfaces(net_dev), BTreeSet::from(["lo".to_owned()]));
+    assert!(link.contains(",UP"), "loopback is down: {link}");
+    assert_no_leaks(&root, &mounts, &mark);
+}
+
+#[test]
+#[serial(bridge)] // bridge tests add and remove host veths
+fn host_shares_the_host_interfaces() {
+    if !is_root() {
+        skip!("needs root");
+    }
+    let root = TestRoot::new();
+    let img = image(&root);
+    let (mounts, mark) = (host_mounts(), marker());
+    let out = root
+        .cmd()
+        .args([
+            "run",
+            "--network",
+            "host",
+            &img,
+            "probe",
+            "cat",
+            "/proc/net/dev",
+            &mark,
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let host = interfaces(&fs::read_to_string("/proc/net/dev").unwrap());
+    assert_eq!(interfaces(&String::from_utf8_lossy(&out)), host);
+    assert_no_leaks(&root, &mounts, &mark);
+}
+
+#[test]
+fn unknown_network_mode_is_a_usage_error() {
+    let root = TestRoot::new();
+    let mode = marker();
+    let out = root
+        .cmd()
+        .args(["run", "--network", &mode, "img-none", "true"])
+        .assert()
+        .code(125)
+        .get_output()
+        .stderr
+        .clone();
+    let stderr = String::from_utf8_lossy(&out);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("devoxx-docker:") && stderr.contains(&mode),
+        "{stderr}"
+    );
+}
+
+/// Bind the test's listener on the bridge address once the runtime has created it.
+fn listen_on_bridge(port: u16, deadline: Instant) -> TcpListener {
+    loop {
+        match TcpListener::bind(SocketAddrV4::new(GATEWAY, port)) {
+            Ok(listener) => return listener,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "bridge address never appeared: {e}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+#[test]
+#[serial(bridge)]
+fn bridge_reaches_the_host_and_leaves_no_veth_or_nat_rule() {
+    require_bridge_host!();
+    let _forwarding = ForwardingRestorer::capture();
+    let root = TestRoot::new();
+    let img = image(&root);
+    let (mounts, veths_before, rules_before) = (host_mounts(), dx_veths(), nat_rules());
+    let (payload, port) = (marker(), random_in(20000..=60000) as u16);
+    let script = format!(
+        "ip -4 -o addr show dev eth0; ip route; \
+         for i in $(seq 200); do echo {payload} | nc {GATEWAY} {port} && exit 0; sleep 0.1; done; exit 1"
+    );
+    let runtime = root
+        .std_cmd()
+        .args(["run", "--network", "bridge", &img, "sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let listener = listen_on_bridge(port, Instant::now() + Duration::from_secs(20));
+    let (mut conn, peer) = listener.accept().unwrap();
+    let mut received = String::new();
+    conn.read_to_string(&mut received).unwrap();
+    assert_eq!(received.trim(), payload);
+    let peer_ip = peer.ip().to_string();
+    assert!(
+        peer_ip.starts_with("10.88.") && peer_ip != GATEWAY.to_string(),
+        "{peer}"
+    );
+    // While the container lives: its tagged veth and its NAT rule exist (so the checks
+    // below can see a leak).
+    let veths_during = dx_veths();
+    let new_veth: Vec<_> = veths_during.difference(&veths_before).collect();
+    assert!(
+        new_veth.len() == 1 && new_veth[0].1.ends_with(&peer_ip),
+        "veths while running: {veths_during:?}"
+    );
+    assert!(
+        nat_rules()
+            .iter()
+            .any(|r| r.contains(&format!("saddr {peer_ip} "))),
+        "no NAT rule for {peer_ip}: {:?}",
+        nat_rules()
+    );
+    drop(conn);
+    let out = runtime.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&format!("inet {peer_ip}/16")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("default via {GATEWAY}")),
+        "{stdout}"
+    );
+    assert_eq!(dx_veths(), veths_before, "veth left behind");
+    assert_eq!(nat_rules(), rules_before, "NAT rule left behind");
+    assert_no_leaks(&root, &mounts, &payload);
+}
+
+#[test]
+#[serial(bridge)]
+fn nat_rule_of_a_killed_runtime_is_reclaimed_by_the_next_run() {
+    require_bridge_host!();
+    let _forwarding = ForwardingRestorer::capture();
+    let root = TestRoot::new();
+    let img = image(&root);
+    let (mounts, veths_before, rules_before, mark) =
+        (host_mounts(), dx_veths(), nat_rules(), marker());
+    let mut runtime = root
+        .std_cmd()
+        .args([
+            "run",
+            "--network",
+            "bridge",
+            &img,
+            "probe",
+            "sleep",
+            "60",
+            &mark,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while nat_rules().len() == rules_before.len() {
+        assert!(
+            Instant::now() < deadline,
+            "the bridge container never got its NAT rule"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    runtime.kill().unwrap(); // SIGKILL: no cleanup code runs
+    runtime.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_with(&mark).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "container outlived its SIGKILLed runtime"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    root.cmd()
+        .args(["run", "--network", "none", &img, "true"])
+        .assert()
+        .success();
+    assert_eq!(nat_rules(), rules_before, "stale NAT rule not reclaimed");
+    assert_eq!(dx_veths(), veths_before, "stale veth not reclaimed");
+    assert_no_leaks(&root, &mounts, &mark);
+}
+
+#[test]
+#[serial(bridge)]
+fn concurrent_bridge_containers_get_distinct_addresses() {
+    require_bridge_host!();
+    let _forwarding = ForwardingRestorer::capture();
+    let root = TestRoot::new();
+    let img = image(&root);
+    let (mounts, veths_before, rules_before, mark) =
+        (host_mounts(), dx_veths(), nat_rules(), marker());
+    // Both start together and stay up 2 s, so their allocations overlap.
+    let script = format!("ip -4 -o addr show dev eth0; sleep 2 # {mark}");
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            root.std_cmd()
+                .args(["run", "--network", "bridge", &img, "sh", "-c", &script])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let addresses: BTreeSet<String> = runs
+        .into_iter()
+        .map(|r| {
+            let out = r.wait_with_output().unwrap();
+            assert!(out.status.success());
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let inet = text.split_whitespace().skip_while(|w| *w != "inet").nth(1);
+            inet.expect("an inet address").to_owned()
+        })
+        .collect();
+    assert_eq!(addresses.len(), 2, "same address twice: {addresses:?}");
+    assert!(addresses
+        .iter()
+        .all(|a| a.starts_with("10.88.") && a.ends_with("/16")));
+    assert_eq!(dx_veths(), veths_before);
+    assert_eq!(nat_rules(), rules_before);
+    assert_no_leaks(&root, &mounts, &mark);
+}
