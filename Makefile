@@ -6,7 +6,7 @@ BIN        := bin/devoxx-docker
 RELEASE    := target/release/devoxx-docker
 PROBE      := target/probe/x86_64-unknown-linux-gnu/release/probe
 # Debian/Ubuntu packages the suite needs: a static busybox for test images, a real registry.
-APT_DEPS   := busybox-static docker-registry skopeo iproute2 tmux
+APT_DEPS   := busybox-static docker-registry skopeo umoci iproute2 nftables tmux
 TEST_ARGS  ?=
 
 .PHONY: all build probe deps test lint fmt clippy bench demo vm-test vm-shell vagrant-test clean help

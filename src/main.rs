@@ -30,7 +30,7 @@ enum Command {
         image: String,
     },
     /// Run a command in a new container.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List pulled images.
     Images,
     /// Remove a pulled image.
@@ -55,10 +55,10 @@ struct RunArgs {
     #[arg(long, allow_hyphen_values = true)]
     pids_limit: Option<String>,
     /// Bind mount: SRC:DST[:ro|:rw]; SRC starting with /, ./ or ../ is a host path, else a named volume.
-    #[arg(short = 'v', long = "volume")]
+    #[arg(short = 'v', long = "volume", allow_hyphen_values = true)]
     volumes: Vec<String>,
     /// Environment variable KEY=VALUE.
-    #[arg(short = 'e', long = "env")]
+    #[arg(short = 'e', long = "env", allow_hyphen_values = true)]
     env: Vec<String>,
     /// Working directory inside the container.
     #[arg(short = 'w', long)]
@@ -77,7 +77,7 @@ struct RunArgs {
 }
 
 impl RunArgs {
-    fn into_options(self) -> RunOptions {
+    fn into_options(self: Box<Self>) -> RunOptions {
         RunOptions {
             image: self.image,
             command: self.command,

@@ -458,3 +458,29 @@ fn refusal_inside_the_container_setup_is_clean() {
     assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
     s.assert_clean(&mark);
 }
+
+/// A volume over `/etc` is the user's data: the runtime's /etc/hosts etc. may cover a file
+/// there with a bind mount, but never create, replace or delete anything in the host source.
+#[test]
+fn volume_over_etc_keeps_the_host_files_untouched() {
+    require_root!();
+    let s = Setup::new();
+    let dir = host_dir(&s.root);
+    let (hosts, mark) = (format!("10.9.8.7 {}\n", marker()), marker());
+    fs::write(dir.join("hosts"), &hosts).unwrap();
+    fs::write(dir.join("passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    let before = tree_digest(&dir);
+    let out = s
+        .run(&[spec(&dir, "/etc", None)], &["probe", "echo", &mark])
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(String::from_utf8_lossy(&out).trim(), mark);
+    assert_eq!(
+        tree_digest(&dir),
+        before,
+        "the runtime changed the volume's host files"
+    );
+    s.assert_clean(&mark);
+}

@@ -322,7 +322,8 @@ fn set_up_and_exec(
     volume::mount_all(config.volumes, &config.layer.merged)?;
     rootfs::pivot_into(&config.layer.merged)?;
     rootfs::mount_pseudo_filesystems()?;
-    config.etc.install()?;
+    let volume_targets: Vec<&Path> = config.volumes.iter().map(|v| v.target.as_path()).collect();
+    config.etc.install(&volume_targets)?;
     enter_workdir(&config.spec.workdir)?;
     let program = find_executable(&config.spec.argv[0], &path_of(&config.spec.env))?;
     umask(Mode::from_bits_truncate(0o022));

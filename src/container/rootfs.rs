@@ -215,13 +215,19 @@ impl EtcFiles {
     /// tmpfs is bind-mounted over it (as docker does): no copy-up into the writable layer, so
     /// nothing to write to or delete from disk. Otherwise the file is written into the
     /// writable layer, replacing whatever was there (even a symlink). A read-only /etc
-    /// (a `:ro` volume) is left alone.
-    pub fn install(&self) -> Result<()> {
+    /// (a `:ro` volume) is left alone. Inside a volume (`volume_targets`), nothing is ever
+    /// created, replaced or deleted: that is the user's host data; an existing file there is
+    /// only covered by a bind mount, which leaves it untouched on the host.
+    pub fn install(&self, volume_targets: &[&Path]) -> Result<()> {
         ensure_dir(Path::new("/etc"), 0o755)?;
-        provide("hostname", &self.hostname)?;
-        provide("hosts", &self.hosts)?;
+        let in_volume = |name: &str| {
+            let path = Path::new("/etc").join(name);
+            volume_targets.iter().any(|t| path.starts_with(t))
+        };
+        provide("hostname", &self.hostname, in_volume("hostname"))?;
+        provide("hosts", &self.hosts, in_volume("hosts"))?;
         if let Some(resolv) = &self.resolv_conf {
-            provide("resolv.conf", resolv)?;
+            provide("resolv.conf", resolv, in_volume("resolv.conf"))?;
         }
         Ok(())
     }
@@ -242,10 +248,11 @@ fn host_resolv_conf(host_network: bool) -> Option<String> {
     Some(main)
 }
 
-fn provide(name: &str, content: &str) -> Result<()> {
+fn provide(name: &str, content: &str, in_volume: bool) -> Result<()> {
     let target = format!("/etc/{name}");
     match fs::symlink_metadata(&target) {
         Ok(meta) if meta.is_file() => bind_from_dev(name, &target, content),
+        _ if in_volume => Ok(()),
         _ => replace_file(&target, content),
     }
 }

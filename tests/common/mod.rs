@@ -196,7 +196,7 @@ pub fn build_rootfs(rootfs: &Path) -> String {
     fs::copy(busybox(), rootfs.join("bin/busybox")).expect("copy busybox");
     fs::copy(probe(), rootfs.join("bin/probe")).expect("copy probe");
     for applet in busybox_applets() {
-        let link = rootfs.join("bin").join(&applet);
+        let link = rootfs.join("bin").join(applet);
         if !link.exists() {
             symlink("busybox", link).expect("applet link");
         }
@@ -265,6 +265,6 @@ pub fn assert_no_leaks(root: &TestRoot, mounts_before: &str, marker: &str) {
     let left = root.leftover_containers();
     assert!(left.is_empty(), "container state left behind: {left:?}");
 }
-pub mod registry;
 pub mod cgroup;
+pub mod registry;
 pub mod volume;
