@@ -41,7 +41,9 @@ pub struct Network {}
 pub fn setup_host_side(mode: NetworkMode, id: &str, pid: i32) -> Result<Network> {
     let _ = (id, pid);
     match mode {
-        NetworkMode::Bridge => Err(Error::Usage("--network bridge is not implemented yet".into())),
+        NetworkMode::Bridge => Err(Error::Usage(
+            "--network bridge is not implemented yet".into(),
+        )),
         _ => Ok(Network::default()),
     }
 }

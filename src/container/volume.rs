@@ -22,7 +22,9 @@ pub fn parse_all(specs: &[String], volumes_root: &Path) -> Result<Vec<Volume>> {
     let _ = volumes_root;
     match specs.first() {
         None => Ok(Vec::new()),
-        Some(s) => Err(Error::Usage(format!("volume {s}: volumes are not implemented yet"))),
+        Some(s) => Err(Error::Usage(format!(
+            "volume {s}: volumes are not implemented yet"
+        ))),
     }
 }
 
