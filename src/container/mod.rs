@@ -1,5 +1,8 @@
 //! Containers: resolve what to run, start it in new namespaces on its own root, limit it with
 //! a cgroup, give it its volumes and network, wait for it, and clean everything up.
+//!
+//! Resources are guards declared in creation order (state → cgroup → child → network), so
+//! any failure drops exactly what exists so far, the container process first.
 
 pub mod cgroup;
 pub mod namespaces;
@@ -7,14 +10,108 @@ pub mod network;
 pub mod process;
 pub mod rootfs;
 pub mod spec;
+pub mod state;
 pub mod volume;
 
+use std::path::Path;
+use std::time::Duration;
+
 use crate::config::Paths;
-use crate::Result;
-use spec::RunOptions;
+use crate::error::IoContext;
+use crate::image::{self, Image};
+use crate::{require_root, Result};
+use cgroup::{Cgroup, Limits};
+use network::NetworkMode;
+use process::{ChildConfig, TerminalGuard};
+use rootfs::{EtcFiles, Layer};
+use spec::{ProcessSpec, RunOptions};
+use state::ContainerState;
+
+/// Everything `run` needs, validated before anything is created.
+struct Plan {
+    image: Image,
+    process: ProcessSpec,
+    limits: Limits,
+    volumes: Vec<volume::Volume>,
+    network: NetworkMode,
+    stop_timeout: Duration,
+}
 
 /// `devoxx-docker run`: returns the container's exit code (128+N on signal N).
 pub fn run(paths: &Paths, options: RunOptions) -> Result<i32> {
-    let _ = (paths, options);
-    todo!("container::run")
+    require_root("run")?;
+    let plan = plan(paths, &options)?;
+    process::block_signals()?;
+    state::reclaim_stale(paths);
+    execute(paths, &plan)
+}
+
+/// Validate every option (exit 125, nothing created), then find or pull the image.
+fn plan(paths: &Paths, options: &RunOptions) -> Result<Plan> {
+    let limits = Limits::parse(
+        &options.memory,
+        &options.cpus,
+        options.pids_limit.as_deref(),
+    )?;
+    let network = NetworkMode::parse(&options.network)?;
+    spec::validate(options)?;
+    let volumes = volume::parse_all(&options.volumes, &paths.volumes)?;
+    let mut image = image::ensure(paths, &options.image)?;
+    image.rootfs = absolute(&image.rootfs)?;
+    let term = std::env::var("TERM").ok();
+    let process = spec::resolve(options, &image.config, term.as_deref())?;
+    Ok(Plan {
+        image,
+        process,
+        limits,
+        volumes,
+        network,
+        stop_timeout: Duration::from_secs(options.stop_timeout),
+    })
+}
+
+fn absolute(path: &Path) -> Result<std::path::PathBuf> {
+    path.canonicalize()
+        .ctx(|| format!("resolve {}", path.display()))
+}
+
+/// Create the container, run it to completion, clean up; the container's exit code.
+fn execute(paths: &Paths, plan: &Plan) -> Result<i32> {
+    let state = ContainerState::create(paths)?;
+    let state_dir = absolute(&state.dir)?;
+    let layer = Layer::new(&plan.image.rootfs, &state_dir);
+    layer.create_dirs()?;
+    let etc = EtcFiles::for_container(&plan.process.hostname, !plan.network.needs_netns());
+    let cgroup = Cgroup::create(&state.id, &plan.limits)?;
+    let config = ChildConfig {
+        spec: &plan.process,
+        layer: &layer,
+        volumes: &plan.volumes,
+        network: plan.network,
+        etc: &etc,
+    };
+    let terminal = TerminalGuard::capture();
+    let mut child = process::start(&config, namespaces::clone_flags(plan.network.needs_netns()))?;
+    cgroup.add_process(child.pid().as_raw())?;
+    let network = network::setup_host_side(plan.network, &state.id, child.pid().as_raw())?;
+    child.release_and_wait_exec()?;
+    let status = child.wait(plan.stop_timeout)?;
+    drop(terminal);
+    let code = process::exit_code(status);
+    if code == 128 + libc::SIGKILL && cgroup.oom_killed() {
+        report_oom(&plan.limits);
+    }
+    // Leaving scope tears down in reverse creation order: network, child, cgroup, state.
+    let _ = (&network, &child);
+    Ok(code)
+}
+
+/// The contract's one line when the kernel OOM-killed the container.
+fn report_oom(limits: &Limits) {
+    let limit = limits
+        .memory
+        .map_or_else(|| "unknown".to_owned(), |bytes| bytes.to_string());
+    eprintln!(
+        "devoxx-docker: container was killed: memory limit ({limit} bytes) reached; raise it with --memory"
+    );
 }

@@ -1,1 +1,553 @@
 //! Start the container process, wait for it, forward signals, report its exit status.
+//!
+//! Protocol between the runtime (parent) and the container's init (child):
+//! - clone(2) creates the child directly in its new namespaces; it blocks on a *sync pipe*
+//!   until the parent has put it in its cgroup and wired the host side of its network
+//!   (EOF instead of a byte means the runtime is gone: the child exits);
+//! - the child builds its root and execs; anything failing before exec is written as one line
+//!   `CODE\tMESSAGE` to a close-on-exec *error pipe*, so a successful exec is simply EOF.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::signal::{
+    kill, sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal,
+};
+use nix::sys::stat::{umask, Mode};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{access, AccessFlags, Pid};
+
+use super::network::{self, NetworkMode};
+use super::rootfs::{self, EtcFiles, Layer};
+use super::spec::{ProcessSpec, DEFAULT_PATH};
+use super::{namespaces, volume};
+use crate::error::IoContext;
+use crate::{Error, Result};
+
+/// Signals sent to the runtime that are passed on to the container (the contract).
+pub const FORWARDED: [Signal; 4] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+];
+
+/// Stack for the cloned child until it execs; lazily backed (calloc → untouched pages).
+const CHILD_STACK_SIZE: usize = 4 << 20;
+
+/// Everything the child needs, resolved by the parent before clone.
+#[derive(Debug)]
+pub struct ChildConfig<'a> {
+    pub spec: &'a ProcessSpec,
+    pub layer: &'a Layer,
+    pub volumes: &'a [volume::Volume],
+    pub network: NetworkMode,
+    pub etc: &'a EtcFiles,
+}
+
+/// Block the forwarded signals and SIGCHLD (they are consumed synchronously by [`Child::wait`],
+/// so one arriving during set-up is delivered to the container later instead of killing the
+/// runtime mid-way), and ignore SIGTTOU/SIGTTIN: when an interactive container takes the
+/// terminal's foreground, the runtime becomes a background job that must not be stopped.
+pub fn block_signals() -> Result<()> {
+    let mut set = SigSet::empty();
+    for signal in FORWARDED.iter().chain([&Signal::SIGCHLD]) {
+        set.add(*signal);
+    }
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
+        .ctx(|| "block signals")?;
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    for signal in [Signal::SIGTTOU, Signal::SIGTTIN] {
+        // SAFETY: SIG_IGN installs no handler.
+        unsafe { sigaction(signal, &ignore) }.ctx(|| format!("ignore {signal}"))?;
+    }
+    Ok(())
+}
+
+/// The cloned container init, seen from the runtime. Dropping it before it was reaped kills
+/// and reaps it, so no error path leaves a container running.
+#[derive(Debug)]
+pub struct Child {
+    pid: Pid,
+    sync_tx: Option<OwnedFd>,
+    err_rx: Option<OwnedFd>,
+    reaped: bool,
+}
+
+/// clone(2) the child into `flags` namespaces; it waits for [`Child::release`].
+pub fn start(config: &ChildConfig, flags: nix::sched::CloneFlags) -> Result<Child> {
+    let argv = to_cstrings(&config.spec.argv)?;
+    let envp = to_cstrings(&config.spec.env)?;
+    let (sync_rx, sync_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "pipe")?;
+    let (err_rx, err_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "pipe")?;
+    let fds = ChildFds {
+        sync_rx: sync_rx.as_raw_fd(),
+        err_tx: err_tx.as_raw_fd(),
+        parent_ends: [sync_tx.as_raw_fd(), err_rx.as_raw_fd()],
+    };
+    let mut stack = vec![0u8; CHILD_STACK_SIZE];
+    let callback = Box::new(|| child_main(config, &argv, &envp, &fds));
+    // SAFETY: the runtime is single-threaded here and the child gets its own copy of the
+    // address space (no CLONE_VM); it only runs `child_main`, which ends in execve or exit.
+    let pid = unsafe { nix::sched::clone(callback, &mut stack, flags, Some(libc::SIGCHLD)) }
+        .ctx(|| "clone the container process")?;
+    Ok(Child {
+        pid,
+        sync_tx: Some(sync_tx),
+        err_rx: Some(err_rx),
+        reaped: false,
+    })
+}
+
+fn to_cstrings(items: &[String]) -> Result<Vec<CString>> {
+    items
+        .iter()
+        .map(|s| CString::new(s.as_bytes()).map_err(|_| Error::Usage(format!("NUL byte in {s:?}"))))
+        .collect()
+}
+
+impl Child {
+    /// The child's pid in the host's PID namespace (for cgroup placement and network set-up).
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Let the child build its root and exec; then wait until it has exec'd (Ok) or reported
+    /// why it could not (the error it sent, with its exit code kind).
+    pub fn release_and_wait_exec(&mut self) -> Result<()> {
+        if let Some(tx) = self.sync_tx.take() {
+            // EPIPE means the child already died: its report (if any) is on the error pipe.
+            let _ = File::from(tx).write_all(b"1");
+        }
+        let mut report = String::new();
+        if let Some(rx) = self.err_rx.take() {
+            File::from(rx)
+                .read_to_string(&mut report)
+                .ctx(|| "read the container's start-up report")?;
+        }
+        if report.is_empty() {
+            return Ok(());
+        }
+        let _ = self.reap_blocking();
+        Err(decode_failure(&report))
+    }
+
+    /// Wait for the container to exit, forwarding the contract's signals. After a forwarded
+    /// SIGINT/SIGTERM the container has `stop_timeout` to exit before it is SIGKILLed (docker
+    /// stop); a second SIGINT/SIGTERM meanwhile kills it at once. Returns the wait status.
+    pub fn wait(&mut self, stop_timeout: Duration) -> Result<WaitStatus> {
+        let mut waited = SigSet::empty();
+        for signal in FORWARDED.iter().chain([&Signal::SIGCHLD]) {
+            waited.add(*signal);
+        }
+        let mut deadline: Option<Instant> = None;
+        loop {
+            if let Some(status) = self.try_reap()? {
+                return Ok(status);
+            }
+            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            match wait_signal(&waited, timeout) {
+                Ok(Some(Signal::SIGCHLD)) => {}
+                Ok(Some(signal)) => {
+                    let stopping = matches!(signal, Signal::SIGINT | Signal::SIGTERM);
+                    if stopping && deadline.is_some() {
+                        let _ = kill(self.pid, Signal::SIGKILL);
+                    } else {
+                        let _ = kill(self.pid, signal);
+                        if stopping {
+                            deadline = Some(Instant::now() + stop_timeout);
+                        }
+                    }
+                }
+                Ok(None) => {
+                    let _ = kill(self.pid, Signal::SIGKILL);
+                    deadline = None;
+                }
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(Error::io("wait for signals", e.into())),
+            }
+        }
+    }
+
+    fn try_reap(&mut self) -> Result<Option<WaitStatus>> {
+        match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => Ok(None),
+            Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
+                self.reaped = true;
+                Ok(Some(status))
+            }
+            Ok(_) => Ok(None),
+            Err(Errno::EINTR) => Ok(None),
+            Err(e) => Err(Error::io("waitpid", e.into())),
+        }
+    }
+
+    fn reap_blocking(&mut self) -> Result<WaitStatus> {
+        loop {
+            match waitpid(self.pid, None) {
+                Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
+                    self.reaped = true;
+                    return Ok(status);
+                }
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(e) => return Err(Error::io("waitpid", e.into())),
+            }
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = kill(self.pid, Signal::SIGKILL);
+            let _ = self.reap_blocking();
+        }
+    }
+}
+
+/// sigtimedwait(2): the next of `set`, or None when `timeout` expired.
+fn wait_signal(set: &SigSet, timeout: Option<Duration>) -> nix::Result<Option<Signal>> {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs() as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `set` is a valid sigset, a null siginfo pointer is allowed, `ts_ptr` is null or
+    // points to `ts` which outlives the call.
+    let n = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), ts_ptr) };
+    if n < 0 {
+        return match Errno::last() {
+            Errno::EAGAIN => Ok(None),
+            e => Err(e),
+        };
+    }
+    Signal::try_from(n).map(Some)
+}
+
+/// The contract's exit code for a wait status: the command's code, or 128+N on signal N.
+pub fn exit_code(status: WaitStatus) -> i32 {
+    match status {
+        WaitStatus::Exited(_, code) => code,
+        WaitStatus::Signaled(_, signal, _) => 128 + signal as i32,
+        _ => 125,
+    }
+}
+
+/// Parse the child's one-line report into the error `main` maps to 125/126/127.
+fn decode_failure(report: &str) -> Error {
+    let line = report.lines().next().unwrap_or_default();
+    match line.split_once('\t') {
+        Some(("127", what)) => Error::CommandNotFound(what.to_owned()),
+        Some(("126", what)) => Error::NotExecutable(what.to_owned()),
+        Some((_, message)) => Error::Runtime(message.to_owned()),
+        None => Error::Runtime(line.to_owned()),
+    }
+}
+
+/// The child's report line for `error` (see [`decode_failure`]).
+fn encode_failure(error: &Error) -> String {
+    let payload = match error {
+        Error::CommandNotFound(what) | Error::NotExecutable(what) => what.clone(),
+        other => other.to_string(),
+    };
+    format!("{}\t{}\n", error.exit_code(), payload.replace('\n', " "))
+}
+
+/// Raw descriptors as seen in the child (its copies of the parent's pipes).
+#[derive(Debug)]
+struct ChildFds {
+    sync_rx: RawFd,
+    err_tx: RawFd,
+    parent_ends: [RawFd; 2],
+}
+
+/// The child after clone: set everything up, exec; on failure report and exit.
+fn child_main(config: &ChildConfig, argv: &[CString], envp: &[CString], fds: &ChildFds) -> isize {
+    for fd in fds.parent_ends {
+        // SAFETY: these are the child's copies of the parent's pipe ends, unused here.
+        unsafe { libc::close(fd) };
+    }
+    let error = match set_up_and_exec(config, argv, envp, fds.sync_rx) {
+        Ok(never) => match never {},
+        Err(error) => error,
+    };
+    // SAFETY: the child's own copy of the error pipe's write end, used once then dropped.
+    let mut report = unsafe { File::from_raw_fd(fds.err_tx) };
+    let _ = report.write_all(encode_failure(&error).as_bytes());
+    error.exit_code() as isize
+}
+
+/// Wait for the parent, enter the container's root, exec. Returns only on failure.
+fn set_up_and_exec(
+    config: &ChildConfig,
+    argv: &[CString],
+    envp: &[CString],
+    sync_rx: RawFd,
+) -> Result<std::convert::Infallible> {
+    namespaces::die_with_parent()?;
+    wait_for_parent(sync_rx)?;
+    umask(Mode::empty());
+    network::setup_container_side(config.network)?;
+    namespaces::make_mounts_private()?;
+    config.layer.mount()?;
+    namespaces::set_hostname(&config.spec.hostname)?;
+    volume::mount_all(config.volumes, &config.layer.merged)?;
+    rootfs::pivot_into(&config.layer.merged)?;
+    rootfs::mount_pseudo_filesystems()?;
+    config.etc.write()?;
+    enter_workdir(&config.spec.workdir)?;
+    let program = find_executable(&config.spec.argv[0], &path_of(&config.spec.env))?;
+    umask(Mode::from_bits_truncate(0o022));
+    namespaces::reset_signals()?;
+    close_inherited_fds()?;
+    let error = nix::unistd::execve(&program, argv, envp).unwrap_err();
+    Err(exec_error(&config.spec.argv[0], error))
+}
+
+/// Block until the parent says go (a byte) or disappears (EOF: exit, never run orphaned).
+fn wait_for_parent(sync_rx: RawFd) -> Result<()> {
+    // SAFETY: the child's own copy of the sync pipe's read end, consumed here.
+    let mut rx = File::from(unsafe { OwnedFd::from_raw_fd(sync_rx) });
+    let mut byte = [0u8; 1];
+    loop {
+        match rx.read(&mut byte) {
+            Ok(1) => return Ok(()),
+            Ok(_) => {
+                return Err(Error::Runtime(
+                    "the runtime exited before the container started".into(),
+                ))
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("wait for the runtime", e)),
+        }
+    }
+}
+
+fn enter_workdir(dir: &str) -> Result<()> {
+    rootfs::ensure_dir(Path::new(dir), 0o755)?;
+    nix::unistd::chdir(dir).ctx(|| format!("chdir to working directory {dir}"))
+}
+
+/// Mark every descriptor above stderr close-on-exec: whatever the runtime's caller leaked to
+/// us must not reach the container (the runc CVE-2024-21626 class).
+fn close_inherited_fds() -> Result<()> {
+    // SAFETY: plain syscall on integers.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Error::io("close_range", std::io::Error::last_os_error()))
+    }
+}
+
+/// The container's PATH (set by [`super::spec::merge_env`], docker's default otherwise).
+fn path_of(env: &[String]) -> String {
+    env.iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH)
+        .to_owned()
+}
+
+/// Resolve `command` like a shell does: as a path when it has a '/', else through `path`.
+/// Not found anywhere → 127; found but not an executable file → 126.
+pub fn find_executable(command: &str, path: &str) -> Result<CString> {
+    if command.is_empty() {
+        return Err(Error::CommandNotFound(command.to_owned()));
+    }
+    let found = if command.contains('/') {
+        check_candidate(Path::new(command))
+            .map(|()| PathBuf::from(command))
+            .map_err(|kind| kind.into_error(command))?
+    } else {
+        search_path(command, path)?
+    };
+    CString::new(found.as_os_str().as_bytes())
+        .map_err(|_| Error::CommandNotFound(command.to_owned()))
+}
+
+fn search_path(command: &str, path: &str) -> Result<PathBuf> {
+    let mut saw_non_executable = false;
+    for dir in path.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let candidate = Path::new(dir).join(command);
+        match check_candidate(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(Lookup::NotExecutable) => saw_non_executable = true,
+            Err(Lookup::NotFound) => {}
+        }
+    }
+    let kind = if saw_non_executable {
+        Lookup::NotExecutable
+    } else {
+        Lookup::NotFound
+    };
+    Err(kind.into_error(command))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    NotFound,
+    NotExecutable,
+}
+
+impl Lookup {
+    fn into_error(self, command: &str) -> Error {
+        match self {
+            Lookup::NotFound => Error::CommandNotFound(command.to_owned()),
+            Lookup::NotExecutable => Error::NotExecutable(command.to_owned()),
+        }
+    }
+}
+
+fn check_candidate(path: &Path) -> std::result::Result<(), Lookup> {
+    match std::fs::metadata(path) {
+        Err(_) => Err(Lookup::NotFound),
+        Ok(meta) if !meta.is_file() => Err(Lookup::NotExecutable),
+        Ok(_) => match access(path, AccessFlags::X_OK) {
+            Ok(()) => Ok(()),
+            Err(_) => Err(Lookup::NotExecutable),
+        },
+    }
+}
+
+/// execve failed although the lookup succeeded (bad interpreter, wrong format...).
+fn exec_error(command: &str, errno: Errno) -> Error {
+    match errno {
+        Errno::ENOENT => Error::CommandNotFound(command.to_owned()),
+        Errno::EACCES | Errno::ENOEXEC | Errno::EISDIR | Errno::EPERM | Errno::ETXTBSY => {
+            Error::NotExecutable(command.to_owned())
+        }
+        other => Error::Runtime(format!("exec {command}: {}", other.desc())),
+    }
+}
+
+/// Hands the terminal's foreground back to the runtime's process group when an interactive
+/// container (a shell with job control) took it, so the user's shell gets a sane terminal.
+#[derive(Debug)]
+pub struct TerminalGuard {
+    restore: bool,
+}
+
+impl TerminalGuard {
+    /// Remember whether the runtime is the terminal's foreground job now.
+    pub fn capture() -> TerminalGuard {
+        let stdin = std::io::stdin();
+        let restore = nix::unistd::isatty(stdin.as_fd()).unwrap_or(false)
+            && nix::unistd::tcgetpgrp(stdin.as_fd()).ok() == Some(nix::unistd::getpgrp());
+        TerminalGuard { restore }
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        if self.restore {
+            let stdin = std::io::stdin();
+            let _ = nix::unistd::tcsetpgrp(stdin.as_fd(), nix::unistd::getpgrp());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn exit_status_maps_to_contract_codes() {
+        let pid = Pid::from_raw(1);
+        let code = 1 + (std::process::id() % 120) as i32;
+        assert_eq!(exit_code(WaitStatus::Exited(pid, code)), code);
+        assert_eq!(
+            exit_code(WaitStatus::Signaled(pid, Signal::SIGKILL, false)),
+            137
+        );
+        assert_eq!(
+            exit_code(WaitStatus::Signaled(pid, Signal::SIGSEGV, true)),
+            139
+        );
+    }
+
+    #[test]
+    fn failure_report_round_trips_with_its_exit_code() {
+        for error in [
+            Error::CommandNotFound("nope".into()),
+            Error::NotExecutable("/etc/passwd".into()),
+            Error::Runtime("mount overlay: EPERM\nsecond line".into()),
+        ] {
+            let decoded = decode_failure(&encode_failure(&error));
+            assert_eq!(decoded.exit_code(), error.exit_code());
+            assert_eq!(decoded.to_string(), error.to_string().replace('\n', " "));
+        }
+    }
+
+    #[test]
+    fn path_lookup_finds_first_executable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        fs::create_dir_all(&a).unwrap();
+        fs::create_dir_all(&b).unwrap();
+        fs::write(a.join("tool"), "data").unwrap(); // not executable
+        fs::write(b.join("tool"), "#!/bin/true\n").unwrap();
+        fs::set_permissions(b.join("tool"), fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!("{}:{}", a.display(), b.display());
+        let found = find_executable("tool", &path).unwrap();
+        assert_eq!(found.to_str().unwrap(), b.join("tool").to_str().unwrap());
+    }
+
+    #[test]
+    fn path_lookup_distinguishes_missing_from_not_executable() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("data"), "x").unwrap();
+        fs::set_permissions(dir.path().join("data"), fs::Permissions::from_mode(0o644)).unwrap();
+        let path = dir.path().display().to_string();
+        assert_eq!(
+            find_executable("missing", &path).unwrap_err().exit_code(),
+            127
+        );
+        assert_eq!(find_executable("data", &path).unwrap_err().exit_code(), 126);
+        let as_path = dir.path().join("data");
+        assert_eq!(
+            find_executable(as_path.to_str().unwrap(), "")
+                .unwrap_err()
+                .exit_code(),
+            126
+        );
+        assert_eq!(
+            find_executable(dir.path().to_str().unwrap(), "")
+                .unwrap_err()
+                .exit_code(),
+            126,
+            "a directory is not executable"
+        );
+        assert_eq!(
+            find_executable("/no/such/file", "")
+                .unwrap_err()
+                .exit_code(),
+            127
+        );
+    }
+
+    #[test]
+    fn exec_errors_map_to_126_and_127() {
+        assert_eq!(exec_error("x", Errno::ENOENT).exit_code(), 127);
+        assert_eq!(exec_error("x", Errno::ENOEXEC).exit_code(), 126);
+        assert_eq!(exec_error("x", Errno::E2BIG).exit_code(), 125);
+    }
+}
