@@ -303,7 +303,7 @@ fn set_up_and_exec(
     volume::mount_all(config.volumes, &config.layer.merged)?;
     rootfs::pivot_into(&config.layer.merged)?;
     rootfs::mount_pseudo_filesystems()?;
-    config.etc.write()?;
+    config.etc.install()?;
     enter_workdir(&config.spec.workdir)?;
     let program = find_executable(&config.spec.argv[0], &path_of(&config.spec.env))?;
     umask(Mode::from_bits_truncate(0o022));

@@ -16,7 +16,9 @@ use nix::sys::stat::{mknod, Mode, SFlag};
 use crate::error::IoContext;
 use crate::{Error, Result};
 
-/// Where one container's writable layer lives: `<root>/.containers/<id>/{upper,work,merged}`.
+/// Where one container's writable layer lives: `<root>/.containers/<id>/{upper,work}`, the
+/// merged view being mounted on `<id>` itself (in the container's mount namespace only), which
+/// saves a directory to create and remove on every run.
 #[derive(Debug, Clone)]
 pub struct Layer {
     /// The image's rootfs (read-only lower layer, shared by every container of the image).
@@ -25,7 +27,7 @@ pub struct Layer {
     pub upper: PathBuf,
     /// overlayfs scratch space (same filesystem as `upper`).
     pub work: PathBuf,
-    /// The mount point of the merged view, which becomes `/`.
+    /// The mount point of the merged view (the state directory), which becomes `/`.
     pub merged: PathBuf,
 }
 
@@ -36,13 +38,13 @@ impl Layer {
             lower: lower.to_owned(),
             upper: dir.join("upper"),
             work: dir.join("work"),
-            merged: dir.join("merged"),
+            merged: dir.to_owned(),
         }
     }
 
-    /// Create the (empty) upper, work and merged directories, in the parent.
+    /// Create the (empty) upper and work directories, in the parent.
     pub fn create_dirs(&self) -> Result<()> {
-        for dir in [&self.upper, &self.work, &self.merged] {
+        for dir in [&self.upper, &self.work] {
             fs::DirBuilder::new()
                 .mode(0o755)
                 .create(dir)
@@ -208,14 +210,18 @@ impl EtcFiles {
         }
     }
 
-    /// Write the files into the container's root (its writable layer), replacing whatever the
-    /// image had there (even a symlink). A read-only /etc (a `:ro` volume) is left alone.
-    pub fn write(&self) -> Result<()> {
+    /// Provide the files inside the container (after pivot_root, so every path resolves in
+    /// the container's root). Where the image has a regular file, a file made on the /dev
+    /// tmpfs is bind-mounted over it (as docker does): no copy-up into the writable layer, so
+    /// nothing to write to or delete from disk. Otherwise the file is written into the
+    /// writable layer, replacing whatever was there (even a symlink). A read-only /etc
+    /// (a `:ro` volume) is left alone.
+    pub fn install(&self) -> Result<()> {
         ensure_dir(Path::new("/etc"), 0o755)?;
-        replace_file("/etc/hostname", &self.hostname)?;
-        replace_file("/etc/hosts", &self.hosts)?;
+        provide("hostname", &self.hostname)?;
+        provide("hosts", &self.hosts)?;
         if let Some(resolv) = &self.resolv_conf {
-            replace_file("/etc/resolv.conf", resolv)?;
+            provide("resolv.conf", resolv)?;
         }
         Ok(())
     }
@@ -236,6 +242,31 @@ fn host_resolv_conf(host_network: bool) -> Option<String> {
     Some(main)
 }
 
+fn provide(name: &str, content: &str) -> Result<()> {
+    let target = format!("/etc/{name}");
+    match fs::symlink_metadata(&target) {
+        Ok(meta) if meta.is_file() => bind_from_dev(name, &target, content),
+        _ => replace_file(&target, content),
+    }
+}
+
+/// Write `content` to a scratch file on the /dev tmpfs, bind it over `target`, then unlink
+/// the scratch name (the bind mount keeps the file alive).
+fn bind_from_dev(name: &str, target: &str, content: &str) -> Result<()> {
+    let scratch = format!("/dev/.{name}");
+    write_new(&scratch, content)?;
+    let bound = mount(
+        Some(scratch.as_str()),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .ctx(|| format!("bind {target}"));
+    let _ = fs::remove_file(&scratch);
+    bound
+}
+
 fn replace_file(path: &str, content: &str) -> Result<()> {
     match fs::remove_file(path) {
         Ok(()) => {}
@@ -243,6 +274,11 @@ fn replace_file(path: &str, content: &str) -> Result<()> {
         Err(e) if e.raw_os_error() == Some(libc::EROFS) => return Ok(()),
         Err(e) => return Err(Error::path("replace", path, e)),
     }
+    write_new(path, content)
+}
+
+/// Create `path` (never following a symlink, never reusing a file) with `content`.
+fn write_new(path: &str, content: &str) -> Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -281,6 +317,7 @@ mod tests {
             layer.overlay_options().unwrap(),
             "lowerdir=/fs/img/rootfs,upperdir=/fs/.containers/abc/upper,workdir=/fs/.containers/abc/work"
         );
+        assert_eq!(layer.merged, Path::new("/fs/.containers/abc"));
     }
 
     #[test]
