@@ -14,6 +14,14 @@ fn image(root: &TestRoot) -> (String, String) {
     root.install_image(json!({"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]}))
 }
 
+/// Shell guard for a test that changes something namespaced: it goes on only when the shell is
+/// provably NOT in the host's `kind` namespace (fails closed when /proc is unreadable), so a broken runtime fails the test instead of changing
+/// the host (exit 3).
+fn guard_own_namespace(kind: &str) -> String {
+    let host = namespace_of("self", kind);
+    format!("{{ ns=$(readlink /proc/self/ns/{kind}) && [ -n \"$ns\" ] && [ \"$ns\" != '{host}' ] || exit 3; }}")
+}
+
 #[test]
 fn hostname_inside_is_container_by_default() {
     if !is_root() {
@@ -66,7 +74,10 @@ fn sethostname_inside_does_not_reach_the_host() {
     let renamed = format!("r-{}", marker());
     let before = before(&root);
 
-    let script = format!("hostname {renamed} && /bin/probe hostname");
+    let script = format!(
+        "{} && hostname {renamed} && /bin/probe hostname",
+        guard_own_namespace("uts")
+    );
     let ran = run(&root, &["run", &img, "/bin/sh", "-c", &script]);
 
     ran.assert_ok();
@@ -229,7 +240,10 @@ fn mounts_made_inside_never_reach_the_host() {
     let source = format!("src-{}", marker());
     let before = before(&root);
 
-    let script = format!("mount -t tmpfs {source} /tmp && grep -c {source} /proc/self/mountinfo");
+    let script = format!(
+        "{} && mount -t tmpfs {source} /tmp && grep -c {source} /proc/self/mountinfo",
+        guard_own_namespace("mnt")
+    );
     let ran = run(&root, &["run", &img, "/bin/sh", "-c", &script]);
 
     ran.assert_ok();

@@ -258,16 +258,17 @@ pub fn ready_then_sleep(marker: &str) -> String {
     format!("echo ready && exec /bin/probe sleep 30 {marker}")
 }
 
-/// The container's PID 1 as seen from the host: the process carrying `marker` whose innermost
-/// pid (last `NSpid` field) is 1 in a nested namespace. Polls briefly: it exists once `ready`
-/// was read, this only covers /proc being read mid-exec.
+/// The container's PID 1 as seen from the host once it runs `/bin/probe` (the `exec` in
+/// [`ready_then_sleep`] is done, so no shell signal handler is left): the process carrying
+/// `marker` whose innermost pid (last `NSpid` field) is 1 in a nested namespace. Polls
+/// briefly: `ready` is printed just before that `exec`.
 pub fn container_pid1(marker: &str) -> i32 {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(pid) = processes_with(marker)
+        let found = processes_with(marker)
             .into_iter()
-            .find(|&p| is_namespace_init(p))
-        {
+            .find(|&p| is_namespace_init(p) && runs_probe(p));
+        if let Some(pid) = found {
             return pid;
         }
         assert!(
@@ -276,6 +277,13 @@ pub fn container_pid1(marker: &str) -> i32 {
         );
         thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// True when the program of `pid` is the probe (argv[0] `/bin/probe`).
+fn runs_probe(pid: i32) -> bool {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| c.starts_with(b"/bin/probe\0"))
+        .unwrap_or(false)
 }
 
 /// True when `pid` is PID 1 of a PID namespace nested below ours.
