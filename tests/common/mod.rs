@@ -22,9 +22,7 @@ pub fn runtime() -> PathBuf {
 /// A random lowercase marker, so no hard-coded output can pass a test.
 pub fn marker() -> String {
     let mut rng = rand::rng();
-    (0..12)
-        .map(|_| rng.random_range(b'a'..=b'z') as char)
-        .collect()
+    (0..12).map(|_| rng.random_range(b'a'..=b'z') as char).collect()
 }
 
 /// A random integer in `range`.
@@ -72,13 +70,7 @@ pub fn probe() -> &'static Path {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
         let target_dir = manifest.join("target/probe");
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args([
-                "build",
-                "--release",
-                "--quiet",
-                "--target",
-                "x86_64-unknown-linux-gnu",
-            ])
+            .args(["build", "--release", "--quiet", "--target", "x86_64-unknown-linux-gnu"])
             .arg("--manifest-path")
             .arg(manifest.join("tests/probe/Cargo.toml"))
             .arg("--target-dir")
@@ -96,11 +88,7 @@ pub fn busybox() -> PathBuf {
     let p = std::env::var_os("DEVOXX_BUSYBOX")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/bin/busybox"));
-    assert!(
-        p.exists(),
-        "{} missing: apt-get install busybox-static",
-        p.display()
-    );
+    assert!(p.exists(), "{} missing: apt-get install busybox-static", p.display());
     p
 }
 
@@ -187,9 +175,7 @@ impl Default for TestRoot {
 /// Populate `rootfs` with busybox (+ applet links), the probe, the usual top-level
 /// directories and a random `/marker`. Returns the marker's content.
 pub fn build_rootfs(rootfs: &Path) -> String {
-    for dir in [
-        "bin", "etc", "proc", "dev", "sys", "tmp", "root", "var", "data",
-    ] {
+    for dir in ["bin", "etc", "proc", "dev", "sys", "tmp", "root", "var", "data"] {
         fs::create_dir_all(rootfs.join(dir)).expect("mkdir in rootfs");
     }
     fs::set_permissions(rootfs.join("tmp"), fs::Permissions::from_mode(0o1777)).expect("chmod tmp");
@@ -210,10 +196,7 @@ pub fn build_rootfs(rootfs: &Path) -> String {
 fn busybox_applets() -> &'static [String] {
     static APPLETS: OnceLock<Vec<String>> = OnceLock::new();
     APPLETS.get_or_init(|| {
-        let out = Command::new(busybox())
-            .arg("--list")
-            .output()
-            .expect("busybox --list");
+        let out = Command::new(busybox()).arg("--list").output().expect("busybox --list");
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(str::to_owned)
