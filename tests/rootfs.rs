@@ -184,10 +184,8 @@ fn proc_is_mounted_and_shows_the_container() {
     let arg = marker();
     let before = before(&root);
 
-    let script = format!(
-        "grep -c ' /proc proc ' /proc/mounts; tr '\\0' ' ' < /proc/1/cmdline; echo; /bin/probe ls /proc | grep -x -e 1 -e self"
-    );
-    let ran = run(&root, &["run", &img, "/bin/sh", "-c", &script, &arg]);
+    let script = "grep -c ' /proc proc ' /proc/mounts; tr '\\0' ' ' < /proc/1/cmdline; echo; /bin/probe ls /proc | grep -x -e 1 -e self";
+    let ran = run(&root, &["run", &img, "/bin/sh", "-c", script, &arg]);
 
     ran.assert_ok();
     let lines = ran.stdout_lines();
