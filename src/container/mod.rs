@@ -95,10 +95,10 @@ fn execute(paths: &Paths, plan: &Plan) -> Result<i32> {
     cgroup.add_process(child.pid().as_raw())?;
     let network = network::setup_host_side(plan.network, &state.id, child.pid().as_raw())?;
     child.release_and_wait_exec()?;
-    let status = child.wait(plan.stop_timeout)?;
+    let exit = child.wait(plan.stop_timeout)?;
     drop(terminal);
-    let code = process::exit_code(status);
-    if code == 128 + libc::SIGKILL && cgroup.oom_killed() {
+    let code = process::exit_code(exit.status);
+    if code == 128 + libc::SIGKILL && !exit.killed_by_runtime && cgroup.oom_killed() {
         report_oom(&plan.limits);
     }
     // Leaving scope tears down in reverse creation order: network, child, cgroup, state.

@@ -141,32 +141,41 @@ impl Child {
 
     /// Wait for the container to exit, forwarding the contract's signals. After a forwarded
     /// SIGINT/SIGTERM the container has `stop_timeout` to exit before it is SIGKILLed (docker
-    /// stop); a second SIGINT/SIGTERM meanwhile kills it at once. Returns the wait status.
-    pub fn wait(&mut self, stop_timeout: Duration) -> Result<WaitStatus> {
+    /// stop); a second SIGINT/SIGTERM meanwhile kills it at once.
+    pub fn wait(&mut self, stop_timeout: Duration) -> Result<Exit> {
         let mut waited = SigSet::empty();
         for signal in FORWARDED.iter().chain([&Signal::SIGCHLD]) {
             waited.add(*signal);
         }
         let mut deadline: Option<Instant> = None;
+        let mut killed_by_runtime = false;
+        let mut stop_requested = false;
         loop {
             if let Some(status) = self.try_reap()? {
-                return Ok(status);
+                return Ok(Exit {
+                    status,
+                    killed_by_runtime,
+                });
             }
             let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             match wait_signal(&waited, timeout) {
                 Ok(Some(Signal::SIGCHLD)) => {}
                 Ok(Some(signal)) => {
                     let stopping = matches!(signal, Signal::SIGINT | Signal::SIGTERM);
-                    if stopping && deadline.is_some() {
+                    if stopping && stop_requested {
+                        killed_by_runtime = true;
                         let _ = kill(self.pid, Signal::SIGKILL);
                     } else {
                         let _ = kill(self.pid, signal);
                         if stopping {
-                            deadline = Some(Instant::now() + stop_timeout);
+                            stop_requested = true;
+                            // A timeout too large for the clock means "never".
+                            deadline = Instant::now().checked_add(stop_timeout);
                         }
                     }
                 }
                 Ok(None) => {
+                    killed_by_runtime = true;
                     let _ = kill(self.pid, Signal::SIGKILL);
                     deadline = None;
                 }
@@ -210,6 +219,16 @@ impl Drop for Child {
             let _ = self.reap_blocking();
         }
     }
+}
+
+/// How the container ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    /// Its wait status.
+    pub status: WaitStatus,
+    /// The runtime SIGKILLed it (stop timeout): a SIGKILL death is then not an OOM kill,
+    /// even if the kernel OOM-killed some other process of the container earlier.
+    pub killed_by_runtime: bool,
 }
 
 /// sigtimedwait(2): the next of `set`, or None when `timeout` expired.
