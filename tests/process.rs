@@ -616,3 +616,44 @@ fn sigkill_to_the_runtime_takes_the_container_down_and_next_run_reclaims_its_sta
     next.assert_ok();
     assert_clean(&root, &before, &[&img, &mark]);
 }
+
+#[test]
+fn second_stop_signal_kills_at_once_despite_a_long_stop_timeout() {
+    if !is_root() {
+        skip!("needs root");
+    }
+    let root = TestRoot::new();
+    let (img, _) = image(&root);
+    let mark = marker();
+    let before = before(&root);
+
+    let script = ready_then_sleep(&mark);
+    let mut bg = Background::spawn(
+        &root,
+        &[
+            "run",
+            "--stop-timeout",
+            "300",
+            &img,
+            "/bin/sh",
+            "-c",
+            &script,
+        ],
+    );
+    bg.wait_for_line("ready", RUN_TIMEOUT);
+    container_pid1(&mark);
+    let sent = Instant::now();
+    // Two different signals: two of the same kind could coalesce into one pending signal.
+    bg.signal(Signal::SIGTERM);
+    bg.signal(Signal::SIGINT);
+    let ran = bg.wait(Duration::from_secs(30));
+
+    ran.assert_code(137).assert_stderr_only_runtime();
+    assert_eq!(ran.stdout, "ready\n");
+    assert!(
+        sent.elapsed() < Duration::from_secs(9),
+        "took {:?}",
+        sent.elapsed()
+    );
+    assert_clean(&root, &before, &[&img, &mark]);
+}
