@@ -270,3 +270,41 @@ fn run_of_a_local_only_name_that_is_missing_exits_125_with_a_clear_message() {
     );
     assert_clean(&root, &before, &[&img]);
 }
+
+#[test]
+fn run_pulls_a_missing_image_then_runs_it_keeping_pull_messages_off_stdout() {
+    if !is_root() {
+        skip!("needs root");
+    }
+    let root = TestRoot::new();
+    let Some(registry) = Registry::start(root.dir.path()) else {
+        skip!("docker-registry not installed");
+    };
+    let word = marker();
+    let repo = format!("suite/img-{}", marker());
+    let pushed =
+        registry.push_test_image(root.dir.path(), &repo, "v1", &["/bin/probe", "echo", &word]);
+    let Some((reference, mark)) = pushed else {
+        skip!("umoci or skopeo not installed");
+    };
+    let before = before(&root);
+
+    let first = run(&root, &["run", &reference]);
+    let stored = store_snapshot(&root);
+    let second = run(&root, &["run", &reference, "/bin/probe", "cat", "/marker"]);
+
+    first.assert_ok();
+    assert_eq!(
+        first.stdout,
+        format!("{word}\n"),
+        "pull output leaked onto stdout"
+    );
+    assert!(
+        stored.len() > before.store.len(),
+        "nothing was stored by the pull"
+    );
+    second.assert_ok();
+    assert_eq!(second.stdout, mark);
+    drop(registry);
+    assert_no_leaks(&root, &before.mounts, &repo);
+}

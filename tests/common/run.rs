@@ -424,3 +424,115 @@ pub fn type_into(w: &mut impl Write, data: &str) {
     w.write_all(data.as_bytes()).expect("write input");
     w.flush().expect("flush input");
 }
+
+/// A private CNCF distribution registry on a loopback port (plain HTTP, as the contract allows
+/// for loopback), storing under `dir`; killed on drop.
+pub struct Registry {
+    child: Child,
+    pub addr: String,
+}
+
+impl Registry {
+    /// Start `docker-registry` and wait until it accepts connections; None when not installed.
+    pub fn start(dir: &Path) -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let storage = dir.join("registry");
+        fs::create_dir_all(&storage).expect("registry dir");
+        let config = dir.join("registry.yml");
+        let yaml = format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+            storage.display()
+        );
+        fs::write(&config, yaml).expect("registry config");
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let registry = Registry { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&registry.addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "registry never listened on {}",
+                registry.addr
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        Some(registry)
+    }
+
+    /// Build the standard test rootfs (busybox + probe + random /marker) as an OCI image with
+    /// `cmd` as its Cmd and push it as `<addr>/<repo>:<tag>` (umoci + skopeo). Returns the
+    /// reference and the marker; None when the tools are missing.
+    pub fn push_test_image(
+        &self,
+        work: &Path,
+        repo: &str,
+        tag: &str,
+        cmd: &[&str],
+    ) -> Option<(String, String)> {
+        let layout = work.join("layout");
+        let bundle = work.join("bundle");
+        let image = format!("{}:{tag}", layout.display());
+        tool(
+            "umoci",
+            &["init", "--layout", &layout.display().to_string()],
+        )?;
+        tool("umoci", &["new", "--image", &image])?;
+        tool(
+            "umoci",
+            &["unpack", "--image", &image, &bundle.display().to_string()],
+        )?;
+        let mark = super::build_rootfs(&bundle.join("rootfs"));
+        tool(
+            "umoci",
+            &["repack", "--image", &image, &bundle.display().to_string()],
+        )?;
+        let mut config = vec!["config", "--image", &image, "--config.env", "PATH=/bin"];
+        for arg in cmd {
+            config.extend(["--config.cmd", arg]);
+        }
+        tool("umoci", &config)?;
+        let reference = format!("{}/{repo}:{tag}", self.addr);
+        let dest = format!("docker://{reference}");
+        tool(
+            "skopeo",
+            &[
+                "copy",
+                "-q",
+                "--dest-tls-verify=false",
+                &format!("oci:{image}"),
+                &dest,
+            ],
+        )?;
+        Some((reference, mark))
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run a host tool; None when it is not installed, panic when it fails.
+fn tool(program: &str, args: &[&str]) -> Option<()> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .ok()?;
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(())
+}
