@@ -203,6 +203,10 @@ fn shell_exit_status_of_last_command_is_the_runs_exit_code_on_eof() {
     term.type_line(&format!("(exit {code}); echo {tag}$((1+{code}))"));
     term.expect(&format!("{tag}{}", 1 + code), SCREEN_TIMEOUT);
     term.type_line(&format!("(exit {code})"));
+    // Wait for the next prompt: a Ctrl-D typed while the command runs (cooked mode) may be
+    // dropped when the line editor switches the terminal back to raw mode.
+    term.expect(&format!("(exit {code})"), SCREEN_TIMEOUT);
+    term.expect("# ", SCREEN_TIMEOUT);
     // Ctrl-D on an empty line: the shell exits with the last status.
     term.type_raw("\x04");
     let exit = term.wait(SCREEN_TIMEOUT);
