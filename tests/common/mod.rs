@@ -268,3 +268,4 @@ pub fn assert_no_leaks(root: &TestRoot, mounts_before: &str, marker: &str) {
 pub mod cgroup;
 pub mod registry;
 pub mod volume;
+pub mod run;

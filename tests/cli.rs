@@ -1,0 +1,310 @@
+//! Workshop step "CLI": help and version, and every kind of bad input ending in exit code 125
+//! with one clear `devoxx-docker:` line on stderr and nothing changed.
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use common::run::*;
+use common::*;
+use serde_json::json;
+
+/// The standard test image: busybox + probe, PATH set, a shell as default command.
+fn image(root: &TestRoot) -> (String, String) {
+    root.install_image(json!({"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]}))
+}
+
+#[test]
+fn help_lists_every_command() {
+    let root = TestRoot::new();
+
+    let ran = run(&root, &["--help"]);
+
+    ran.assert_code(0);
+    assert_eq!(ran.stderr, "");
+    for command in ["pull", "run", "images", "rmi"] {
+        assert!(
+            ran.stdout.contains(command),
+            "--help lacks {command}: {}",
+            ran.stdout
+        );
+    }
+}
+
+#[test]
+fn version_prints_name_and_version() {
+    let root = TestRoot::new();
+
+    let ran = run(&root, &["--version"]);
+
+    ran.assert_code(0);
+    assert_eq!(ran.stderr, "");
+    let line = ran.stdout.trim_end();
+    let version = line
+        .strip_prefix("devoxx-docker ")
+        .unwrap_or_else(|| panic!("{line:?}"));
+    assert!(
+        version.split('.').count() >= 3 && version.split('.').all(|p| !p.is_empty()),
+        "{line:?}"
+    );
+}
+
+#[test]
+fn run_help_lists_the_contract_options() {
+    let root = TestRoot::new();
+
+    let ran = run(&root, &["run", "--help"]);
+
+    ran.assert_code(0);
+    assert_eq!(ran.stderr, "");
+    for option in [
+        "--hostname",
+        "--memory",
+        "--cpus",
+        "--pids-limit",
+        "--volume",
+        "--env",
+        "--workdir",
+        "--network",
+        "IMAGE",
+    ] {
+        assert!(
+            ran.stdout.contains(option),
+            "run --help lacks {option}: {}",
+            ran.stdout
+        );
+    }
+}
+
+#[test]
+fn pull_help_describes_the_image_argument() {
+    let root = TestRoot::new();
+
+    let ran = run(&root, &["pull", "--help"]);
+
+    ran.assert_code(0);
+    assert_eq!(ran.stderr, "");
+    assert!(ran.stdout.contains("IMAGE"), "{}", ran.stdout);
+}
+
+/// A usage error: exit 125, stdout empty, stderr names the offending word.
+fn assert_usage_error(ran: &Ran, offending: &str) {
+    ran.assert_code(125);
+    assert_eq!(ran.stdout, "", "usage errors print nothing on stdout");
+    assert!(
+        ran.stderr.contains(offending),
+        "stderr should name {offending:?}: {}",
+        ran.stderr
+    );
+}
+
+#[test]
+fn unknown_run_option_exits_125_and_runs_nothing() {
+    let root = TestRoot::new();
+    let (img, _) = image(&root);
+    let option = format!("--bogus-{}", marker());
+    let before = before(&root);
+
+    let ran = run(&root, &["run", &option, &img, "/bin/probe", "echo", "ran"]);
+
+    assert_usage_error(&ran, &option);
+    assert_clean(&root, &before, &[&img]);
+}
+
+#[test]
+fn unknown_subcommand_exits_125() {
+    let root = TestRoot::new();
+    let word = format!("frob-{}", marker());
+
+    let ran = run(&root, &[&word]);
+
+    assert_usage_error(&ran, &word);
+}
+
+#[test]
+fn run_without_an_image_exits_125() {
+    let root = TestRoot::new();
+
+    let ran = run(&root, &["run"]);
+
+    ran.assert_code(125);
+    assert_eq!(ran.stdout, "");
+    assert!(ran.stderr.contains("IMAGE"), "{}", ran.stderr);
+}
+
+#[test]
+fn non_numeric_stop_timeout_exits_125() {
+    let root = TestRoot::new();
+    let (img, _) = image(&root);
+    let value = marker();
+
+    let ran = run(&root, &["run", "--stop-timeout", &value, &img, "/bin/true"]);
+
+    assert_usage_error(&ran, &value);
+}
+
+#[test]
+fn invalid_hostname_exits_125_with_one_line() {
+    if !is_root() {
+        skip!("needs root");
+    }
+    let root = TestRoot::new();
+    let (img, _) = image(&root);
+    // The kernel caps a UTS hostname at 64 bytes.
+    let too_long = "h".repeat(65 + random_in(0..=30) as usize);
+    let host = host_hostname();
+    let before = before(&root);
+
+    let ran = run(
+        &root,
+        &[
+            "run",
+            "--hostname",
+            &too_long,
+            &img,
+            "/bin/probe",
+            "echo",
+            "ran",
+        ],
+    );
+
+    ran.assert_code(125).assert_one_error_line();
+    assert_eq!(host_hostname(), host);
+    assert_clean(&root, &before, &[&img]);
+}
+
+#[test]
+fn non_root_run_exits_125_with_one_line_naming_root() {
+    if !is_root() {
+        skip!("needs root to switch to an unprivileged user");
+    }
+    let root = TestRoot::new();
+    let (img, _) = image(&root);
+    let before = before(&root);
+
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(runtime())
+        .args(["run", &img, "/bin/probe", "echo", "ran"])
+        .env("DEVOXX_ROOT", root.store())
+        .env("DEVOXX_VOLUMES", root.volumes())
+        .output();
+    let Ok(out) = out else {
+        skip!("setpriv not available");
+    };
+    let ran = Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+
+    ran.assert_code(125).assert_one_error_line();
+    assert!(
+        ran.stderr.contains("root"),
+        "the error should say root is needed: {}",
+        ran.stderr
+    );
+    assert_clean(&root, &before, &[&img]);
+}
+
+/// A loopback port with nothing listening (bound then released).
+fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+#[test]
+fn run_of_an_image_no_registry_serves_exits_125_and_leaves_the_store_as_it_was() {
+    if !is_root() {
+        skip!("needs root");
+    }
+    let root = TestRoot::new();
+    let (img, _) = image(&root);
+    let reference = format!(
+        "127.0.0.1:{}/missing-{}:v{}",
+        closed_port(),
+        marker(),
+        random_in(1..=99)
+    );
+    let before = before(&root);
+    let started = Instant::now();
+
+    let ran = run(&root, &["run", &reference, "/bin/probe", "echo", "ran"]);
+
+    ran.assert_code(125).assert_one_error_line();
+    assert!(
+        ran.stderr.contains("missing-"),
+        "the error should name the image: {}",
+        ran.stderr
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "a refused connection took {:?}",
+        started.elapsed()
+    );
+    assert_clean(&root, &before, &[&img]);
+    let staging: Vec<_> = std::fs::read_dir(root.store().join(".staging"))
+        .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(staging.is_empty(), "pull left staging files: {staging:?}");
+}
+
+#[test]
+fn run_of_a_local_only_name_that_is_missing_exits_125_with_a_clear_message() {
+    if !is_root() {
+        skip!("needs root");
+    }
+    let root = TestRoot::new();
+    let (img, _) = image(&root);
+    let name = format!("nosuch-{}", marker());
+    let before = before(&root);
+
+    let ran = run(&root, &["run", &name, "/bin/probe", "echo", "ran"]);
+
+    ran.assert_code(125).assert_one_error_line();
+    assert!(
+        ran.stderr.contains(&name),
+        "the error should name the image: {}",
+        ran.stderr
+    );
+    assert_clean(&root, &before, &[&img]);
+}
+
+#[test]
+fn run_pulls_a_missing_image_then_runs_it_keeping_pull_messages_off_stdout() {
+    if !is_root() {
+        skip!("needs root");
+    }
+    let root = TestRoot::new();
+    let Some(registry) = Registry::start(root.dir.path()) else {
+        skip!("docker-registry not installed");
+    };
+    let word = marker();
+    let repo = format!("suite/img-{}", marker());
+    let pushed =
+        registry.push_test_image(root.dir.path(), &repo, "v1", &["/bin/probe", "echo", &word]);
+    let Some((reference, mark)) = pushed else {
+        skip!("umoci or skopeo not installed");
+    };
+    let before = before(&root);
+
+    let first = run(&root, &["run", &reference]);
+    let stored = store_snapshot(&root);
+    let second = run(&root, &["run", &reference, "/bin/probe", "cat", "/marker"]);
+
+    first.assert_ok();
+    assert_eq!(
+        first.stdout,
+        format!("{word}\n"),
+        "pull output leaked onto stdout"
+    );
+    assert!(
+        stored.len() > before.store.len(),
+        "nothing was stored by the pull"
+    );
+    second.assert_ok();
+    assert_eq!(second.stdout, mark);
+    drop(registry);
+    assert_no_leaks(&root, &before.mounts, &repo);
+}

@@ -1,0 +1,493 @@
+//! Workshop step "rootfs": the container's `/` is the image (pivot_root, no way back to the
+//! host's root), seen through a per-container writable layer, with /proc, a minimal /dev and
+//! the /etc files a process expects; no runtime file descriptor or directory leaks inside.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::FileTypeExt;
+
+use common::run::*;
+use common::*;
+use serde_json::json;
+
+/// The standard test image: busybox + probe, PATH set, a shell as default command.
+fn image(root: &TestRoot) -> (String, String) {
+    root.install_image(json!({"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]}))
+}
+
+#[test]
+fn root_listing_equals_the_image_rootfs() {
+    if !is_root() {
+        skip!("needs root");
+    }
+    let root = TestRoot::new();
+    let (img, _) = image(&root);
+    // A random top-level entry, so a listing of some other tree cannot match.
+    let extra = format!("top-{}", marker());
+    fs::create_dir(root.store().join(&img).join("rootfs").join(&extra)).expect("mkdir");
+    let expected = image_top_level(&root, &img);
+    let before = before(&root);
+
+    let ran = run(&root, &["run", &img, "/bin/probe", "ls", "/"]);
+
+    ran.assert_ok();
+    assert_eq!(ran.stdout_lines(), expected);
+    assert_clean(&root, &before, &[&img]);
+}
+
+#[test]
+fn image_marker_file_is_readable() {
+    if !is_root() {
+        skip!("needs root");
+    }
+    let root = TestRoot::new();
+    let (img, mark) = image(&root);
+    let before = before(&root);
+
+    let ran = run(&root, &["run", &img, "/bin/probe", "cat", "/marker"]);
+
+    ran.assert_ok();
+    assert_eq!(ran.stdout, mark);
+    assert_clean(&root, &before, &[&img]);
+}
+
+#[test]
+fn host_file_outside_the_rootfs_is_invisible() {
+    if !is_root() {
+        skip!("needs root");
+    }
+    let root = TestRoot::new();
+    let (img, _) = image(&root);
+    let name = format!("host-{}", marker());
+    let host_file = root.dir.path().join(&name);
+    fs::write(&host_file, marker()).expect("write host file");
+    let before = before(&root);
+
+    let find = format!("find / \\( -path /proc -o -path /sys \\) -prune -o -name {name} -print");
+    let searched = run(&root, &["run", &img, "/bin/sh", "-c", &find]);
+    let by_path = run(
+        &root,
+        &[
+            "run",
+            &img,
+            "/bin/probe",
+            "cat",
+            host_file.to_str().expect("utf8"),
+        ],
+    );
+    let escape = format!("/../../../..{}", host_file.display());
+    let by_dotdot = run(&root, &["run", &img, "/bin/probe", "cat", &escape]);
+
+    searched.assert_ok();
+    assert_eq!(searched.stdout, "", "host file found inside");
+    for ran in [&by_path, &by_dotdot] {
+        ran.assert_code(99);
+        assert_eq!(ran.stdout, "", "host file readable inside");
+        assert!(ran.stderr.contains("No such file"), "{}", ran.stderr);
+    }
+    assert_clean(&root, &before, &[&img]);
+}
+
+#[test]
+fn writes_inside_change_neither_the_store_nor_the_next_container() {
+    if !is_root() {
+        skip!("needs root");
+    }
+    let root = TestRoot::new();
+    let (img, mark) = image(&root);
+    let new_file = format!("/new-{}", marker());
+    let before = before(&root);
+
+    let written = marker();
+    // Create a file, overwrite an image file, delete another: all on the writable layer.
+    let script = format!(
+        "/bin/probe write {new_file} {written} && /bin/probe write /marker {written} && rm /etc/passwd && /bin/probe cat /marker"
+    );
+    let first = run(&root, &["run", &img, "/bin/sh", "-c", &script]);
+    let second = run(
+        &root,
+        &[
+            "run",
+            &img,
+            "/bin/sh",
+            "-c",
+            &format!("/bin/probe cat /marker; ls /etc/passwd; ls {new_file}"),
+        ],
+    );
+
+    first.assert_ok();
+    assert!(
+        first.stdout.contains(&format!("wrote {new_file}")),
+        "{}",
+        first.stdout
+    );
+    assert!(
+        first.stdout.ends_with(&format!("\n{written}")),
+        "overwrite inside did not take: {}",
+        first.stdout
+    );
+    second.assert_code(1);
+    assert_eq!(
+        second.stdout,
+        format!("{mark}/etc/passwd\n"),
+        "next container saw the first's writes"
+    );
+    assert!(second.stderr.contains(&new_file), "{}", second.stderr);
+    // assert_clean compares the whole store to its state before the runs.
+    assert_clean(&root, &before, &[&img]);
+}
+
+#[test]
+fn parallel_containers_from_one_image_have_their_own_writable_layers() {
+    if !is_root() {
+        skip!("needs root");
+    }
+    let root = TestRoot::new();
+    let (img, _) = image(&root);
+    let before = before(&root);
+
+    let values: Vec<String> = (0..4).map(|_| marker()).collect();
+    let results: Vec<Ran> = std::thread::scope(|s| {
+        let handles: Vec<_> = values
+            .iter()
+            .map(|v| {
+                let (root, img) = (&root, &img);
+                s.spawn(move || {
+                    // Write, let the others write too, then read back: each must see its own.
+                    let script = format!("/bin/probe write /shared {v} >/dev/null && /bin/probe sleep 0.3 && /bin/probe cat /shared && /bin/probe hostname");
+                    run(root, &["run", "--hostname", v, img, "/bin/sh", "-c", &script])
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+
+    for (v, ran) in values.iter().zip(&results) {
+        ran.assert_ok();
+        assert_eq!(ran.stdout, format!("{v}{v}\n"));
+    }
+    assert_clean(&root, &before, &[&img]);
+}
+
+#[test]
+fn proc_is_mounted_and_shows_the_container() {
+    if !is_root() {
+        skip!("needs root");
+    }
+    let root = TestRoot::new();
+    let (img, _) = image(&root);
+    let arg = marker();
+    let before = before(&root);
+
+    let script = "grep -c ' /proc proc ' /proc/mounts; tr '\\0' ' ' < /proc/1/cmdline; echo; /bin/probe ls /proc | grep -x -e 1 -e self";
+    let ran = run(&root, &["run", &img, "/bin/sh", "-c", script, &arg]);
+
+    ran.assert_ok();
+    let lines = ran.stdout_lines();
+    assert_eq!(lines[0], "1", "proc mounts at /proc: {lines:?}");
+    assert!(
+        lines[1].starts_with("/bin/sh -c") && lines[1].ends_with(&arg),
+        "PID 1 cmdline: {lines:?}"
+    );
+    assert_eq!(lines[2..], ["1", "self"]);
+    assert_clean(&root, &before, &[&img]);
+}
+
+#[test]
+fn dev_has_the_standard_character_devices() {
+    if !is_root() {
+        skip!("needs root");
+    }
+    let root = TestRoot::new();
+    let (img, _) = image(&root);
+    let before = before(&root);
+
+    let devices = ["null", "zero", "full", "random", "urandom", "tty"];
+    let paths: Vec<String> = devices.iter().map(|d| format!("/dev/{d}")).collect();
+    let mut args = vec!["run", &img, "stat", "-c", "%n %F %t:%T"];
+    args.extend(paths.iter().map(String::as_str));
+    let ran = run(&root, &args);
+
+    ran.assert_ok();
+    let expected: Vec<String> = [
+        ("null", "1:3"),
+        ("zero", "1:5"),
+        ("full", "1:7"),
+        ("random", "1:8"),
+        ("urandom", "1:9"),
+        ("tty", "5:0"),
+    ]
+    .iter()
+    .map(|(n, mm)| format!("/dev/{n} character special file {mm}"))
+    .collect();
+    assert_eq!(ran.stdout_lines(), expected);
+    assert_clean(&root, &before, &[&img]);
+}
+
+#[test]
+fn dev_devices_behave_like_devices() {
+    if !is_root() {
+        skip!("needs root");
+    }
+    let root = TestRoot::new();
+    let (img, _) = image(&root);
+    let n = random_in(1..=64);
+    let before = before(&root);
+
+    let null = run(
+        &root,
+        &["run", &img, "/bin/probe", "write", "/dev/null", &marker()],
+    );
+    let full = run(
+        &root,
+        &["run", &img, "/bin/probe", "write", "/dev/full", &marker()],
+    );
+    let zero = run(
+        &root,
+        &[
+            "run",
+            &img,
+            "/bin/sh",
+            "-c",
+            &format!(
+                "head -c {n} /dev/zero | tr -d '\\0' | wc -c; head -c {n} /dev/urandom | wc -c"
+            ),
+        ],
+    );
+
+    null.assert_ok();
+    full.assert_code(98);
+    assert!(
+        full.stderr.contains("errno=28"),
+        "/dev/full must give ENOSPC: {}",
+        full.stderr
+    );
+    zero.assert_ok();
+    assert_eq!(zero.stdout_lines(), ["0", &n.to_string()]);
+    assert_clean(&root, &before, &[&img]);
+}
+
+#[test]
+fn dev_has_pts_shm_and_no_host_block_devices() {
+    if !is_root() {
+        skip!("needs root");
+    }
+    let root = TestRoot::new();
+    let (img, _) = image(&root);
+    let host_block: Vec<String> = fs::read_dir("/dev")
+        .expect("read /dev")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().map(|t| t.is_block_device()).unwrap_or(false))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let content = marker();
+    let before = before(&root);
+
+    let script = format!(
+        "/bin/probe ls /dev; /bin/probe write /dev/shm/x {content} >/dev/null && /bin/probe cat /dev/shm/x; echo; grep -c ' /dev/pts devpts ' /proc/mounts"
+    );
+    let ran = run(&root, &["run", &img, "/bin/sh", "-c", &script]);
+
+    ran.assert_ok();
+    let lines = ran.stdout_lines();
+    for want in [
+        "pts", "shm", "null", "zero", "full", "random", "urandom", "tty",
+    ] {
+        assert!(
+            lines.iter().any(|l| l == want),
+            "/dev/{want} missing: {lines:?}"
+        );
+    }
+    for dev in &host_block {
+        assert!(
+            !lines.contains(dev),
+            "host block device /dev/{dev} visible inside"
+        );
+    }
+    assert_eq!(
+        lines[lines.len() - 2..],
+        [content, "1".to_owned()],
+        "shm write / devpts mount"
+    );
+    assert_clean(&root, &before, &[&img]);
+}
+
+#[test]
+fn etc_hostname_hosts_and_resolv_conf_are_provided() {
+    if !is_root() {
+        skip!("needs root");
+    }
+    let root = TestRoot::new();
+    let (img, _) = image(&root);
+    let name = format!("h-{}", marker());
+    let before = before(&root);
+
+    let hostname = run(
+        &root,
+        &[
+            "run",
+            "--hostname",
+            &name,
+            &img,
+            "/bin/probe",
+            "cat",
+            "/etc/hostname",
+        ],
+    );
+    let hosts = run(&root, &["run", &img, "/bin/probe", "cat", "/etc/hosts"]);
+    let resolv = run(
+        &root,
+        &[
+            "run",
+            "--network",
+            "host",
+            &img,
+            "/bin/probe",
+            "cat",
+            "/etc/resolv.conf",
+        ],
+    );
+
+    hostname.assert_ok();
+    assert_eq!(hostname.stdout.trim_end(), name);
+    hosts.assert_ok();
+    assert!(
+        hosts
+            .stdout
+            .lines()
+            .any(|l| l.contains("127.0.0.1") && l.contains("localhost")),
+        "{}",
+        hosts.stdout
+    );
+    resolv.assert_ok();
+    match fs::read_to_string("/etc/resolv.conf") {
+        Ok(host) => assert_eq!(
+            resolv.stdout, host,
+            "host network: resolv.conf as the host's"
+        ),
+        Err(_) => assert!(!resolv.stdout.is_empty()),
+    }
+    // The files were provided on the writable layer or by bind: the store's /etc is untouched.
+    assert_clean(&root, &before, &[&img]);
+}
+
+#[test]
+fn no_runtime_file_descriptor_leaks_into_the_container() {
+    if !is_root() {
+        skip!("needs root");
+    }
+    let root = TestRoot::new();
+    let (img, _) = image(&root);
+    let before = before(&root);
+
+    let ran = run(&root, &["run", &img, "/bin/probe", "fds"]);
+
+    ran.assert_ok();
+    let fds: BTreeSet<u32> = ran
+        .stdout_lines()
+        .iter()
+        .map(|l| l.parse().expect("fd number"))
+        .collect();
+    assert!(fds.is_superset(&BTreeSet::from([0, 1, 2])), "{fds:?}");
+    // Besides stdio only the directory handle the listing itself opened (the lowest free fd).
+    let extra: Vec<&u32> = fds.iter().filter(|&&fd| fd > 2).collect();
+    assert!(
+        extra.len() <= 1 && extra.iter().all(|&&fd| fd == 3),
+        "leaked fds: {fds:?}"
+    );
+    assert_clean(&root, &before, &[&img]);
+}
+
+#[test]
+fn cwd_and_root_of_pid_1_are_inside_the_container() {
+    if !is_root() {
+        skip!("needs root");
+    }
+    let root = TestRoot::new();
+    let (img, _) = image(&root);
+    let before = before(&root);
+
+    let ran = run(
+        &root,
+        &[
+            "run",
+            &img,
+            "/bin/sh",
+            "-c",
+            "readlink /proc/1/cwd; readlink /proc/1/root; ls /proc/1/cwd/marker",
+        ],
+    );
+
+    ran.assert_ok();
+    assert_eq!(ran.stdout, "/\n/\n/proc/1/cwd/marker\n");
+    assert_clean(&root, &before, &[&img]);
+}
+
+/// `(major:minor, root, mount point)` of each line of a mountinfo text.
+fn mounts_of(mountinfo: &str) -> Vec<(String, String, String)> {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((
+                (*f.get(2)?).to_owned(),
+                (*f.get(3)?).to_owned(),
+                (*f.get(4)?).to_owned(),
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn host_root_filesystem_is_not_reachable_after_pivot_root() {
+    if !is_root() {
+        skip!("needs root");
+    }
+    let root = TestRoot::new();
+    let (img, _) = image(&root);
+    let host = mounts_of(&host_mounts());
+    let host_root_dev = host
+        .iter()
+        .find(|(_, r, mp)| r == "/" && mp == "/")
+        .map(|(dev, _, _)| dev.clone())
+        .expect("host / in mountinfo");
+    let before = before(&root);
+
+    let ran = run(
+        &root,
+        &["run", &img, "/bin/probe", "cat", "/proc/self/mountinfo"],
+    );
+
+    ran.assert_ok();
+    let inside = mounts_of(&ran.stdout);
+    assert_eq!(
+        inside.iter().filter(|(_, _, mp)| mp == "/").count(),
+        1,
+        "{}",
+        ran.stdout
+    );
+    let whole_host_root: Vec<_> = inside
+        .iter()
+        .filter(|(dev, r, _)| *dev == host_root_dev && r == "/")
+        .collect();
+    assert!(
+        whole_host_root.is_empty(),
+        "host root mounted inside (old root left?): {whole_host_root:?}"
+    );
+    let special = ["/proc", "/sys", "/dev"];
+    for (_, _, mp) in host
+        .iter()
+        .filter(|(_, _, mp)| mp != "/" && !special.iter().any(|s| mp.starts_with(s)))
+    {
+        assert!(
+            !inside.iter().any(|(_, _, m)| m.ends_with(mp.as_str())),
+            "host mount {mp} visible inside"
+        );
+    }
+    assert_clean(&root, &before, &[&img]);
+}
