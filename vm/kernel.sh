@@ -18,7 +18,7 @@ cache="${VM_CACHE:-$here/cache}/kernel"
 
 # What the suite needs that distribution kernels build as modules: overlay (container roots),
 # veth + bridge (--network bridge), nftables/iptables NAT (MASQUERADE), tun for good measure.
-WANTED="overlay veth bridge br_netfilter tun
+WANTED="overlay veth bridge tun
   nf_tables nft_chain_nat nft_nat nft_masq nft_ct nft_compat nft_reject_inet nft_fib_inet
   ip_tables iptable_nat iptable_filter xt_MASQUERADE xt_comment xt_conntrack xt_addrtype
   ${VM_EXTRA_MODULES:-}"
@@ -96,6 +96,17 @@ decompress_modules() {
     done < <(find "$1" -name '*.ko.*')
 }
 
+# Drop the appended signature of module $1: verifying RSA signatures under TCG costs ~50 ms a
+# module. The kernel (MODULE_SIG without FORCE) loads unsigned modules, noting a taint once.
+strip_signature() {
+    local f="$1" magic='~Module signature appended~' size siglen
+    [ "$(tail -c 28 "$f" | head -c 27)" = "$magic" ] || return 0
+    size="$(stat -c %s "$f")"
+    # struct module_signature (12 bytes) precedes the magic; its last 4 bytes: sig_len, big-endian.
+    siglen="$(od -An -tu1 -j $((size - 32)) -N4 "$f" | awk '{ print (($1 * 256 + $2) * 256 + $3) * 256 + $4 }')"
+    truncate -s $((size - 28 - 12 - siglen)) "$f"
+}
+
 # Run depmod (kmod's, else busybox's) for the unpacked tree rooted at $1, kernel version $2.
 run_depmod() {
     if command -v depmod >/dev/null; then depmod -b "$1" "$2"
@@ -122,29 +133,37 @@ extract_kernel() {
         elif ! grep -q "/$m.ko" "$full/modules.builtin" 2>/dev/null; then log "note: module $m not in $pkg"
         fi
     done
+    if [ "${VM_KEEP_MODULE_SIGNATURES:-0}" != 1 ]; then
+        find "$out/modules" -name '*.ko' | while IFS= read -r m; do strip_signature "$m"; done
+    fi
     cp "$full/modules.builtin" "$full/modules.order" "$out/modules/lib/modules/$ver/" 2>/dev/null || true
     run_depmod "$out/modules" "$ver"
     cp "$raw"/boot/vmlinuz-* "$out/vmlinuz"
     echo "$ver" > "$out/version"
-    rm -rf "$raw" "$debs"
+    rm -rf "$raw"
     log "kernel $ver with $(find "$out/modules" -name '*.ko' | wc -l) modules in $out"
 }
 
 main() {
     if [ -n "${KERNEL:-}" ]; then use_given_kernel; return; fi
     command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || no_apt_help
-    local meta pkg
+    local meta pkg stamp
     meta="${VM_KERNEL_PACKAGE:-$(pick_meta_package)}"
     [ -n "$meta" ] || die "unknown distribution: set VM_KERNEL_PACKAGE (e.g. linux-image-cloud-amd64) or KERNEL=..."
     pkg="$(resolve_image_package "$meta")"
     [ -n "$pkg" ] || die "apt knows no versioned dependency of $meta (run 'apt-get update'?)"
-    if [ ! -s "$cache/$pkg/vmlinuz" ]; then
-        log "fetching $pkg (dependency of $meta)"
-        local extra=() modpkg="linux-modules-${pkg#linux-image-}"
-        # Ubuntu splits modules out of the image package.
-        if apt-cache show "$modpkg" >/dev/null 2>&1; then extra+=("$modpkg"); fi
-        download "$cache/$pkg.debs" "$pkg" "${extra[@]}"
+    # Re-extract when this script changed (module list, stripping); the .debs stay cached.
+    stamp="$(sha256sum "$0" | cut -c1-16)"
+    if [ ! -s "$cache/$pkg/vmlinuz" ] || [ "$(cat "$cache/$pkg/stamp" 2>/dev/null)" != "$stamp" ]; then
+        if ! ls "$cache/$pkg.debs/"*.deb >/dev/null 2>&1; then
+            log "fetching $pkg (dependency of $meta)"
+            local extra=() modpkg="linux-modules-${pkg#linux-image-}"
+            # Ubuntu splits modules out of the image package.
+            if apt-cache show "$modpkg" >/dev/null 2>&1; then extra+=("$modpkg"); fi
+            download "$cache/$pkg.debs" "$pkg" "${extra[@]}"
+        fi
         extract_kernel "$pkg" "$cache/$pkg.debs"
+        echo "$stamp" > "$cache/$pkg/stamp"
     fi
     emit "$cache/$pkg/vmlinuz" "$cache/$pkg/modules"
 }
