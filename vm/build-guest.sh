@@ -60,9 +60,8 @@ put() { FILES+=("$1"); ELFS+=("$1"); }
 copy_collected() {
     local libs
     libs="$(ldd "${ELFS[@]}" 2>/dev/null | grep -o '/[^ )]*' | grep -v ':$' | sort -u)" || true
-    # tar -h: store what symlinks point to (/lib -> usr/lib on merged-/usr hosts); -P keeps it quiet
-    # about the leading /, which the extracting tar strips anyway.
-    printf '%s\n' "${FILES[@]}" $libs | tar -chPf - --files-from=- | tar -C "$stage" -xf -
+    # tar -h stores what symlinks point to (/lib -> usr/lib on merged-/usr hosts).
+    printf '%s\n' "${FILES[@]}" $libs | sed 's#^/##' | tar -C / -chf - --files-from=- | tar -C "$stage" -xf -
 }
 
 # A host program by name: the real file at its real path, the name as a symlink in the same dir.
