@@ -69,13 +69,16 @@ set_qemu_args() {
         -kernel "$VM_KERNEL" -initrd "$initrd" -append "$append")
 }
 
+# Seconds (two decimals) elapsed since the `date +%s.%N` stamp $1.
+since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'; }
+
 # Kill QEMU (our child) if we are interrupted.
 stop_qemu() { [ -n "${qpid:-}" ] && kill "$qpid" 2>/dev/null; return 0; }
 
 # Wait for init's "BOOTED" line (hang detection), then for QEMU to exit. Returns QEMU's status.
 watch_boot() {
     local boot_timeout="${VM_BOOT_TIMEOUT:-60}" start=$SECONDS
-    until grep -q 'devoxx-vm: BOOTED' "$console_log" 2>/dev/null; do
+    until grep -q 'devoxx-vm: BOOTED' "$console_log" 2>/dev/null && boot_seconds="$(since "$t_start")"; do
         if ! kill -0 "$qpid" 2>/dev/null; then break; fi
         if [ $((SECONDS - start)) -ge "$boot_timeout" ]; then
             log "the guest did not boot within ${boot_timeout}s (hung?) — killing QEMU"
@@ -110,8 +113,9 @@ report() {
     local pass fail
     pass="$(sed 's/.*pass=\([0-9]*\).*/\1/' <<< "$result")"
     fail="$(sed 's/.*fail=\([0-9]*\).*/\1/' <<< "$result")"
-    log "$(tr -d '\r' < "$console_log" | grep -m1 'devoxx-vm: BOOTED' || true)"
-    log "$result (wall ${SECONDS}s on the host, $accel_line)"
+    log "boot: ${boot_seconds:-?}s from QEMU start to init ($(tr -d '\r' < "$console_log" |
+        grep -m1 -o 'BOOTED in [0-9.]*s' || true) of guest uptime); whole run $(since "$t_start")s; $accel_line"
+    log "$result"
     echo "vm-test: $pass passed, $fail failed"
     case "$result" in *status=ok*) return 0 ;; *) return 1 ;; esac
 }
@@ -119,13 +123,15 @@ report() {
 run_test() {
     local timeout="${VM_TIMEOUT:-900}" rc=0
     : > "$console_log"
+    t_start="$(date +%s.%N)"
     timeout -k 5 "$timeout" "$qemu" "${QARGS[@]}" -serial "file:$console_log" -monitor none \
         </dev/null &
     qpid=$!
     trap 'stop_qemu; exit 130' INT TERM
-    tail -n +1 -f --pid="$qpid" "$console_log" | sed -u 's/\r$//' &
+    tail -s 0.2 -n +1 -f --pid="$qpid" "$console_log" | sed -u 's/\r$//' &
+    local streamer=$!
     watch_boot || rc=$?
-    sleep 0.3 # let tail print the last lines
+    wait "$streamer" || true # tail ends once QEMU has, after printing the last lines
     report "$rc" "$timeout"
 }
 
