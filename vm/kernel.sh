@@ -2,7 +2,7 @@
 # vm/kernel.sh — provide the guest kernel and the modules the suite needs.
 #
 # Output (printed on stdout as shell assignments, also cached):
-#   VM_KERNEL=<path of vmlinuz>   VM_MODULES=<dir holding lib/modules/<ver>, or empty>
+#   VM_KERNEL=<path of vmlinux (PVH ELF) or vmlinuz>   VM_MODULES=<dir holding lib/modules/<ver>, or empty>
 #
 # Sources, first match wins:
 #   KERNEL=/path/to/vmlinuz [KERNEL_MODULES=/lib/modules/<ver>]   use that kernel as it is
@@ -107,6 +107,22 @@ strip_signature() {
     truncate -s $((size - 28 - 12 - siglen)) "$f"
 }
 
+# Unpack the ELF vmlinux $2 from bzImage $1. QEMU boots an ELF with a PVH note directly: no
+# firmware real-mode setup and no in-guest decompression, about a second less under TCG.
+extract_vmlinux() {
+    local magic tool off
+    for magic in '\x02\x21\x4c\x18:lz4 -dc' '\x28\xb5\x2f\xfd:zstd -dcq' '\x1f\x8b\x08:gzip -dc' '\xfd\x37\x7a\x58\x5a\x00:xz -dcq'; do
+        tool="${magic#*:}"
+        command -v "${tool%% *}" >/dev/null || continue
+        for off in $(LC_ALL=C grep -obUaP "${magic%%:*}" "$1" | cut -d: -f1 | head -n 3); do
+            tail -c +$((off + 1)) "$1" | $tool > "$2" 2>/dev/null || true
+            if [ "$(head -c 4 "$2" | od -An -tx1 | tr -d ' ')" = 7f454c46 ]; then return 0; fi
+        done
+    done
+    rm -f "$2"
+    return 1
+}
+
 # Run depmod (kmod's, else busybox's) for the unpacked tree rooted at $1, kernel version $2.
 run_depmod() {
     if command -v depmod >/dev/null; then depmod -b "$1" "$2"
@@ -136,9 +152,12 @@ extract_kernel() {
     if [ "${VM_KEEP_MODULE_SIGNATURES:-0}" != 1 ]; then
         find "$out/modules" -name '*.ko' | while IFS= read -r m; do strip_signature "$m"; done
     fi
-    cp "$full/modules.builtin" "$full/modules.order" "$out/modules/lib/modules/$ver/" 2>/dev/null || true
+    cp "$full"/modules.builtin* "$full/modules.order" "$out/modules/lib/modules/$ver/" 2>/dev/null || true
     run_depmod "$out/modules" "$ver"
     cp "$raw"/boot/vmlinuz-* "$out/vmlinuz"
+    if grep -q '^CONFIG_PVH=y' "$raw"/boot/config-* 2>/dev/null; then
+        extract_vmlinux "$out/vmlinuz" "$out/vmlinux" || log "note: no vmlinux in the bzImage; booting vmlinuz"
+    fi
     echo "$ver" > "$out/version"
     rm -rf "$raw"
     log "kernel $ver with $(find "$out/modules" -name '*.ko' | wc -l) modules in $out"
@@ -165,7 +184,11 @@ main() {
         extract_kernel "$pkg" "$cache/$pkg.debs"
         echo "$stamp" > "$cache/$pkg/stamp"
     fi
-    emit "$cache/$pkg/vmlinuz" "$cache/$pkg/modules"
+    if [ -s "$cache/$pkg/vmlinux" ] && [ "${VM_PVH:-1}" = 1 ]; then
+        emit "$cache/$pkg/vmlinux" "$cache/$pkg/modules"
+    else
+        emit "$cache/$pkg/vmlinuz" "$cache/$pkg/modules"
+    fi
 }
 
 main "$@"
