@@ -104,6 +104,15 @@ make_skeleton() {
     printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$stage/etc/passwd"
     printf 'root:x:0:\nnogroup:x:65534:\n' > "$stage/etc/group"
     printf '127.0.0.1 localhost devoxx-vm\n::1 localhost ip6-localhost\n' > "$stage/etc/hosts"
+    echo devoxx-vm > "$stage/etc/hostname"
+    # Every host has one (containers get a copy); the guest has no network beyond loopback.
+    echo 'nameserver 127.0.0.1' > "$stage/etc/resolv.conf"
+    # TLS clients (reqwest/rustls) refuse to start without system CA certificates.
+    if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+        mkdir -p "$stage/etc/ssl/certs" && cp -L /etc/ssl/certs/ca-certificates.crt "$stage/etc/ssl/certs/"
+    else
+        log "note: /etc/ssl/certs/ca-certificates.crt missing (apt-get install ca-certificates)"
+    fi
     echo 'hosts: files' > "$stage/etc/nsswitch.conf"
     [ -f /etc/protocols ] && cp /etc/protocols "$stage/etc/"
     [ -f /etc/services ] && cp /etc/services "$stage/etc/"
@@ -117,15 +126,13 @@ put_modules() {
     fi
 }
 
-# The repository at its host path: sources the tests may read (tests/, volumes/), the runtime and
-# probe where cargo put them, the test binaries, and target/ for skipped.log.
+# The repository at its host path: its sources (tests read files relative to the manifest dir),
+# the runtime and probe where cargo put them, the test binaries, and target/ for skipped.log.
 put_suite() {
     local bin list="$stage/suite/tests.list"
     mkdir -p "$stage$repo/target"
-    cp -a "$repo/Cargo.toml" "$stage$repo/"
-    for d in tests volumes; do
-        [ -d "$repo/$d" ] && tar -C "$repo" --exclude=target -cf - "$d" | tar -C "$stage$repo" -xf -
-    done
+    tar -C "$repo" --exclude=./target --exclude=./.git --exclude=./bin --exclude=./vm/cache \
+        --exclude=./vm/.vagrant --exclude=./tests/probe/target -cf - . | tar -C "$stage$repo" -xf -
     put "$runtime"
     put "$probe"
     ln -s "$runtime" "$stage/usr/local/bin/devoxx-docker"
@@ -137,12 +144,16 @@ put_suite() {
     write_env > "$stage/suite/env"
 }
 
-# The big tools named anywhere in the Rust sources of the runtime or the suite.
+# The big tools named anywhere in the Rust sources of the runtime or the suite, and every program
+# they start by name (`Command::new("setpriv")`): the host's version, as `make test` would use,
+# not busybox's applet of the same name (busybox setpriv lacks --reuid, for one).
 mentioned_tools() {
     local t
     for t in $big_tools; do
         if grep -rqF --include='*.rs' "$t" "$repo/src" "$repo/tests"; then echo "$t"; fi
     done
+    grep -rhoE --include='*.rs' 'Command::new\("[A-Za-z0-9_.-]+"\)' "$repo/src" "$repo/tests" |
+        sed 's/.*("\(.*\)")/\1/' | grep -vxE 'cargo|rustc|rustup|devoxx-docker|busybox' | sort -u
 }
 
 # Is test binary $1 (target/release/deps/<name>-<hash>) selected by VM_TESTS?
