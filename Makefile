@@ -7,9 +7,11 @@ RELEASE    := target/release/devoxx-docker
 PROBE      := target/probe/x86_64-unknown-linux-gnu/release/probe
 # Debian/Ubuntu packages the suite needs: a static busybox for test images, a real registry.
 APT_DEPS   := busybox-static docker-registry skopeo umoci iproute2 nftables tmux
+# What vm/ needs on top: QEMU, and zstd/xz to unpack compressed kernel modules (Ubuntu).
+VM_APT_DEPS := qemu-system-x86 zstd xz-utils
 TEST_ARGS  ?=
 
-.PHONY: all build probe deps test lint fmt clippy bench demo vm-test vm-shell vagrant-test clean help
+.PHONY: all build probe deps vm-deps test lint fmt clippy bench demo vm-test vm-shell vagrant-test clean help
 
 all: build ## Build the release binary into bin/devoxx-docker
 
@@ -24,6 +26,12 @@ probe: ## Build the static in-container probe used by the suite
 
 deps: ## Install what the suite needs (apt-get) when it is missing
 	@missing=""; for p in $(APT_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+vm-deps: deps ## Install what make vm-test needs (apt-get) when it is missing
+	@missing=""; for p in $(VM_APT_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
@@ -49,14 +57,14 @@ bench: deps build probe ## Speed: run IMG /bin/true vs unshare, as a ratio (as r
 demo: deps build ## End to end without internet: local registry → push → pull → run (as root)
 	./tests/demo.sh $(BIN)
 
-vm-test: deps build probe ## The whole suite inside a QEMU VM with cgroup v2 (TCG if KVM is broken)
+vm-test: vm-deps build probe ## The whole suite inside a QEMU VM with cgroup v2 (TCG if KVM is broken)
 	./vm/run.sh test
 
-vm-shell: deps build probe ## Boot the test VM with a shell on the console
+vm-shell: vm-deps build probe ## Boot the test VM with a shell on the console
 	./vm/run.sh shell
 
-vagrant-test: ## Run make test as root inside vm/Vagrantfile's VM
-	cd vm && vagrant up && vagrant ssh -c 'cd /vagrant && sudo make test'
+vagrant-test: ## Run make test as root inside vm/Vagrantfile's VM (needs vagrant + a provider)
+	cd vm && vagrant up --provision && vagrant ssh -c 'cd /devoxx && sudo make test'
 
 clean:
 	$(CARGO) clean

@@ -11,6 +11,15 @@ pub mod image;
 
 pub use error::{Error, Result};
 
+/// A runtime message on stderr, with the contract's `devoxx-docker:` prefix, so the
+/// container's own output is never mixed with (or mistaken for) runtime chatter.
+#[macro_export]
+macro_rules! note {
+    ($($arg:tt)*) => {
+        eprintln!("devoxx-docker: {}", format_args!($($arg)*))
+    };
+}
+
 /// Fail with the contract's one-line error (exit 125) unless we run as root.
 pub fn require_root(what: &str) -> Result<()> {
     if nix::unistd::geteuid().is_root() {

@@ -111,7 +111,7 @@ fn report_oom(limits: &Limits) {
     let limit = limits
         .memory
         .map_or_else(|| "unknown".to_owned(), |bytes| bytes.to_string());
-    eprintln!(
-        "devoxx-docker: container was killed: memory limit ({limit} bytes) reached; raise it with --memory"
+    crate::note!(
+        "container was killed: memory limit ({limit} bytes) reached; raise it with --memory"
     );
 }

@@ -173,8 +173,8 @@ fn reclaim_stale_locks() {
 fn remove_tree(dir: &Path) {
     match fs::remove_dir_all(dir) {
         Err(e) if e.kind() != ErrorKind::NotFound => {
-            eprintln!(
-                "devoxx-docker: warning: could not remove {}: {e}",
+            crate::note!(
+                "warning: could not remove {}: {e}",
                 dir.display()
             );
         }

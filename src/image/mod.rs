@@ -29,7 +29,6 @@ pub fn pull(paths: &Paths, reference: &str) -> Result<Image> {
     let r = ImageRef::parse(reference)?;
     crate::require_root("pull")?;
     let name = reference::name_for(&r);
-    store::prepare(paths)?;
     let _lock = store::lock(paths, &name)?;
     store::clean_stale(paths, &name);
     if let Some(image) = present_at_pinned_digest(paths, &r, &name)? {
@@ -104,10 +103,9 @@ pub fn remove(paths: &Paths, reference: &str) -> Result<()> {
         Ok(_) => return Err(Error::ImageNotFound(reference.to_owned())),
         Err(e) => return Err(e),
     };
-    store::prepare(paths)?;
     let _lock = store::lock(paths, &name)?;
     store::remove(paths, &name)?;
-    eprintln!("removed {name}");
+    crate::note!("removed {name}");
     Ok(())
 }
 
@@ -127,7 +125,7 @@ fn present_at_pinned_digest(paths: &Paths, r: &ImageRef, name: &str) -> Result<O
     let dir = paths.root.join(name);
     match store::read_meta(&dir) {
         Some(m) if &m.digest == digest && dir.join("rootfs").is_dir() => {
-            eprintln!("{}: up to date ({digest})", r.canonical());
+            crate::note!("{}: up to date ({digest})", r.canonical());
             Image::open(&paths.root, name).map(Some)
         }
         _ => Ok(None),
@@ -140,7 +138,7 @@ async fn fetch(paths: &Paths, r: &ImageRef, name: &str) -> Result<Image> {
     let dir = paths.root.join(name);
     if let Some(meta) = store::read_meta(&dir) {
         if meta.digest == resolved.digest && dir.join("rootfs").is_dir() {
-            eprintln!("{}: up to date ({})", r.canonical(), resolved.digest);
+            crate::note!("{}: up to date ({})", r.canonical(), resolved.digest);
             return Image::open(&paths.root, name);
         }
     }
@@ -169,7 +167,7 @@ async fn fetch(paths: &Paths, r: &ImageRef, name: &str) -> Result<Image> {
         size: store::tree_size(&staging.rootfs()),
     };
     commit(paths, name, staging, &config, &meta)?;
-    eprintln!("pulled {} as {name} ({})", meta.reference, meta.digest);
+    crate::note!("pulled {} as {name} ({})", meta.reference, meta.digest);
     Image::open(&paths.root, name)
 }
 

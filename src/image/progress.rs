@@ -61,7 +61,7 @@ impl Progress {
             Some((_, bars)) => bars[i].finish_with_message("done"),
             None => {
                 let (digest, size) = &self.layers[i];
-                eprintln!(
+                crate::note!(
                     "layer {}/{} {digest}: {size} bytes downloaded, verified, extracted",
                     i + 1,
                     self.layers.len()

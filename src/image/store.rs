@@ -58,22 +58,58 @@ pub fn prepare(paths: &Paths) -> Result<()> {
 }
 
 /// Exclusive hold on one store name (released when dropped, or when the process dies).
+/// Dropping it also removes the lock file and, when nothing else is staged, `.staging`
+/// itself: a failed pull leaves the store exactly as it was.
 pub struct NameLock {
-    _file: fs::File,
+    file: fs::File,
+    path: PathBuf,
+    staging: PathBuf,
 }
 
-/// Wait for, then take, the lock on `name`.
+/// Wait for, then take, the lock on `name` (creating the store and staging area as needed).
 pub fn lock(paths: &Paths, name: &str) -> Result<NameLock> {
     let path = paths.staging_dir().join(format!("{name}+lock"));
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::path("open lock", &path, e))?;
-    rustix::fs::flock(&file, FlockOperation::LockExclusive)
-        .map_err(|e| Error::path("lock", &path, e.into()))?;
-    Ok(NameLock { _file: file })
+    loop {
+        prepare(paths)?;
+        let file = match fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+        {
+            Ok(file) => file,
+            // A previous holder removed an empty `.staging` meanwhile: create it again.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::path("open lock", &path, e)),
+        };
+        rustix::fs::flock(&file, FlockOperation::LockExclusive)
+            .map_err(|e| Error::path("lock", &path, e.into()))?;
+        // The previous holder unlinks the file before unlocking: only a lock on the file
+        // that is still at `path` counts.
+        if still_linked_at(&file, &path) {
+            return Ok(NameLock {
+                file,
+                path,
+                staging: paths.staging_dir(),
+            });
+        }
+    }
+}
+
+fn still_linked_at(file: &fs::File, path: &Path) -> bool {
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(held), Ok(named)) => held.dev() == named.dev() && held.ino() == named.ino(),
+        _ => false,
+    }
+}
+
+impl Drop for NameLock {
+    fn drop(&mut self) {
+        // Unlink while still holding the lock, then let the close release it.
+        let _ = fs::remove_file(&self.path);
+        let _ = fs::remove_dir(&self.staging);
+        let _ = &self.file;
+    }
 }
 
 /// Remove what an interrupted pull of `name` left in staging (caller holds the name's lock).

@@ -267,5 +267,5 @@ pub fn assert_no_leaks(root: &TestRoot, mounts_before: &str, marker: &str) {
 }
 pub mod cgroup;
 pub mod registry;
-pub mod volume;
 pub mod run;
+pub mod volume;

@@ -50,8 +50,8 @@ impl Cgroup {
             }
             Layout::V1 { hierarchies } => Backend::V1(v1::Group::create(hierarchies, id, limits)?),
             Layout::None if limits.is_unlimited() => {
-                eprintln!(
-                    "devoxx-docker: warning: no cgroup controller on this host; running without \
+                crate::note!(
+                    "warning: no cgroup controller on this host; running without \
                      resource limits, as asked (--memory 0 --cpus 0)"
                 );
                 Backend::Absent
@@ -193,8 +193,8 @@ fn ensure_parent(path: &Path) -> Result<CgroupDir> {
 
 /// Drop cannot fail: say what was left and that the next run will reclaim it.
 fn warn_not_removed(path: &Path, e: &io::Error) {
-    eprintln!(
-        "devoxx-docker: warning: could not remove cgroup {}: {e} (the next run reclaims it)",
+    crate::note!(
+        "warning: could not remove cgroup {}: {e} (the next run reclaims it)",
         path.display()
     );
 }

@@ -1,0 +1,125 @@
+//! Guards for the environment the privileged suite runs in. In the VM (`make vm-test`) they
+//! prove the guest really is what the suite is promised: cgroup v2 mounted alone with the
+//! memory/cpu/pids controllers, overlayfs available, and a root from which a container can
+//! `pivot_root` (an initramfs rootfs cannot). On a hybrid host the cgroup v2 test skips visibly.
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+/// The controllers every limit test relies on.
+const NEEDED_CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
+
+/// Filesystem type of the mount at `mount_point`, from this process's mountinfo.
+fn fstype_at(mount_point: &str) -> Option<String> {
+    common::host_mounts().lines().rev().find_map(|line| {
+        let (before, after) = line.split_once(" - ")?;
+        let point = before.split_whitespace().nth(4)?;
+        (point == mount_point).then(|| after.split_whitespace().next().map(str::to_owned))?
+    })
+}
+
+fn filesystem_supported(name: &str) -> bool {
+    fs::read_to_string("/proc/filesystems")
+        .map(|t| t.lines().any(|l| l.split_whitespace().last() == Some(name)))
+        .unwrap_or(false)
+}
+
+#[test]
+fn cgroup2_is_mounted_alone_with_the_limit_controllers() {
+    if fstype_at("/sys/fs/cgroup").as_deref() != Some("cgroup2") {
+        skip!("cgroup v2 is not mounted alone at /sys/fs/cgroup on this host; run make vm-test");
+    }
+    let controllers = fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+        .expect("cgroup2 root must have cgroup.controllers");
+    let available: Vec<&str> = controllers.split_whitespace().collect();
+    for wanted in NEEDED_CONTROLLERS {
+        assert!(
+            available.contains(&wanted),
+            "controller {wanted} missing from cgroup.controllers: {controllers:?}"
+        );
+    }
+    let mounts = common::host_mounts();
+    let v1 = mounts
+        .lines()
+        .filter(|l| {
+            l.split(" - ")
+                .nth(1)
+                .is_some_and(|t| t.starts_with("cgroup "))
+        })
+        .count();
+    assert_eq!(
+        v1, 0,
+        "cgroup v1 hierarchies are mounted next to cgroup2:\n{mounts}"
+    );
+}
+
+#[test]
+fn overlay_root_can_be_pivoted_into_from_a_private_mount_namespace() {
+    if !common::is_root() {
+        skip!("needs root (mount namespaces, overlayfs)");
+    }
+    if !filesystem_supported("overlay") {
+        skip!("overlayfs is not available in this kernel");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let t = dir.path();
+    for sub in ["lower/bin", "upper", "work", "merged"] {
+        fs::create_dir_all(t.join(sub)).expect("mkdir");
+    }
+    let bb = common::busybox();
+    fs::copy(&bb, t.join("lower/bin/busybox")).expect("copy busybox");
+    let mark = common::marker();
+    fs::write(t.join("lower/marker"), &mark).expect("write marker");
+    let put_old = format!("old-{}", common::marker());
+
+    let before = common::host_mounts();
+    let script = pivot_script(&bb, t, &put_old);
+    let out = Command::new(&bb)
+        .args(["unshare", "-m", "--"])
+        .arg(&bb)
+        .args(["sh", "-c", &script])
+        .output()
+        .expect("run busybox unshare");
+    assert!(
+        out.status.success(),
+        "pivot_root into an overlay failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        mark,
+        "read through the pivoted root"
+    );
+    assert!(
+        t.join("upper").join(&put_old).is_dir(),
+        "writes must land in the upper layer"
+    );
+    assert!(
+        !t.join("lower").join(&put_old).exists(),
+        "the lower layer must stay untouched"
+    );
+    assert_eq!(
+        common::host_mounts(),
+        before,
+        "the host mount table changed"
+    );
+}
+
+/// A shell script for `busybox sh`, run in a new mount namespace: overlay over `t/lower`,
+/// pivot_root into it, and print `/marker` from inside.
+fn pivot_script(bb: &Path, t: &Path, put_old: &str) -> String {
+    let (bb, t) = (bb.display(), t.display());
+    format!(
+        "set -e
+         {bb} mount --make-rprivate /
+         {bb} mount -t overlay overlay -o lowerdir={t}/lower,upperdir={t}/upper,workdir={t}/work {t}/merged
+         {bb} mkdir {t}/merged/{put_old}
+         cd {t}/merged
+         {bb} pivot_root . {put_old}
+         cd /
+         /bin/busybox cat /marker"
+    )
+}

@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# vm/run.sh test|shell — boot the cgroup v2 test VM (QEMU) and run the privileged suite in it.
+#
+#   test   build the guest, boot it, stream the console, and exit 0 only if the guest's sentinel
+#          line says every test passed and nothing leaked.
+#   shell  same guest with an interactive shell on the console (/init suite runs the suite);
+#          Ctrl-A X quits QEMU.
+#
+# Env: VM_ACCEL=kvm|tcg (default: KVM only if a 3 s probe guest proves it works, else TCG)
+#      VM_TIMEOUT (s, whole test run, default 900)   VM_BOOT_TIMEOUT (s, until init reports, 60)
+#      VM_SHELL_TIMEOUT (s, default 3600)   VM_MEM (2G)   VM_CPUS (2)   VM_APPEND (kernel args)
+#      KERNEL / KERNEL_MODULES, VM_TESTS, VM_TEST_ARGS, VM_TOOLS: see kernel.sh and build-guest.sh
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+cache="${VM_CACHE:-$here/cache}"
+mode="${1:-test}"
+console_log="$cache/console.log"
+qemu="${QEMU:-qemu-system-x86_64}"
+
+log() { echo "vm: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+usage() { echo "usage: $0 test|shell" >&2; exit 2; }
+
+# Does KVM really run a guest here? A 512-byte boot sector that writes "KVM" to the serial port and
+# exits QEMU through isa-debug-exit must do so within 3 s. The answer is cached per host boot.
+kvm_works() {
+    [ -r /dev/kvm ] && [ -w /dev/kvm ] || return 1
+    local key probe img out
+    key="$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)-$("$qemu" --version | head -n1 | tr -cd '0-9.')"
+    probe="$cache/kvm-probe"
+    if [ -f "$probe" ] && [ "$(head -n1 "$probe")" = "$key" ]; then
+        [ "$(sed -n 2p "$probe")" = yes ]; return
+    fi
+    img="$cache/kvm-probe.img"
+    {
+        printf '\xba\xf8\x03\xb0K\xee\xb0V\xee\xb0M\xee\xb0\n\xee' # mov dx,0x3f8; out 'K','V','M','\n'
+        printf '\xba\xf4\x00\xb0\x00\xee\xf4\xeb\xfd'             # out 0xf4 (isa-debug-exit); hlt
+    } > "$img.code"
+    { cat "$img.code"; head -c $((510 - $(stat -c %s "$img.code"))) /dev/zero; printf '\x55\xaa'; } > "$img"
+    out="$(timeout -k 1 3 "$qemu" -nodefaults -display none -no-reboot -accel kvm -m 16 -serial stdio \
+        -device isa-debug-exit,iobase=0xf4,iosize=0x04 -drive file="$img",format=raw,if=floppy \
+        </dev/null 2>/dev/null || true)"
+    if [ "$out" = KVM ] || [ "${out%$'\r'}" = KVM ]; then printf '%s\nyes\n' "$key" > "$probe"; return 0; fi
+    printf '%s\nno\n' "$key" > "$probe"
+    return 1
+}
+
+# QEMU accelerator arguments: VM_ACCEL forces, else KVM if it proves itself, else multi-threaded TCG.
+accel_args() {
+    local accel="${VM_ACCEL:-}"
+    if [ -z "$accel" ]; then
+        if kvm_works; then accel=kvm; else accel=tcg; fi
+    fi
+    case "$accel" in
+        kvm) echo "-accel kvm -cpu host" ;;
+        tcg) echo "-accel tcg,thread=multi -cpu max" ;;
+        *) die "VM_ACCEL must be kvm or tcg, not '$accel'" ;;
+    esac
+}
+
+# Fill QARGS: the QEMU command line shared by both modes (console added by each mode).
+set_qemu_args() {
+    local append="console=ttyS0 panic=-1 quiet loglevel=3 cgroup_no_v1=all mitigations=off cryptomgr.notests devoxx.mode=$mode ${VM_APPEND:-}"
+    # shellcheck disable=SC2206
+    QARGS=(-nodefaults -no-user-config -display none -no-reboot
+        -m "${VM_MEM:-2G}" -smp "${VM_CPUS:-2}" $accel_line
+        -kernel "$VM_KERNEL" -initrd "$initrd" -append "$append")
+}
+
+# Seconds (two decimals) elapsed since the `date +%s.%N` stamp $1.
+since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'; }
+
+# Kill QEMU (our child) if we are interrupted.
+stop_qemu() { [ -n "${qpid:-}" ] && kill "$qpid" 2>/dev/null; return 0; }
+
+# Wait for init's "BOOTED" line (hang detection), then for QEMU to exit. Returns QEMU's status.
+watch_boot() {
+    local boot_timeout="${VM_BOOT_TIMEOUT:-60}" start=$SECONDS
+    until grep -q 'devoxx-vm: BOOTED' "$console_log" 2>/dev/null && boot_seconds="$(since "$t_start")"; do
+        if ! kill -0 "$qpid" 2>/dev/null; then break; fi
+        if [ $((SECONDS - start)) -ge "$boot_timeout" ]; then
+            log "the guest did not boot within ${boot_timeout}s (hung?) — killing QEMU"
+            log "accelerator: ${accel_line}; if it was KVM, retry with VM_ACCEL=tcg"
+            stop_qemu
+            break
+        fi
+        sleep 0.2
+    done
+    local rc=0
+    wait "$qpid" || rc=$?
+    qpid=""
+    return $rc
+}
+
+# Turn the console log into the host's verdict: per-test failures, totals, exit status.
+report() {
+    local qemu_rc="$1" timeout="$2" result failed
+    result="$(tr -d '\r' < "$console_log" | grep '^DEVOXX-VM-RESULT:' | tail -n1 || true)"
+    failed="$(tr -d '\r' < "$console_log" | grep -E '^test .* \.\.\. FAILED$' || true)"
+    if [ -z "$result" ]; then
+        if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then
+            log "the guest did not finish within ${timeout}s (VM_TIMEOUT) — it hung or the suite is too slow"
+        else
+            log "the guest stopped (QEMU status $qemu_rc) without a result line — see $console_log"
+        fi
+        tr -d '\r' < "$console_log" | tail -n 20 | sed 's/^/  | /' >&2
+        echo "vm-test: 0 passed, 1 failed"
+        return 1
+    fi
+    [ -n "$failed" ] && { log "failed tests:"; echo "$failed" | sed 's/^/  /' >&2; }
+    local pass fail
+    pass="$(sed 's/.*pass=\([0-9]*\).*/\1/' <<< "$result")"
+    fail="$(sed 's/.*fail=\([0-9]*\).*/\1/' <<< "$result")"
+    log "boot: ${boot_seconds:-?}s from QEMU start to init ($(tr -d '\r' < "$console_log" |
+        grep -m1 -o 'BOOTED in [0-9.]*s' || true) of guest uptime); whole run $(since "$t_start")s; $accel_line"
+    log "$result"
+    echo "vm-test: $pass passed, $fail failed"
+    case "$result" in *status=ok*) return 0 ;; *) return 1 ;; esac
+}
+
+run_test() {
+    local timeout="${VM_TIMEOUT:-900}" rc=0
+    : > "$console_log"
+    t_start="$(date +%s.%N)"
+    timeout -k 5 "$timeout" "$qemu" "${QARGS[@]}" -serial "file:$console_log" -monitor none \
+        </dev/null &
+    qpid=$!
+    trap 'stop_qemu; exit 130' INT TERM
+    tail -s 0.2 -n +1 -f --pid="$qpid" "$console_log" | sed -u 's/\r$//' &
+    local streamer=$!
+    watch_boot || rc=$?
+    wait "$streamer" || true # tail ends once QEMU has, after printing the last lines
+    report "$rc" "$timeout"
+}
+
+run_shell() {
+    local timeout="${VM_SHELL_TIMEOUT:-3600}"
+    log "interactive guest (Ctrl-A X quits; hard limit ${timeout}s)"
+    timeout -k 5 --foreground "$timeout" "$qemu" "${QARGS[@]}" -serial mon:stdio
+}
+
+main() {
+    case "$mode" in test | shell) ;; *) usage ;; esac
+    command -v "$qemu" >/dev/null || die "$qemu missing: apt-get install qemu-system-x86"
+    mkdir -p "$cache"
+    eval "$("$here/kernel.sh")"
+    export VM_KERNEL VM_MODULES
+    local t0=$SECONDS
+    initrd="$("$here/build-guest.sh")"
+    log "guest built in $((SECONDS - t0))s"
+    accel_line="$(accel_args)"
+    set_qemu_args
+    log "booting $(basename "$VM_KERNEL") ($(cat "$(dirname "$VM_KERNEL")/version" 2>/dev/null || echo given)) with $accel_line"
+    SECONDS=0
+    if [ "$mode" = shell ]; then run_shell; else run_test; fi
+}
+
+main
