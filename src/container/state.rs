@@ -173,10 +173,7 @@ fn reclaim_stale_locks() {
 fn remove_tree(dir: &Path) {
     match fs::remove_dir_all(dir) {
         Err(e) if e.kind() != ErrorKind::NotFound => {
-            crate::note!(
-                "warning: could not remove {}: {e}",
-                dir.display()
-            );
+            crate::note!("warning: could not remove {}: {e}", dir.display());
         }
         _ => {}
     }
