@@ -790,7 +790,6 @@ fn disk_full_fails_cleanly_and_stores_nothing() {
     let script = r#"mount -t tmpfs -o size=512k devoxx-test-full "$1" || exit 99
 "$2" pull "$3"; rc=$?
 echo "entries:$(ls -A "$1" | tr '\n' ' ')"
-echo "staging:$(ls -A "$1/.staging" | grep -v '+lock$' | tr '\n' ' ')"
 exit $rc"#;
     let out = std::process::Command::new("unshare")
         .args([
@@ -824,12 +823,8 @@ exit $rc"#;
         "{stderr}"
     );
     assert!(
-        stdout.contains("entries:.staging \n"),
-        "only the staging area may exist: {stdout}"
-    );
-    assert!(
-        stdout.contains("staging:\n"),
-        "staging must be empty: {stdout}"
+        stdout.contains("entries:\n"),
+        "the store must be left exactly as it was (empty): {stdout}"
     );
     assert_eq!(
         common::host_mounts(),
