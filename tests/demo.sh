@@ -20,7 +20,10 @@ work=$(mktemp -d /tmp/devoxx-demo.XXXXXX)
 export DEVOXX_ROOT="${DEVOXX_ROOT:-$work/fs}"
 registry_pid=""
 cleanup() {
-    [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
+    if [ -n "$registry_pid" ]; then
+        kill "$registry_pid" 2>/dev/null || true
+        wait "$registry_pid" 2>/dev/null || true # the registry's own status (143) is not ours
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT

@@ -92,8 +92,14 @@ fn execute(paths: &Paths, plan: &Plan) -> Result<i32> {
     };
     let terminal = TerminalGuard::capture();
     let mut child = process::start(&config, namespaces::clone_flags(plan.network.needs_netns()))?;
-    cgroup.add_process(child.pid().as_raw())?;
-    let network = network::setup_host_side(plan.network, &state.id, child.pid().as_raw())?;
+    let pid = child.pid().as_raw();
+    let network = match cgroup
+        .add_process(pid)
+        .and_then(|()| network::setup_host_side(plan.network, &state.id, pid))
+    {
+        Ok(network) => network,
+        Err(e) => return Err(child.earlier_failure().unwrap_or(e)),
+    };
     child.release_and_wait_exec()?;
     let exit = child.wait(plan.stop_timeout)?;
     drop(terminal);

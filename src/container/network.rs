@@ -40,6 +40,10 @@ pub const VETH_PREFIX: &str = "dx";
 const ALIAS_TAG: &str = "devoxx-docker";
 /// Serialises address allocation between concurrent runtimes.
 const LOCK_FILE: &str = "/run/devoxx-docker-network.lock";
+/// Where `<id>.net` markers say "this container may own a NAT rule": written before the rule
+/// is added, removed after it is deleted. Only a marker of a dead container makes
+/// [`reclaim_stale`] list the nftables chain, so an ordinary run starts no `nft` at all.
+const NAT_MARK_DIR: &str = "/run/devoxx-docker";
 
 /// `--network MODE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +81,8 @@ pub struct Network {
     nat_rule: Option<u64>,
     /// The container's address on the bridge.
     address: Option<Ipv4Addr>,
+    /// Container id whose NAT marker exists (see [`NAT_MARK_DIR`]).
+    nat_mark: Option<String>,
 }
 
 impl Network {
@@ -91,10 +97,32 @@ impl Drop for Network {
         if let Some(handle) = self.nat_rule.take() {
             let _ = delete_nat_rule(handle);
         }
+        if let Some(id) = self.nat_mark.take() {
+            let _ = fs::remove_file(nat_mark_path(&id));
+        }
         if let Some(veth) = self.veth.take() {
             let _ = run_tool("ip", &["link", "del", &veth], None);
         }
     }
+}
+
+fn nat_mark_path(id: &str) -> std::path::PathBuf {
+    Path::new(NAT_MARK_DIR).join(format!("{id}.net"))
+}
+
+/// Ids of dead containers that may have left a NAT rule behind.
+fn stale_nat_marks(is_live: &dyn Fn(&str) -> bool) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(NAT_MARK_DIR) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_suffix(".net").map(str::to_owned)
+        })
+        .filter(|id| !is_live(id))
+        .collect()
 }
 
 /// Parent side, once the child exists in its new netns and before its command starts:
@@ -125,10 +153,17 @@ pub fn reclaim_stale(is_live: &dyn Fn(&str) -> bool) {
             let _ = run_tool("ip", &["link", "del", &veth], None);
         }
     }
+    let stale = stale_nat_marks(is_live);
+    if stale.is_empty() {
+        return;
+    }
     for (handle, id) in nat_rules().unwrap_or_default() {
         if !is_live(&id) {
             let _ = delete_nat_rule(handle);
         }
+    }
+    for id in stale {
+        let _ = fs::remove_file(nat_mark_path(&id));
     }
 }
 
@@ -166,6 +201,9 @@ fn setup_bridge(id: &str, pid: i32) -> Result<Network> {
     let address = network.address.unwrap_or(GATEWAY);
     configure_container_end(pid, address)?;
     ensure_nat_chain()?;
+    fs::create_dir_all(NAT_MARK_DIR).ctx(|| format!("create {NAT_MARK_DIR}"))?;
+    File::create(nat_mark_path(id)).ctx(|| format!("create {}", nat_mark_path(id).display()))?;
+    network.nat_mark = Some(id.to_owned());
     network.nat_rule = Some(add_nat_rule(id, address)?);
     Ok(network)
 }

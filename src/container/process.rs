@@ -1,11 +1,12 @@
 //! Start the container process, wait for it, forward signals, report its exit status.
 //!
 //! Protocol between the runtime (parent) and the container's init (child):
-//! - clone(2) creates the child directly in its new namespaces; it blocks on a *sync pipe*
-//!   until the parent has put it in its cgroup and wired the host side of its network
-//!   (EOF instead of a byte means the runtime is gone: the child exits);
-//! - the child builds its root and execs; anything failing before exec is written as one line
-//!   `CODE\tMESSAGE` to a close-on-exec *error pipe*, so a successful exec is simply EOF.
+//! - clone(2) creates the child directly in its new namespaces; it builds its root while the
+//!   parent puts it in its cgroup and wires the host side of its network, then blocks on a
+//!   *sync pipe* until the parent says go, right before exec (EOF instead of a byte means the
+//!   runtime is gone: the child exits), so the user's command never runs outside its cgroup;
+//! - anything failing before exec is written as one line `CODE\tMESSAGE` to a close-on-exec
+//!   *error pipe*, so a successful exec is simply EOF.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -137,6 +138,17 @@ impl Child {
         }
         let _ = self.reap_blocking();
         Err(decode_failure(&report))
+    }
+
+    /// When the parent's own set-up step failed: the child's report instead, if it already
+    /// died of an earlier failure of its own (that is the cause the user needs to see).
+    pub fn earlier_failure(&mut self) -> Option<Error> {
+        self.try_reap().ok()??;
+        let mut report = String::new();
+        File::from(self.err_rx.take()?)
+            .read_to_string(&mut report)
+            .ok()?;
+        (!report.is_empty()).then(|| decode_failure(&report))
     }
 
     /// Wait for the container to exit, forwarding the contract's signals. After a forwarded
@@ -313,7 +325,9 @@ fn set_up_and_exec(
     sync_rx: RawFd,
 ) -> Result<std::convert::Infallible> {
     namespaces::die_with_parent()?;
-    wait_for_parent(sync_rx)?;
+    // Build the root while the parent places us in our cgroup (a cgroup migration can wait
+    // for an RCU grace period): only the user's command must start inside it, so the go
+    // signal is awaited just before exec.
     umask(Mode::empty());
     network::setup_container_side(config.network)?;
     namespaces::make_mounts_private()?;
@@ -327,6 +341,7 @@ fn set_up_and_exec(
     enter_workdir(&config.spec.workdir)?;
     let program = find_executable(&config.spec.argv[0], &path_of(&config.spec.env))?;
     umask(Mode::from_bits_truncate(0o022));
+    wait_for_parent(sync_rx)?;
     namespaces::reset_signals()?;
     close_inherited_fds()?;
     let error = nix::unistd::execve(&program, argv, envp).unwrap_err();

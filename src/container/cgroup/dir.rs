@@ -130,10 +130,11 @@ fn is_busy(e: &io::Error) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn fixture(files: &[(&str, &str)]) -> (tempfile::TempDir, CgroupDir) {
+    /// A cgroup directory of fixture files in a temp dir (no root, no real cgroup needed).
+    pub(crate) fn fixture(files: &[(&str, &str)]) -> (tempfile::TempDir, CgroupDir) {
         let tmp = tempfile::tempdir().unwrap();
         for (name, content) in files {
             fs::write(tmp.path().join(name), content).unwrap();

@@ -123,14 +123,7 @@ mod tests {
     use crate::container::cgroup::CpuMax;
     use std::fs;
 
-    fn fixture(files: &[(&str, &str)]) -> (tempfile::TempDir, CgroupDir) {
-        let tmp = tempfile::tempdir().unwrap();
-        for (name, content) in files {
-            fs::write(tmp.path().join(name), content).unwrap();
-        }
-        let dir = CgroupDir::new(tmp.path());
-        (tmp, dir)
-    }
+    use crate::container::cgroup::dir::tests::fixture;
 
     const KERNEL_FILES: &[(&str, &str)] = &[
         ("memory.max", "max\n"),
