@@ -121,7 +121,6 @@ pub fn apply_limits(dir: &CgroupDir, limits: &Limits) -> Result<()> {
 mod tests {
     use super::*;
     use crate::container::cgroup::CpuMax;
-    use std::fs;
 
     use crate::container::cgroup::dir::tests::fixture;
 
