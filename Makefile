@@ -47,6 +47,7 @@ lint: fmt clippy ## cargo fmt --check and clippy -D warnings
 
 fmt:
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path tests/probe/Cargo.toml -- --check
 
 clippy:
 	$(CARGO) clippy --all-targets --locked -- -D warnings

@@ -8,7 +8,9 @@ use std::{env, fs, process, thread};
 
 fn main() {
     let args: Vec<String> = env::args().skip(1).collect();
-    let Some(cmd) = args.first() else { fail("usage: probe SUBCOMMAND [ARGS]") };
+    let Some(cmd) = args.first() else {
+        fail("usage: probe SUBCOMMAND [ARGS]")
+    };
     let rest = &args[1..];
     match cmd.as_str() {
         "pid" => println!("pid={} ppid={}", process::id(), unsafe { libc::getppid() }),
@@ -26,7 +28,12 @@ fn main() {
         "spin" => spin(float(arg(rest, 0)), num(arg(rest, 1)) as usize),
         "forkbomb" => forkbomb(num(arg(rest, 0))),
         "env" => env::vars().for_each(|(k, v)| println!("{k}={v}")),
-        "cwd" => println!("{}", env::current_dir().map(|p| p.display().to_string()).unwrap_or_default()),
+        "cwd" => println!(
+            "{}",
+            env::current_dir()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        ),
         "fds" => list("/proc/self/fd"),
         "stdin" => copy_stdin(),
         "stderr" => eprintln!("{}", arg(rest, 0)),
@@ -41,15 +48,19 @@ fn fail(msg: &str) -> ! {
 }
 
 fn arg(rest: &[String], i: usize) -> &str {
-    rest.get(i).map(String::as_str).unwrap_or_else(|| fail("missing argument"))
+    rest.get(i)
+        .map(String::as_str)
+        .unwrap_or_else(|| fail("missing argument"))
 }
 
 fn num(s: &str) -> u64 {
-    s.parse().unwrap_or_else(|_| fail(&format!("not a number: {s}")))
+    s.parse()
+        .unwrap_or_else(|_| fail(&format!("not a number: {s}")))
 }
 
 fn float(s: &str) -> f64 {
-    s.parse().unwrap_or_else(|_| fail(&format!("not a number: {s}")))
+    s.parse()
+        .unwrap_or_else(|_| fail(&format!("not a number: {s}")))
 }
 
 fn read(path: &str) -> String {
@@ -69,7 +80,12 @@ fn count_processes() -> usize {
     fs::read_dir("/proc")
         .unwrap_or_else(|e| fail(&format!("read_dir /proc: {e}")))
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
         .count()
 }
 
@@ -78,7 +94,10 @@ fn write_file(path: &str, content: &str) {
         Ok(()) => println!("wrote {path}"),
         Err(e) => {
             // Report the errno so tests can tell EROFS from other failures.
-            eprintln!("probe: write {path}: errno={} {e}", e.raw_os_error().unwrap_or(0));
+            eprintln!(
+                "probe: write {path}: errno={} {e}",
+                e.raw_os_error().unwrap_or(0)
+            );
             process::exit(98)
         }
     }
@@ -102,7 +121,9 @@ fn fault(kind: &str) {
             "segv" => std::ptr::write_volatile(std::ptr::null_mut::<u8>(), 1),
             "ill" => std::arch::asm!("ud2"),
             "trap" => std::arch::asm!("int3"),
-            "fpe" => std::arch::asm!("xor edx, edx", "xor eax, eax", "div ecx", in("ecx") 0u32, out("eax") _, out("edx") _),
+            "fpe" => {
+                std::arch::asm!("xor edx, edx", "xor eax, eax", "div ecx", in("ecx") 0u32, out("eax") _, out("edx") _)
+            }
             _ => fail(&format!("unknown fault {kind}")),
         }
     }
@@ -110,24 +131,42 @@ fn fault(kind: &str) {
     process::exit(96)
 }
 
-static mut CAUGHT: i32 = 0;
+extern "C" fn on_signal(_sig: i32) {}
 
-extern "C" fn on_signal(sig: i32) {
-    unsafe { CAUGHT = sig };
-}
-
-/// Install handlers for the forwardable signals, say so, then wait; print which arrived.
+/// Install handlers for the forwardable signals (a namespace's PID 1 only receives signals it
+/// handles), say `ready`, wait for one, print which, exit 100+sig (97 after 60 s without).
+/// The signals are blocked before `ready` and taken with sigtimedwait: a signal arriving
+/// right after `ready` is queued, never lost between a check and a sleep.
 fn trap_and_wait() {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1] {
-        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
-    }
-    println!("ready");
-    let _ = std::io::stdout().flush();
-    let start = Instant::now();
-    while unsafe { CAUGHT } == 0 && start.elapsed() < Duration::from_secs(60) {
-        unsafe { libc::pause() };
-    }
-    let sig = unsafe { CAUGHT };
+    let signals = [
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+    ];
+    // SAFETY: plain libc signal-mask calls on a zeroed sigset_t, single-threaded.
+    let sig = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in signals {
+            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        println!("ready");
+        let _ = std::io::stdout().flush();
+        let timeout = libc::timespec {
+            tv_sec: 60,
+            tv_nsec: 0,
+        };
+        loop {
+            let sig = libc::sigtimedwait(&set, std::ptr::null_mut(), &timeout);
+            if sig >= 0 || *libc::__errno_location() != libc::EINTR {
+                break sig.max(0);
+            }
+        }
+    };
     println!("caught={sig}");
     process::exit(if sig == 0 { 97 } else { 100 + sig })
 }
