@@ -472,9 +472,7 @@ fn fork_bomb_is_contained_by_pids_limit() {
 #[case::pids_negative("--pids-limit", || format!("-{}", random_in(1..=99)))]
 #[case::pids_fraction("--pids-limit", || format!("{}.5", random_in(1..=99)))]
 fn bad_limit_values_are_refused_with_one_line(#[case] option: &str, #[case] value: fn() -> String) {
-    if !is_root() {
-        skip!("needs root: run under sudo make test");
-    }
+    require_root!();
     let (root, image, mounts) = setup();
     let bad = value();
     let mark = marker();
@@ -586,9 +584,7 @@ fn a_stale_cgroup_and_its_leftover_process_are_reclaimed_by_the_next_run() {
 
 #[test]
 fn v2_controllers_are_enabled_for_container_cgroups() {
-    if !is_root() {
-        skip!("needs root: run under sudo make test");
-    }
+    require_root!();
     if !is_v2() {
         skip!("{V2_SKIP}");
     }
@@ -616,9 +612,7 @@ fn v2_controllers_are_enabled_for_container_cgroups() {
 
 #[test]
 fn v2_oom_kill_is_counted_up_the_hierarchy() {
-    if !is_root() {
-        skip!("needs root: run under sudo make test");
-    }
+    require_root!();
     if !is_v2() {
         skip!("{V2_SKIP}");
     }

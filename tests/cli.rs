@@ -146,9 +146,7 @@ fn non_numeric_stop_timeout_exits_125() {
 
 #[test]
 fn invalid_hostname_exits_125_with_one_line() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     // The kernel caps a UTS hostname at 64 bytes.
@@ -216,9 +214,7 @@ fn closed_port() -> u16 {
 
 #[test]
 fn run_of_an_image_no_registry_serves_exits_125_and_leaves_the_store_as_it_was() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let reference = format!(
@@ -252,9 +248,7 @@ fn run_of_an_image_no_registry_serves_exits_125_and_leaves_the_store_as_it_was()
 
 #[test]
 fn run_of_a_local_only_name_that_is_missing_exits_125_with_a_clear_message() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let name = format!("nosuch-{}", marker());
@@ -273,9 +267,7 @@ fn run_of_a_local_only_name_that_is_missing_exits_125_with_a_clear_message() {
 
 #[test]
 fn run_pulls_a_missing_image_then_runs_it_keeping_pull_messages_off_stdout() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let Some(registry) = Registry::start(root.dir.path()) else {
         skip!("docker-registry not installed");

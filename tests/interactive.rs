@@ -133,9 +133,7 @@ const SCREEN_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[test]
 fn shell_on_a_terminal_answers_typed_arithmetic_and_exits_with_its_code() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let (a, b) = (random_in(1000..=999_999), random_in(1000..=999_999));
@@ -160,9 +158,7 @@ fn shell_on_a_terminal_answers_typed_arithmetic_and_exits_with_its_code() {
 
 #[test]
 fn ctrl_c_interrupts_the_foreground_command_not_the_shell() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let (a, b) = (random_in(1000..=999_999), random_in(1000..=999_999));
@@ -190,9 +186,7 @@ fn ctrl_c_interrupts_the_foreground_command_not_the_shell() {
 
 #[test]
 fn shell_exit_status_of_last_command_is_the_runs_exit_code_on_eof() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let code = random_in(1..=120);

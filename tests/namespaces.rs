@@ -24,9 +24,7 @@ fn guard_own_namespace(kind: &str) -> String {
 
 #[test]
 fn hostname_inside_is_container_by_default() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let host = host_hostname();
@@ -42,9 +40,7 @@ fn hostname_inside_is_container_by_default() {
 
 #[test]
 fn hostname_option_sets_the_hostname_inside_only() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let host = host_hostname();
@@ -65,9 +61,7 @@ fn hostname_option_sets_the_hostname_inside_only() {
 
 #[test]
 fn sethostname_inside_does_not_reach_the_host() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let host = host_hostname();
@@ -88,9 +82,7 @@ fn sethostname_inside_does_not_reach_the_host() {
 
 #[test]
 fn command_is_pid_1() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let before = before(&root);
@@ -105,9 +97,7 @@ fn command_is_pid_1() {
 
 #[test]
 fn command_sees_only_itself_in_proc() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let before = before(&root);
@@ -129,9 +119,7 @@ fn command_sees_only_itself_in_proc() {
 
 #[test]
 fn children_of_the_command_are_counted_in_its_namespace() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let n = random_in(2..=5);
@@ -149,9 +137,7 @@ fn children_of_the_command_are_counted_in_its_namespace() {
 
 #[test]
 fn two_containers_at_once_do_not_see_each_other() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let mark = marker();
@@ -193,9 +179,7 @@ fn two_containers_at_once_do_not_see_each_other() {
 
 #[test]
 fn container_runs_in_its_own_pid_uts_and_mount_namespaces() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let mark = marker();
@@ -232,9 +216,7 @@ fn container_runs_in_its_own_pid_uts_and_mount_namespaces() {
 
 #[test]
 fn mounts_made_inside_never_reach_the_host() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let source = format!("src-{}", marker());

@@ -124,9 +124,7 @@ fn none_has_only_loopback_and_it_is_up() {
 #[test]
 #[serial(bridge)] // bridge tests add and remove host veths
 fn host_shares_the_host_interfaces() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let img = image(&root);
     let (mounts, mark) = (host_mounts(), marker());

@@ -23,9 +23,7 @@ fn image(root: &TestRoot) -> (String, String) {
 
 #[test]
 fn successful_command_exits_0_with_its_output_on_stdout() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let word = marker();
@@ -40,9 +38,7 @@ fn successful_command_exits_0_with_its_output_on_stdout() {
 
 #[test]
 fn exit_code_is_the_commands_own() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let code = random_in(1..=120);
@@ -64,9 +60,7 @@ fn exit_code_is_the_commands_own() {
 #[case::trap("trap", 133)]
 #[case::fpe("fpe", 136)]
 fn death_by_cpu_fault_exits_128_plus_signal(#[case] fault: &str, #[case] code: i32) {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let before = before(&root);
@@ -80,9 +74,7 @@ fn death_by_cpu_fault_exits_128_plus_signal(#[case] fault: &str, #[case] code: i
 
 #[test]
 fn sigkill_to_pid_1_from_the_host_exits_137_and_removes_its_cgroup() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let mark = marker();
@@ -111,9 +103,7 @@ fn sigkill_to_pid_1_from_the_host_exits_137_and_removes_its_cgroup() {
 #[case::plain_file("/marker")]
 #[case::directory("/bin")]
 fn command_that_is_not_executable_exits_126(#[case] command: &str) {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let before = before(&root);
@@ -133,9 +123,7 @@ fn command_that_is_not_executable_exits_126(#[case] command: &str) {
 #[case::looked_up_in_path(false)]
 #[case::absolute_path(true)]
 fn missing_command_exits_127(#[case] absolute: bool) {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let name = format!("cmd-{}", marker());
@@ -159,9 +147,7 @@ fn missing_command_exits_127(#[case] absolute: bool) {
 
 #[test]
 fn command_is_looked_up_in_the_images_path_inside_the_rootfs() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let dir = format!("/opt/tools-{}", marker());
     let (img, _) = root.install_image(json!({"Env": [format!("PATH={dir}:/bin")]}));
@@ -185,9 +171,7 @@ fn command_is_looked_up_in_the_images_path_inside_the_rootfs() {
 
 #[test]
 fn arguments_after_the_image_are_passed_untouched() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let spaced = format!("{}  {}", marker(), marker());
@@ -223,9 +207,7 @@ fn arguments_after_the_image_are_passed_untouched() {
 
 #[test]
 fn stdin_reaches_the_command() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let input = format!(
@@ -249,9 +231,7 @@ fn stdin_reaches_the_command() {
 
 #[test]
 fn stderr_of_the_command_lands_on_stderr_only() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let msg = format!("err-{}", marker());
@@ -277,9 +257,7 @@ fn stderr_of_the_command_lands_on_stderr_only() {
 
 #[test]
 fn stdout_and_stderr_stay_separate_in_one_run() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let (out, err) = (format!("out-{}", marker()), format!("err-{}", marker()));
@@ -303,9 +281,7 @@ fn stdout_and_stderr_stay_separate_in_one_run() {
 
 #[test]
 fn image_cmd_runs_when_no_command_is_given() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let word = marker();
     let (img, _) =
@@ -321,9 +297,7 @@ fn image_cmd_runs_when_no_command_is_given() {
 
 #[test]
 fn given_command_replaces_the_image_cmd() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (unwanted, wanted) = (marker(), marker());
     let (img, _) =
@@ -339,9 +313,7 @@ fn given_command_replaces_the_image_cmd() {
 
 #[test]
 fn entrypoint_is_prefixed_to_cmd_or_to_the_given_arguments() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (first, default_arg, given) = (marker(), marker(), marker());
     let (img, _) = root.install_image(json!({
@@ -363,9 +335,7 @@ fn entrypoint_is_prefixed_to_cmd_or_to_the_given_arguments() {
 
 #[test]
 fn no_command_anywhere_is_a_runtime_error_125() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = root.install_image(json!({"Env": ["PATH=/bin"]}));
     let before = before(&root);
@@ -383,9 +353,7 @@ fn env_of(stdout: &str) -> Vec<&str> {
 
 #[test]
 fn image_env_is_set() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (key, value) = (
         format!("K_{}", marker().to_uppercase()),
@@ -409,9 +377,7 @@ fn image_env_is_set() {
 
 #[test]
 fn env_option_overrides_the_image_and_adds_variables() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let key = format!("K_{}", marker().to_uppercase());
     let added = format!("A_{}", marker().to_uppercase());
@@ -446,9 +412,7 @@ fn env_option_overrides_the_image_and_adds_variables() {
 
 #[test]
 fn cwd_is_root_by_default() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let before = before(&root);
@@ -462,9 +426,7 @@ fn cwd_is_root_by_default() {
 
 #[test]
 fn image_workingdir_is_the_cwd() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = root.install_image(json!({"Env": ["PATH=/bin"], "WorkingDir": "/var"}));
     let before = before(&root);
@@ -478,9 +440,7 @@ fn image_workingdir_is_the_cwd() {
 
 #[test]
 fn workdir_option_overrides_the_image_workingdir() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = root.install_image(json!({"Env": ["PATH=/bin"], "WorkingDir": "/var"}));
     let before = before(&root);
@@ -500,9 +460,7 @@ fn workdir_option_overrides_the_image_workingdir() {
 
 #[test]
 fn missing_workingdir_is_created_inside_the_container_only() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let dir = format!("/wd-{}/sub", marker());
     let (img, _) = root.install_image(json!({"Env": ["PATH=/bin"], "WorkingDir": dir}));
@@ -524,9 +482,7 @@ fn missing_workingdir_is_created_inside_the_container_only() {
 #[case::sighup(Signal::SIGHUP)]
 #[case::sigquit(Signal::SIGQUIT)]
 fn signal_to_the_runtime_is_forwarded_to_the_container(#[case] sig: Signal) {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let mark = marker();
@@ -547,9 +503,7 @@ fn signal_to_the_runtime_is_forwarded_to_the_container(#[case] sig: Signal) {
 #[case::sigterm(Signal::SIGTERM)]
 #[case::sigint(Signal::SIGINT)]
 fn container_ignoring_the_signal_is_killed_after_stop_timeout(#[case] sig: Signal) {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let mark = marker();
@@ -586,9 +540,7 @@ fn container_ignoring_the_signal_is_killed_after_stop_timeout(#[case] sig: Signa
 
 #[test]
 fn sigkill_to_the_runtime_takes_the_container_down_and_next_run_reclaims_its_state() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let mark = marker();
@@ -619,9 +571,7 @@ fn sigkill_to_the_runtime_takes_the_container_down_and_next_run_reclaims_its_sta
 
 #[test]
 fn second_stop_signal_kills_at_once_despite_a_long_stop_timeout() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let mark = marker();

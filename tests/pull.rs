@@ -16,14 +16,6 @@ use predicates::prelude::*;
 use serde_json::json;
 
 /// Skip (visibly) unless root: pull needs it.
-macro_rules! need_root {
-    () => {
-        if !is_root() {
-            skip!("pull needs root");
-        }
-    };
-}
-
 /// Visible images in a store (entries not starting with a dot).
 fn stored_images(store: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(store)
@@ -107,7 +99,7 @@ fn small_layer(path: &str, content: &str) -> Layer {
 
 #[test]
 fn multi_layer_pull_gives_the_exact_tree() {
-    need_root!();
+    require_root!();
     let root = TestRoot::new();
     let (base, base_tree, base_marker) = base_layer();
     let (conf, suid, new_marker, opq_new) = (marker(), marker(), marker(), marker());
@@ -233,7 +225,7 @@ fn multi_layer_pull_gives_the_exact_tree() {
 
 #[test]
 fn index_resolves_to_linux_amd64_and_docker_schema2_works() {
-    need_root!();
+    require_root!();
     let root = TestRoot::new();
     let (base, _, _) = base_layer();
     let (amd, arm) = (marker(), marker());
@@ -276,7 +268,7 @@ fn index_resolves_to_linux_amd64_and_docker_schema2_works() {
 
 #[test]
 fn pinned_digest_pull() {
-    need_root!();
+    require_root!();
     let root = TestRoot::new();
     let content = marker();
     let repo = format!("pinned-{}", marker());
@@ -300,7 +292,7 @@ fn pinned_digest_pull() {
 
 #[test]
 fn corrupted_blob_fails_and_stores_nothing() {
-    need_root!();
+    require_root!();
     let root = TestRoot::new();
     let repo = format!("corrupt-{}", marker());
     let layers = vec![small_layer("data", &marker().repeat(100))];
@@ -324,7 +316,7 @@ fn corrupted_blob_fails_and_stores_nothing() {
 
 #[test]
 fn wrong_diff_id_fails_and_stores_nothing() {
-    need_root!();
+    require_root!();
     let root = TestRoot::new();
     let repo = format!("diffid-{}", marker());
     let layers = vec![small_layer("data", &marker())];
@@ -343,7 +335,7 @@ fn wrong_diff_id_fails_and_stores_nothing() {
 
 #[test]
 fn repull_at_same_digest_downloads_nothing() {
-    need_root!();
+    require_root!();
     let root = TestRoot::new();
     let repo = format!("repull-{}", marker());
     let content = marker();
@@ -381,7 +373,7 @@ fn repull_at_same_digest_downloads_nothing() {
 
 #[test]
 fn moved_tag_replaces_the_image_atomically() {
-    need_root!();
+    require_root!();
     let root = TestRoot::new();
     let repo = format!("moved-{}", marker());
     let (v1, v2) = (marker(), marker());
@@ -413,7 +405,7 @@ fn moved_tag_replaces_the_image_atomically() {
 
 #[test]
 fn concurrent_pulls_of_one_image_are_safe() {
-    need_root!();
+    require_root!();
     let root = TestRoot::new();
     let repo = format!("concurrent-{}", marker());
     let content = marker();
@@ -489,7 +481,7 @@ impl HostTarget {
 
 #[test]
 fn hostile_layers_are_refused_or_contained() {
-    need_root!();
+    require_root!();
     let root = TestRoot::new();
     let host = HostTarget::new(&root);
     let abs = host.dir.display().to_string();
@@ -597,7 +589,7 @@ fn hostile_layers_are_refused_or_contained() {
 
 #[test]
 fn images_lists_and_rmi_removes() {
-    need_root!();
+    require_root!();
     let root = TestRoot::new();
     let repo = format!("list-{}", marker());
     let mut refs = Vec::new();
@@ -699,7 +691,7 @@ fn malformed_references_fail_before_touching_the_store() {
 
 #[test]
 fn registry_down_fails_cleanly() {
-    need_root!();
+    require_root!();
     let root = TestRoot::new();
     let reference = format!("127.0.0.1:{}/nothing-{}:t", free_port(), marker());
     assert_fails_cleanly(
@@ -711,7 +703,7 @@ fn registry_down_fails_cleanly() {
 
 #[test]
 fn unknown_image_or_tag_fails_cleanly() {
-    need_root!();
+    require_root!();
     let root = TestRoot::new();
     let repo = format!("known-{}", marker());
     let layers = vec![small_layer("f", "x")];
@@ -733,7 +725,7 @@ fn unknown_image_or_tag_fails_cleanly() {
 
 #[test]
 fn unsupported_media_type_fails_cleanly() {
-    need_root!();
+    require_root!();
     let root = TestRoot::new();
     let repo = format!("weird-{}", marker());
     let layers = vec![small_layer("f", "x")];
@@ -774,7 +766,7 @@ fn pull_as_non_root_fails_cleanly() {
 
 #[test]
 fn disk_full_fails_cleanly_and_stores_nothing() {
-    need_root!();
+    require_root!();
     let root = TestRoot::new();
     let repo = format!("diskfull-{}", marker());
     let layers = vec![base_layer().0.clone(), small_layer("f", &marker())];
@@ -835,7 +827,7 @@ exit $rc"#;
 
 #[test]
 fn leftovers_of_an_interrupted_pull_are_reclaimed() {
-    need_root!();
+    require_root!();
     let root = TestRoot::new();
     let repo = format!("stale-{}", marker());
     let layers = vec![small_layer("f", &marker())];

@@ -19,9 +19,7 @@ fn image(root: &TestRoot) -> (String, String) {
 
 #[test]
 fn root_listing_equals_the_image_rootfs() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     // A random top-level entry, so a listing of some other tree cannot match.
@@ -39,9 +37,7 @@ fn root_listing_equals_the_image_rootfs() {
 
 #[test]
 fn image_marker_file_is_readable() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, mark) = image(&root);
     let before = before(&root);
@@ -55,9 +51,7 @@ fn image_marker_file_is_readable() {
 
 #[test]
 fn host_file_outside_the_rootfs_is_invisible() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let name = format!("host-{}", marker());
@@ -92,9 +86,7 @@ fn host_file_outside_the_rootfs_is_invisible() {
 
 #[test]
 fn writes_inside_change_neither_the_store_nor_the_next_container() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, mark) = image(&root);
     let new_file = format!("/new-{}", marker());
@@ -141,9 +133,7 @@ fn writes_inside_change_neither_the_store_nor_the_next_container() {
 
 #[test]
 fn parallel_containers_from_one_image_have_their_own_writable_layers() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let before = before(&root);
@@ -176,9 +166,7 @@ fn parallel_containers_from_one_image_have_their_own_writable_layers() {
 
 #[test]
 fn proc_is_mounted_and_shows_the_container() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let arg = marker();
@@ -200,9 +188,7 @@ fn proc_is_mounted_and_shows_the_container() {
 
 #[test]
 fn dev_has_the_standard_character_devices() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let before = before(&root);
@@ -231,9 +217,7 @@ fn dev_has_the_standard_character_devices() {
 
 #[test]
 fn dev_devices_behave_like_devices() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let n = random_in(1..=64);
@@ -274,9 +258,7 @@ fn dev_devices_behave_like_devices() {
 
 #[test]
 fn dev_has_pts_shm_and_no_host_block_devices() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let host_block: Vec<String> = fs::read_dir("/dev")
@@ -319,9 +301,7 @@ fn dev_has_pts_shm_and_no_host_block_devices() {
 
 #[test]
 fn etc_hostname_hosts_and_resolv_conf_are_provided() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let name = format!("h-{}", marker());
@@ -378,9 +358,7 @@ fn etc_hostname_hosts_and_resolv_conf_are_provided() {
 
 #[test]
 fn no_runtime_file_descriptor_leaks_into_the_container() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let before = before(&root);
@@ -405,9 +383,7 @@ fn no_runtime_file_descriptor_leaks_into_the_container() {
 
 #[test]
 fn cwd_and_root_of_pid_1_are_inside_the_container() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let before = before(&root);
@@ -445,9 +421,7 @@ fn mounts_of(mountinfo: &str) -> Vec<(String, String, String)> {
 
 #[test]
 fn host_root_filesystem_is_not_reachable_after_pivot_root() {
-    if !is_root() {
-        skip!("needs root");
-    }
+    require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
     let host = mounts_of(&host_mounts());

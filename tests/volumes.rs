@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::volume::{host_dir, host_entries_named, mount_points_of, spec, tree_digest};
-use common::{assert_no_leaks, host_mounts, is_root, marker, processes_with, random_in, TestRoot};
+use common::{assert_no_leaks, host_mounts, marker, processes_with, random_in, TestRoot};
 use rstest::rstest;
 
 /// A test root with the standard image, plus what must hold after every run.
@@ -66,14 +66,6 @@ impl Setup {
             "image in the store changed"
         );
     }
-}
-
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            skip!("needs root (mount namespaces, bind mounts)");
-        }
-    };
 }
 
 #[test]

@@ -40,10 +40,11 @@ pub const VETH_PREFIX: &str = "dx";
 const ALIAS_TAG: &str = "devoxx-docker";
 /// Serialises address allocation between concurrent runtimes.
 const LOCK_FILE: &str = "/run/devoxx-docker-network.lock";
-/// Where `<id>.net` markers say "this container may own a NAT rule": written before the rule
-/// is added, removed after it is deleted. Only a marker of a dead container makes
-/// [`reclaim_stale`] list the nftables chain, so an ordinary run starts no `nft` at all.
-const NAT_MARK_DIR: &str = "/run/devoxx-docker";
+/// Beside each container's liveness lock, an `<id>.net` marker says "this container may own a
+/// NAT rule": written before the rule is added, removed after it is deleted. Only a marker of a
+/// dead container makes [`reclaim_stale`] list the nftables chain, so an ordinary run starts
+/// no `nft` at all.
+const NAT_MARK_DIR: &str = super::state::LOCK_DIR;
 
 /// `--network MODE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

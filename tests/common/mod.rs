@@ -42,6 +42,17 @@ macro_rules! skip {
     }};
 }
 
+/// Skip the calling test visibly unless it runs as root: privileged tests run under
+/// `sudo make test` (and always in the VM, where a skip is a failure).
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::common::is_root() {
+            $crate::skip!("needs root: run under sudo make test");
+        }
+    };
+}
+
 /// Implementation of [`skip!`].
 pub fn record_skip(module: &str, why: &str) {
     // libtest names each test's thread after the test: the most precise name we can give.
