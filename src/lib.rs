@@ -7,6 +7,7 @@
 pub mod config;
 pub mod container;
 pub mod error;
+pub mod grade;
 pub mod image;
 
 pub use error::{Error, Result};

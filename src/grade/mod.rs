@@ -1,0 +1,7 @@
+//! The grader: judges any implementation of the workshop's `run IMAGE CMD...` (mostly Go
+//! submissions) step by step, from the host side of the container where printing cannot fake
+//! a result. It runs inside the cgroup v2 guest only (`make grade`), never as root on the
+//! grader's own machine.
+
+pub mod class;
+pub mod report;

@@ -1,0 +1,122 @@
+//! The grade report: one JSON document per submission (`report.json`), the single source from
+//! which `report.md`, `junit.xml` and the class table are rendered, so they can never disagree.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The workshop steps in the order the workshop teaches them; `network` is optional.
+pub const STEPS: [&str; 6] = [
+    "process",
+    "namespaces",
+    "rootfs",
+    "cgroups",
+    "volumes",
+    "network",
+];
+
+/// Steps a submission must pass for the grade to succeed.
+pub const REQUIRED_STEPS: [&str; 5] = ["process", "namespaces", "rootfs", "cgroups", "volumes"];
+
+/// Outcome of a check, a step or an extra.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Pass,
+    Fail,
+    /// None of the step's traces exist: the student has not reached this step yet.
+    NotAttempted,
+}
+
+impl Status {
+    /// The spelling used in every report (`pass`, `fail`, `not-attempted`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Fail => "fail",
+            Status::NotAttempted => "not-attempted",
+        }
+    }
+}
+
+/// One observation: what the workshop step asks, what was seen, and how to fix it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    pub name: String,
+    pub status: Status,
+    pub expected: String,
+    pub seen: String,
+    /// Empty when the check passed.
+    #[serde(default)]
+    pub hint: String,
+}
+
+/// A workshop step: its checks and the status they add up to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub status: Status,
+    pub required: bool,
+    pub checks: Vec<Check>,
+}
+
+impl Step {
+    /// A step passes when every check passes, is not attempted when no check found a trace of
+    /// it, and fails otherwise.
+    pub fn from_checks(name: &str, checks: Vec<Check>) -> Step {
+        let status = if checks.iter().all(|c| c.status == Status::Pass) && !checks.is_empty() {
+            Status::Pass
+        } else if checks.iter().all(|c| c.status == Status::NotAttempted) {
+            Status::NotAttempted
+        } else {
+            Status::Fail
+        };
+        Step {
+            status,
+            required: REQUIRED_STEPS.contains(&name),
+            checks,
+        }
+    }
+
+    /// The first check that did not pass: what a teacher reads first.
+    pub fn first_problem(&self) -> Option<&Check> {
+        self.checks.iter().find(|c| c.status != Status::Pass)
+    }
+}
+
+/// Everything known about one submission's grading.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub submission: String,
+    /// Steps graded, keyed by the names in [`STEPS`]; steps not asked for are absent.
+    pub steps: BTreeMap<String, Step>,
+    /// Reported, never counted against a step (exit-code propagation, cleanup niceties...).
+    #[serde(default)]
+    pub extras: BTreeMap<String, Check>,
+    /// Wall-clock seconds the grading took (guest boot included when graded in the VM).
+    #[serde(default)]
+    pub seconds: f64,
+    /// Set when grading itself could not complete (build failure, guest hang...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Report {
+    /// True iff grading completed and every required step that was graded passed.
+    pub fn passed(&self) -> bool {
+        self.error.is_none()
+            && !self.steps.is_empty()
+            && self
+                .steps
+                .values()
+                .filter(|s| s.required)
+                .all(|s| s.status == Status::Pass)
+    }
+
+    /// Steps in workshop order (unknown names last), for every rendering.
+    pub fn ordered_steps(&self) -> Vec<(&str, &Step)> {
+        let rank = |n: &str| STEPS.iter().position(|s| *s == n).unwrap_or(STEPS.len());
+        let mut steps: Vec<(&str, &Step)> =
+            self.steps.iter().map(|(n, s)| (n.as_str(), s)).collect();
+        steps.sort_by_key(|(n, _)| (rank(n), n.to_string()));
+        steps
+    }
+}
