@@ -8,10 +8,12 @@ PROBE      := target/probe/x86_64-unknown-linux-gnu/release/probe
 # Debian/Ubuntu packages the suite needs: a static busybox for test images, a real registry.
 APT_DEPS   := busybox-static docker-registry skopeo umoci iproute2 nftables tmux
 # What vm/ needs on top: QEMU, and zstd/xz to unpack compressed kernel modules (Ubuntu).
-VM_APT_DEPS := qemu-system-x86 zstd xz-utils
+VM_APT_DEPS := qemu-system-x86 zstd xz-utils iptables
+SUBMISSION ?=
+REPORT     ?= grade-report
 TEST_ARGS  ?=
 
-.PHONY: all build probe deps vm-deps test lint fmt clippy bench demo vm-test vm-shell vagrant-test clean help
+.PHONY: all build probe deps vm-deps test lint fmt clippy bench demo vm-test vm-shell vagrant-test grade grader-runtimes clean help
 
 all: build ## Build the release binary into bin/devoxx-docker
 
@@ -60,6 +62,12 @@ demo: deps build ## End to end without internet: local registry → push → pul
 
 vm-test: vm-deps build probe ## The whole suite inside a QEMU VM with cgroup v2 (TCG if KVM is broken)
 	./vm/run.sh test
+
+grade: vm-deps build probe ## Grade a workshop submission in the VM: SUBMISSION=PATH [REPORT=DIR] [STEPS=a,b]
+	./vm/grade.sh "$(SUBMISSION)" "$(REPORT)"
+
+grader-runtimes: ## The deliberately broken runtimes of tests/grader/faults, in target/grader-runtimes/
+	./tests/grader/make-runtimes.sh target/grader-runtimes
 
 vm-shell: vm-deps build probe ## Boot the test VM with a shell on the console
 	./vm/run.sh shell

@@ -7,7 +7,10 @@
 # env!("CARGO_BIN_EXE_devoxx-docker"), target/skipped.log) is valid inside the guest as well.
 #
 # Usage: vm/build-guest.sh            (prints the path of the initramfs on stdout)
-# Env:   VM_TOOLS       host programs to ship (default: see below; missing ones are noted, not fatal)
+# Env:   GUEST=grade    the grading guest instead (vm/grade.sh): no test suite, the grader, the
+#                       probe and the tools a workshop machine has; a submission is added later
+#                       as a second cpio archive (the kernel unpacks concatenated archives)
+#        VM_TOOLS       host programs to ship (default: see below; missing ones are noted, not fatal)
 #        VM_TESTS       names of test binaries to run (e.g. "vm_smoke cgroups"); default: all
 #        VM_TEST_ARGS   extra arguments for every test binary (a name filter, --include-ignored...)
 #        VM_CACHE       cache dir (default vm/cache)
@@ -17,14 +20,20 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 cache="${VM_CACHE:-$here/cache}"
 stage="$cache/guest"
+guest="${GUEST:-test}"
 out="$cache/initramfs.cpio"
+[ "$guest" = grade ] && out="$cache/grade-base.cpio"
 runtime="$repo/target/release/devoxx-docker"
+grader="$repo/target/release/devoxx-docker-grade"
 probe="$repo/target/probe/x86_64-unknown-linux-gnu/release/probe"
 busybox_bin="${DEVOXX_BUSYBOX:-/bin/busybox}"
 # Programs the suite (or the runtime) may call: iproute2 + nftables/iptables for bridge networking
 # (small, always shipped), and the big ones only when the Rust sources mention them: the registry
 # for pull tests, skopeo/umoci for image fixtures. Every MiB costs boot time under TCG.
 small_tools="ip nft iptables"
+# A workshop machine (devcontainer, systemd host) has util-linux's tools besides iproute2 and
+# iptables; submissions call them by name.
+grade_tools="ip nft iptables unshare nsenter mount umount"
 big_tools="docker-registry skopeo umoci"
 
 log() { echo "build-guest.sh: $*" >&2; }
@@ -82,8 +91,10 @@ put_tool_extras() {
     local name="$1" real="$2" f
     case "$name" in
         iptables)
-            local xt; xt="$(dirname "$(ldd "$real" | grep -o '/[^ ]*libxtables[^ ]*' | head -n1)")/xtables"
-            if [ -d "$xt" ]; then for f in "$xt"/*.so; do put "$f"; done; fi
+            # The extensions (MASQUERADE...) go where libxtables looks for them: its compiled-in
+            # directory on the real /usr path, not the /lib alias ldd may print.
+            local xt; xt="$(dirname "$(readlink -f "$(ldd "$real" | grep -o '/[^ ]*libxtables[^ ]*' | head -n1)")")/xtables"
+            if [ -d "$xt" ]; then for f in "$xt"/*.so; do put "$f"; done; else log "note: no iptables extensions at $xt"; fi
             mkdir -p "$stage$(dirname "$real")"
             ln -sf "$(basename "$real")" "$stage$(dirname "$real")/iptables"
             ;;
@@ -181,15 +192,32 @@ write_env() {
 pack() {
     (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | "$busybox_bin" cpio -o -H newc 2>/dev/null) > "$out.tmp"
     mv "$out.tmp" "$out"
-    log "initramfs $(du -h "$out" | cut -f1) with $(wc -l < "$stage/suite/tests.list") test binaries: $out"
+    log "initramfs $(du -h "$out" | cut -f1) ($guest guest): $out"
+}
+
+# The grading guest's own programs: the grader, and the probe where the seeded image and a
+# submission that never switches root both find it.
+put_grader() {
+    [ -x "$grader" ] || die "$grader missing: run 'make build'"
+    put "$grader"
+    put "$probe"
+    ln -s "$grader" "$stage/usr/local/bin/devoxx-docker-grade"
+    ln -s "$probe" "$stage/usr/local/bin/probe"
+    ln -s "$probe" "$stage/bin/probe"
+    mkdir -p "$stage/grade" "$stage/fs"
 }
 
 main() {
     check_inputs
     make_skeleton
     put_modules
-    put_suite
-    local t; for t in ${VM_TOOLS:-$small_tools $(mentioned_tools)}; do put_tool "$t"; done
+    local t tools
+    if [ "$guest" = grade ]; then
+        put_grader; tools="${VM_TOOLS:-$grade_tools}"
+    else
+        put_suite; tools="${VM_TOOLS:-$small_tools $(mentioned_tools)}"
+    fi
+    for t in $tools; do put_tool "$t"; done
     copy_collected
     pack
     echo "$out"

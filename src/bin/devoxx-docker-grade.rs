@@ -1,11 +1,11 @@
 //! Thin CLI of the grader: `check` (in the guest), `collect` (on the host, from the guest's
-//! console), `merge` (a class table from many reports).
+//! console), `config` (validate a devoxx-grade.toml), `merge` (a class table from many reports).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use devoxx_docker::grade;
+use devoxx_docker::grade::{self, check, config::Config, console, render, report};
 
 /// Grade devoxx-docker workshop submissions.
 #[derive(Parser, Debug)]
@@ -17,6 +17,60 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Grade one submission (inside the grading VM only: it runs the submission as root).
+    Check {
+        /// The submission's executable.
+        #[arg(long)]
+        runtime: PathBuf,
+        /// Directory the submission runs from (default: the executable's directory's parent).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// devoxx-grade.toml (default: DIR/devoxx-grade.toml if present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Steps to grade, comma-separated (default: all six).
+        #[arg(long, value_delimiter = ',')]
+        steps: Vec<String>,
+        /// Name in the reports.
+        #[arg(long, default_value = "submission")]
+        name: String,
+        /// Write report.json, report.md and junit.xml here too.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value = "/fs")]
+        store: PathBuf,
+        #[arg(long, default_value = "/bin/busybox")]
+        busybox: PathBuf,
+        #[arg(long, env = "DEVOXX_PROBE", default_value = "/usr/local/bin/probe")]
+        probe: PathBuf,
+        #[arg(long, default_value = "/tmp/devoxx-grade")]
+        scratch: PathBuf,
+        /// Run even outside the grading VM (a disposable machine of your own).
+        #[arg(long, hide = true)]
+        disposable_machine: bool,
+    },
+    /// Rebuild the report from a guest's console log and write report.json/.md and junit.xml.
+    Collect {
+        #[arg(long)]
+        console: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_delimiter = ',')]
+        steps: Vec<String>,
+        /// Why the guest stopped early, if it did (timeout, crash).
+        #[arg(long)]
+        guest_problem: Option<String>,
+        /// Seconds the whole grading took on the host (boot included).
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// Grading could not even start (build failure...): the report says so.
+        #[arg(long)]
+        error: Option<String>,
+    },
+    /// Validate a devoxx-grade.toml.
+    Config { file: PathBuf },
     /// Merge report.json files into one class table (Markdown on stdout, class.md + class.csv).
     Merge {
         /// Directory for class.md and class.csv.
@@ -29,10 +83,52 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
+    let result = match Cli::parse().command {
+        Command::Check {
+            runtime,
+            dir,
+            config,
+            steps,
+            name,
+            out,
+            store,
+            busybox,
+            probe,
+            scratch,
+            disposable_machine,
+        } => check::ensure_disposable_machine(disposable_machine).and_then(|()| {
+            let dir = dir.unwrap_or_else(|| default_dir(&runtime));
+            let config =
+                Config::load(&config.unwrap_or_else(|| dir.join(grade::config::FILE_NAME)))?;
+            let job = check::Job {
+                name,
+                runtime: std::path::absolute(&runtime)?,
+                dir,
+                config,
+                steps: steps_or_all(steps)?,
+                store,
+                busybox,
+                probe,
+                scratch,
+            };
+            let report = check::grade(&job, &mut |e| println!("{}", e.line()))?;
+            if let Some(out) = out {
+                render::write_all(&report, &out)?;
+            }
+            Ok(verdict(&report))
+        }),
+        Command::Collect {
+            console,
+            out,
+            name,
+            steps,
+            guest_problem,
+            seconds,
+            error,
+        } => collect(&console, &out, &name, steps, guest_problem, seconds, error),
+        Command::Config { file } => Config::load(&file).map(|_| ExitCode::SUCCESS),
         Command::Merge { out, reports } => {
-            let paths: Vec<&std::path::Path> = reports.iter().map(PathBuf::as_path).collect();
+            let paths: Vec<&Path> = reports.iter().map(PathBuf::as_path).collect();
             grade::class::merge(&paths, out.as_deref()).map(|table| {
                 print!("{table}");
                 ExitCode::SUCCESS
@@ -43,4 +139,63 @@ fn main() -> ExitCode {
         eprintln!("devoxx-docker-grade: {e:#}");
         ExitCode::from(2)
     })
+}
+
+/// `bin/devoxx-docker` lives in the submission's directory: run from there.
+fn default_dir(runtime: &Path) -> PathBuf {
+    let parent = runtime.parent().unwrap_or(Path::new("."));
+    if parent.file_name().is_some_and(|n| n == "bin") {
+        parent.parent().unwrap_or(parent).to_path_buf()
+    } else {
+        parent.to_path_buf()
+    }
+}
+
+fn steps_or_all(steps: Vec<String>) -> anyhow::Result<Vec<String>> {
+    let steps: Vec<String> = steps.into_iter().filter(|s| !s.is_empty()).collect();
+    if let Some(bad) = steps.iter().find(|s| !report::STEPS.contains(&s.as_str())) {
+        anyhow::bail!("unknown step {bad:?} (steps: {})", report::STEPS.join(", "));
+    }
+    Ok(if steps.is_empty() {
+        report::STEPS.iter().map(|s| s.to_string()).collect()
+    } else {
+        steps
+    })
+}
+
+fn collect(
+    console_log: &Path,
+    out: &Path,
+    name: &str,
+    steps: Vec<String>,
+    guest_problem: Option<String>,
+    seconds: Option<f64>,
+    error: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read(console_log)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let steps = steps_or_all(steps)?;
+    let mut report = console::collect(&text, name, &steps, guest_problem.as_deref());
+    if let Some(s) = seconds {
+        report.seconds = s;
+    }
+    report.error = error;
+    render::write_all(&report, out)?;
+    let md = render::markdown(&report);
+    // The summary table: the report's head, up to the first step section.
+    print!("{}", md.split("\n## ").next().unwrap_or(&md));
+    println!(
+        "\nreports: {}/report.md, report.json, junit.xml",
+        out.display()
+    );
+    Ok(verdict(&report))
+}
+
+fn verdict(report: &report::Report) -> ExitCode {
+    if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -1,0 +1,122 @@
+//! Grading one submission, inside the guest: seed the image, grade each step in workshop order,
+//! and announce every result on stdout as it is known, one line each, so the host can rebuild
+//! the report from the console even if a submission takes the guest down halfway.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+use super::config::Config;
+use super::invoke::Submission;
+use super::report::{Check, Report, Step};
+use super::seed;
+use super::steps::{grade_step, Ctx};
+
+/// Prefix of every console line the host reads.
+pub const LINE_PREFIX: &str = "DEVOXX-GRADE ";
+
+/// One console line's content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    /// A step begins (so a hang is blamed on it).
+    Step {
+        step: String,
+    },
+    Check {
+        step: String,
+        check: Check,
+    },
+    Extra {
+        check: Check,
+    },
+    Done {
+        seconds: f64,
+    },
+}
+
+impl Event {
+    /// The console line (no newline).
+    pub fn line(&self) -> String {
+        format!(
+            "{LINE_PREFIX}{}",
+            serde_json::to_string(self).unwrap_or_default()
+        )
+    }
+}
+
+/// What to grade and with what.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    pub runtime: PathBuf,
+    /// The submission's directory: where it runs from and where `devoxx-grade.toml` is.
+    pub dir: PathBuf,
+    pub config: Config,
+    pub steps: Vec<String>,
+    /// The image store the workshop uses (`/fs`).
+    pub store: PathBuf,
+    pub busybox: PathBuf,
+    pub probe: PathBuf,
+    pub scratch: PathBuf,
+}
+
+/// Refuse to run a stranger's code as root anywhere but in a disposable guest.
+pub fn ensure_disposable_machine(force: bool) -> anyhow::Result<()> {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    if force
+        || cmdline
+            .split_whitespace()
+            .any(|w| w.starts_with("devoxx.mode="))
+    {
+        return Ok(());
+    }
+    bail!("check runs submissions as root and must run inside the grading VM: use `sudo make grade SUBMISSION=...` (this machine's kernel command line has no devoxx.mode=)")
+}
+
+/// Grade `job`, calling `emit` with each event as it happens; returns the whole report.
+pub fn grade(job: &Job, emit: &mut dyn FnMut(&Event)) -> anyhow::Result<Report> {
+    let start = Instant::now();
+    let rootfs = seed::rootfs_of(&job.store, &job.config.image);
+    seed::seed(&rootfs, &job.busybox, &job.probe).context("seed the image")?;
+    std::fs::create_dir_all(&job.scratch)?;
+    let sub = Submission {
+        runtime: job.runtime.clone(),
+        dir: job.dir.clone(),
+        config: job.config.clone(),
+    };
+    let mut ctx = Ctx::new(sub, rootfs, job.scratch.clone());
+    let mut report = Report {
+        submission: job.name.clone(),
+        steps: Default::default(),
+        extras: Default::default(),
+        seconds: 0.0,
+        error: None,
+    };
+    for step in &job.steps {
+        emit(&Event::Step { step: step.clone() });
+        let checks = grade_step(step, &mut ctx);
+        for check in &checks {
+            emit(&Event::Check {
+                step: step.clone(),
+                check: check.clone(),
+            });
+        }
+        report
+            .steps
+            .insert(step.clone(), Step::from_checks(step, checks));
+    }
+    for check in ctx.extras.values() {
+        emit(&Event::Extra {
+            check: check.clone(),
+        });
+    }
+    report.extras = ctx.extras;
+    report.seconds = start.elapsed().as_secs_f64();
+    emit(&Event::Done {
+        seconds: report.seconds,
+    });
+    Ok(report)
+}

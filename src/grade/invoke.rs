@@ -1,0 +1,296 @@
+//! Running a submission: every run has a deadline, its output is captured whole, and whatever
+//! it started is killed afterwards — a hanging or forking submission never hangs the grader.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::config::{Config, Volume};
+use super::inspect;
+
+/// The submission under grading: its binary, the directory it runs from, its settings.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub runtime: PathBuf,
+    pub dir: PathBuf,
+    pub config: Config,
+}
+
+/// What one run left behind.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// Exit code, or 128+N for a death by signal N; `None` when it was killed at the deadline.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub timed_out: bool,
+    /// Processes carrying the run's marker still alive after the runtime exited (killed since).
+    pub leftovers: usize,
+}
+
+impl Outcome {
+    /// Did it exit 0?
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// A short description for a report's `seen` field.
+    pub fn describe(&self) -> String {
+        let status = match (self.timed_out, self.code) {
+            (true, _) => "killed at the deadline (hung?)".to_owned(),
+            (false, Some(c)) => format!("exit {c}"),
+            (false, None) => "no exit status".to_owned(),
+        };
+        format!(
+            "{status}; stdout: {}; stderr: {}",
+            tail(&self.stdout),
+            tail(&self.stderr)
+        )
+    }
+}
+
+/// The last few lines of an output, on one line, for reports.
+pub fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return "(empty)".into();
+    }
+    let start = lines.len().saturating_sub(3);
+    let mut s = lines[start..].join(" | ");
+    if s.len() > 300 {
+        let cut = (0..=300)
+            .rev()
+            .find(|i| s.is_char_boundary(*i))
+            .unwrap_or(0);
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+/// A run in progress.
+pub struct Running {
+    child: Child,
+    marker: String,
+    deadline: Instant,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<thread::JoinHandle<()>>,
+}
+
+impl Submission {
+    /// Start `command` (the container's argv; `marker` must be among its words) with
+    /// `volumes`, feeding `stdin` if given (else the runtime reads an empty stdin).
+    pub fn start(
+        &self,
+        command: &[String],
+        volumes: &[Volume],
+        stdin: Option<&[u8]>,
+        marker: &str,
+    ) -> std::io::Result<Running> {
+        let argv = self.config.argv(command, volumes);
+        let mut cmd = Command::new(&self.runtime);
+        cmd.args(&argv)
+            .current_dir(&self.dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("TERM", "dumb");
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = cmd.spawn()?;
+        if let Some(mut input) = child.stdin.take() {
+            let data = stdin.unwrap_or_default().to_vec();
+            // A runtime that never reads stdin must not block us: write from a thread.
+            thread::spawn(move || {
+                let _ = input.write_all(&data);
+            });
+        }
+        let (stdout, stderr) = (Arc::default(), Arc::default());
+        let readers = vec![
+            capture(child.stdout.take(), Arc::clone(&stdout)),
+            capture(child.stderr.take(), Arc::clone(&stderr)),
+        ];
+        Ok(Running {
+            child,
+            marker: marker.to_owned(),
+            deadline: Instant::now() + Duration::from_secs(self.config.timeout_s),
+            stdout,
+            stderr,
+            readers,
+        })
+    }
+
+    /// Start and wait: the whole run.
+    pub fn run(
+        &self,
+        command: &[String],
+        volumes: &[Volume],
+        stdin: Option<&[u8]>,
+        marker: &str,
+    ) -> Outcome {
+        match self.start(command, volumes, stdin, marker) {
+            Ok(running) => running.wait(),
+            Err(e) => Outcome {
+                stderr: format!("could not start {}: {e}", self.runtime.display()),
+                ..Outcome::default()
+            },
+        }
+    }
+}
+
+fn capture(
+    pipe: Option<impl Read + Send + 'static>,
+    into: Arc<Mutex<Vec<u8>>>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let Some(mut pipe) = pipe else { return };
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            if let Ok(mut v) = into.lock() {
+                v.extend_from_slice(&buf[..n]);
+            }
+        }
+    })
+}
+
+impl Running {
+    /// Has the runtime exited?
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Output so far.
+    pub fn stdout_so_far(&self) -> String {
+        self.stdout
+            .lock()
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Wait (until the run's deadline at most) for the probe running `subcommand` to appear
+    /// and say `ready`; `None` if the runtime exited or the deadline passed first.
+    pub fn wait_for_probe(&mut self, subcommand: &str) -> Option<i32> {
+        while Instant::now() < self.deadline {
+            if let Some(pid) = inspect::find_probe(&self.marker, subcommand) {
+                if subcommand != "hold"
+                    || self
+                        .stdout_so_far()
+                        .contains(&format!("ready marker={}", self.marker))
+                {
+                    return Some(pid);
+                }
+            } else if self.exited() {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Wait for the runtime until the deadline, then kill whatever the run left: the runtime's
+    /// process group and every process carrying the run's marker.
+    pub fn wait(mut self) -> Outcome {
+        let mut timed_out = false;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(s)) => break Some(s),
+                Ok(None) if Instant::now() >= self.deadline => {
+                    timed_out = true;
+                    kill_all(self.child.id() as i32, &self.marker);
+                    break self.child.wait().ok();
+                }
+                Ok(None) => thread::sleep(Duration::from_millis(10)),
+                Err(_) => break None,
+            }
+        };
+        let leftovers = kill_all(self.child.id() as i32, &self.marker);
+        // Readers end when the last writer is gone (all killed); never wait past a grace.
+        let grace = Instant::now() + Duration::from_secs(2);
+        for r in self.readers.drain(..) {
+            while !r.is_finished() && Instant::now() < grace {
+                thread::sleep(Duration::from_millis(5));
+            }
+        }
+        let text = |b: &Arc<Mutex<Vec<u8>>>| {
+            b.lock()
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .unwrap_or_default()
+        };
+        use std::os::unix::process::ExitStatusExt;
+        Outcome {
+            code: if timed_out {
+                None
+            } else {
+                status.and_then(|s| s.code().or_else(|| s.signal().map(|n| 128 + n)))
+            },
+            stdout: text(&self.stdout),
+            stderr: text(&self.stderr),
+            timed_out,
+            leftovers,
+        }
+    }
+}
+
+/// SIGKILL the process group `pgid`, the tree under it and every process carrying `marker`,
+/// until none is left (2 s at most). Returns how many marker processes were found alive.
+fn kill_all(pgid: i32, marker: &str) -> usize {
+    let first = inspect::pids_with_marker(marker).len();
+    let until = Instant::now() + Duration::from_secs(2);
+    loop {
+        let mut victims = inspect::pids_with_marker(marker);
+        if inspect::ppid(pgid).is_some() {
+            victims.extend(inspect::process_tree(pgid));
+        }
+        victims.retain(|&p| p != std::process::id() as i32 && !is_zombie(p));
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        if victims.is_empty() || Instant::now() >= until {
+            return first;
+        }
+        for p in victims {
+            // SAFETY: as above.
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(true)
+}
+
+/// Send SIGUSR1 to a held probe: the host's release.
+pub fn release(pid: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe { libc::kill(pid, libc::SIGUSR1) };
+}
+
+/// A random lowercase word: markers, file names and contents that no hard-coded output can
+/// contain.
+pub fn random_word(prefix: &str) -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    let s: String = (0..12)
+        .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
+        .collect();
+    format!("{prefix}{s}")
+}
+
+/// Is `path` inside a directory tree? (For leftovers.)
+pub fn exists(path: &Path) -> bool {
+    path.symlink_metadata().is_ok()
+}

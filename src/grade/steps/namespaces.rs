@@ -1,0 +1,140 @@
+//! Step "namespaces": own UTS (hostname set inside, the host's untouched), own PID namespace
+//! (only the container's processes in its /proc), own mount namespace — read from
+//! `/proc/<pid>/ns` and `/proc/<pid>/status` on the host.
+
+use super::{fail, pass, verdict, with_effects, Ctx};
+use crate::grade::inspect;
+use crate::grade::invoke::Outcome;
+use crate::grade::report::Check;
+
+pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
+    let hold = ctx.hold(&[]);
+    let Some(held) = &hold.held else {
+        let (out, fx) = hold.finish(ctx);
+        return vec![with_effects(did_not_stay_up(&out), &fx)];
+    };
+    let pid = held.pid;
+    let facts = held.reported(&hold.stdout());
+    let ns_check = |kind: &str, name: &str, flag: &str| {
+        let (inside, host) = (
+            inspect::ns_inode(&pid.to_string(), kind),
+            inspect::ns_inode("self", kind),
+        );
+        verdict(
+            inside.is_some() && inside != host,
+            name,
+            &format!("the container's {kind} namespace differs from the host's"),
+            format!(
+                "container {kind}:[{}], host {kind}:[{}]",
+                fmt(inside),
+                fmt(host)
+            ),
+            &format!("step 2 (namespaces): add syscall.{flag} to SysProcAttr.Cloneflags"),
+        )
+    };
+    let uts = ns_check("uts", "own-uts-namespace", "CLONE_NEWUTS");
+    let pidns = ns_check("pid", "own-pid-namespace", "CLONE_NEWPID");
+    let mnt = ns_check("mnt", "own-mount-namespace", "CLONE_NEWNS");
+    let nspid = inspect::nspid(pid);
+    let in_ns = processes_in_pid_namespace(pid);
+    let (out, fx) = hold.finish(ctx);
+    let mut checks = vec![
+        uts,
+        hostname(ctx, &facts, fx.host_renamed.as_deref()),
+        pidns,
+    ];
+    checks.push(visible_processes(ctx, &facts, in_ns));
+    checks.push(mnt);
+    ctx.extra(verdict(
+        nspid.last() == Some(&1),
+        "command-is-pid-1",
+        "the command itself is PID 1 of its namespace (fine either way for the workshop)",
+        format!("NSpid: {nspid:?}"),
+        "a runtime that re-executes itself as PID 1 runs the command as PID 2+",
+    ));
+    let _ = out;
+    checks.into_iter().map(|c| with_effects(c, &fx)).collect()
+}
+
+fn fmt(ino: Option<u64>) -> String {
+    ino.map_or("?".into(), |i| i.to_string())
+}
+
+/// The hostname inside differs from the host's, and the host's did not change (a changed host
+/// hostname is already a side effect of the run; it is named here too).
+fn hostname(
+    ctx: &mut Ctx,
+    facts: &std::collections::BTreeMap<String, String>,
+    host_renamed: Option<&str>,
+) -> Check {
+    let inside = facts.get("hostname").cloned().unwrap_or_default();
+    let wanted = ctx.sub.config.hostname.clone();
+    ctx.extra(verdict(
+        inside == wanted,
+        "hostname-as-configured",
+        &format!("hostname {wanted:?} inside (devoxx-grade.toml: hostname)"),
+        format!("{inside:?}"),
+        "set hostname in devoxx-grade.toml if your runtime uses another name",
+    ));
+    let expected = format!(
+        "a hostname other than the host's ({:?}) inside, the host's unchanged",
+        ctx.host_hostname
+    );
+    if let Some(renamed) = host_renamed {
+        fail("hostname-set-inside", &expected, format!("inside {inside:?}; the HOST's hostname was changed to {renamed:?} (restored by the grader)"), "step 2 (namespaces): sethostname ran in the host's UTS namespace: call it in the child, after CLONE_NEWUTS")
+    } else if inside.is_empty() || inside == ctx.host_hostname {
+        fail("hostname-set-inside", &expected, format!("inside {inside:?}"), "step 2 (namespaces): in the child (new UTS namespace), call syscall.Sethostname([]byte(\"container\")) before running the command")
+    } else {
+        pass(
+            "hostname-set-inside",
+            &expected,
+            format!("inside {inside:?}"),
+        )
+    }
+}
+
+/// With /proc mounted inside, only the PID namespace's processes are listed.
+fn visible_processes(
+    ctx: &mut Ctx,
+    facts: &std::collections::BTreeMap<String, String>,
+    in_ns: usize,
+) -> Check {
+    let procs = facts.get("procs").cloned().unwrap_or_default();
+    let expected = format!("/proc inside lists only the container's processes ({in_ns} in its PID namespace), or /proc is not mounted");
+    let mounted = procs != "none" && procs != "0" && !procs.is_empty();
+    ctx.extra(verdict(
+        mounted,
+        "proc-mounted",
+        "a proc filesystem at /proc inside",
+        format!("{procs} processes listed"),
+        "mount proc at /proc in the child after the root switch: syscall.Mount(\"proc\", \"/proc\", \"proc\", 0, \"\")",
+    ));
+    match procs.parse::<usize>() {
+        Ok(n) if n > in_ns + 1 => fail(
+            "only-container-processes-visible",
+            &expected,
+            format!("{n} processes listed"),
+            "step 2 (namespaces): mount a NEW proc at /proc from inside the new PID namespace (not the host's /proc)",
+        ),
+        _ => pass("only-container-processes-visible", &expected, format!("{procs} listed")),
+    }
+}
+
+/// Processes the host sees in `pid`'s PID namespace.
+fn processes_in_pid_namespace(pid: i32) -> usize {
+    let ns = inspect::ns_inode(&pid.to_string(), "pid");
+    inspect::all_pids()
+        .into_iter()
+        .filter(|p| inspect::ns_inode(&p.to_string(), "pid") == ns)
+        .count()
+}
+
+/// The shared failure when the held probe never came up.
+pub fn did_not_stay_up(out: &Outcome) -> Check {
+    fail(
+        "container-stays-up",
+        "the command /bin/probe hold runs inside the container until the grader releases it",
+        out.describe(),
+        "the command did not start (see stdout/stderr): steps 1–3 (process, namespaces, rootfs) come first",
+    )
+}
