@@ -6,9 +6,9 @@ BIN        := bin/devoxx-docker
 RELEASE    := target/release/devoxx-docker
 PROBE      := target/probe/x86_64-unknown-linux-gnu/release/probe
 # Debian/Ubuntu packages the suite needs: a static busybox for test images, a real registry.
-APT_DEPS   := busybox-static docker-registry skopeo umoci iproute2 nftables tmux
+APT_DEPS   := busybox-static docker-registry skopeo umoci iproute2 nftables iptables tmux
 # What vm/ needs on top: QEMU, and zstd/xz to unpack compressed kernel modules (Ubuntu).
-VM_APT_DEPS := qemu-system-x86 zstd xz-utils iptables
+VM_APT_DEPS := qemu-system-x86 zstd xz-utils
 SUBMISSION ?=
 REPORT     ?= grade-report
 TEST_ARGS  ?=

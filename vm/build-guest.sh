@@ -30,7 +30,7 @@ busybox_bin="${DEVOXX_BUSYBOX:-/bin/busybox}"
 # Programs the suite (or the runtime) may call: iproute2 + nftables/iptables for bridge networking
 # (small, always shipped), and the big ones only when the Rust sources mention them: the registry
 # for pull tests, skopeo/umoci for image fixtures. Every MiB costs boot time under TCG.
-small_tools="ip nft iptables"
+small_tools="ip nft iptables unshare" # unshare: the grader self-test's workshop.sh
 # A workshop machine (devcontainer, systemd host) has util-linux's tools besides iproute2 and
 # iptables; submissions call them by name.
 grade_tools="ip nft iptables unshare nsenter mount umount"
@@ -146,6 +146,7 @@ put_suite() {
         --exclude=./vm/.vagrant --exclude=./tests/probe/target -cf - . | tar -C "$stage$repo" -xf -
     put "$runtime"
     put "$probe"
+    put "$grader" # tests/grader.rs grades runtimes with it
     ln -s "$runtime" "$stage/usr/local/bin/devoxx-docker"
     : > "$list"
     for bin in $(test_binaries); do

@@ -10,5 +10,7 @@ write() { # write NAME FAULT
     chmod 755 "$out/$1"
 }
 write workshop ""
-grep -v '^#' "$here/faults" | while read -r fault _; do [ -n "$fault" ] && write "$fault" "$fault"; done
+grep -v '^#' "$here/faults" | while read -r fault _; do
+    if [ -n "$fault" ]; then write "$fault" "$fault"; fi
+done
 echo "$out"

@@ -51,8 +51,12 @@ unshare $flags env FAULT="$FAULT" ROOTFS="$ROOTFS" VOLUMES="$VOLUMES" sh -c '
     fault() { [ "$FAULT" = "$1" ]; }
     hostname container                                 # no-uts-ns: this renames the HOST
     for v in $VOLUMES; do mount --bind "${v%%:*}" "$ROOTFS${v#*:}" || exit 125; done
-    fault no-pid-ns || mount -t proc proc "$ROOTFS/proc"
-    if fault no-chroot; then "$@"; else chroot "$ROOTFS" "$@"; fi
+    if fault no-chroot; then                           # the namespaces step, before the rootfs one
+        mount -t proc proc /proc && "$@"
+    else
+        fault no-pid-ns || mount -t proc proc "$ROOTFS/proc"
+        chroot "$ROOTFS" "$@"
+    fi
 ' workshop-init "$@"
 code=$?
 

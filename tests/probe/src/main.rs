@@ -181,10 +181,17 @@ fn trap_and_wait() {
 /// every signal but SIGUSR1's release and SIGKILL) until the host, which found us by the
 /// marker in our argv and inspected us from outside, sends SIGUSR1 — or `secs` pass.
 fn hold(marker: &str, secs: u64) {
-    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let procs = fs::read_dir("/proc")
-        .map(|_| count_processes().to_string())
-        .unwrap_or_else(|_| "none".into());
+    // uname(2), not /proc: a runtime need not mount /proc to have a hostname.
+    // SAFETY: uname fills the zeroed struct; nodename is NUL-terminated.
+    let host = unsafe {
+        let mut u: libc::utsname = std::mem::zeroed();
+        libc::uname(&mut u);
+        std::ffi::CStr::from_ptr(u.nodename.as_ptr()).to_string_lossy().into_owned()
+    };
+    let procs = match fs::read_dir("/proc").map(|_| count_processes()) {
+        Ok(n) if n > 0 => n.to_string(),
+        _ => "none".into(),
+    };
     // SAFETY: plain libc signal-mask calls on a zeroed sigset_t, single-threaded.
     let sig = unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
