@@ -7,8 +7,9 @@
 # REPORT_DIR (default grade-report/) report.json, report.md, junit.xml and console.log; exit 0
 # iff every required step graded passed, 1 if not, 2 if grading itself could not run.
 #
-# Env: STEPS=process,cgroups (default all six)  GRADE_REUSE_GUEST=1 (keep vm/cache/grade-base.cpio)
-#      GRADE_NAME (default: the submission's file or directory name)  VM_*: see vm/run.sh
+# Env: STEPS=process,cgroups (default all six)   GRADE_NAME (default: the file or directory name)
+#      GRADE_BUILD_USER (default: the sudo caller, else nobody)   GRADE_REUSE_GUEST=1 (reuse
+#      vm/cache/grade-base.cpio even if the grader changed since)   VM_*: see vm/run.sh
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -96,6 +97,19 @@ pack_submission() {
     (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | "${DEVOXX_BUSYBOX:-/bin/busybox}" cpio -o -H newc 2>/dev/null) > "$work/submission.cpio"
 }
 
+# The grading guest is built once and reused until the grader, the probe, busybox or the guest's
+# scripts change (GRADE_REUSE_GUEST=1: reuse it whatever changed).
+guest_is_stale() {
+    local base="$cache/grade-base.cpio" f
+    [ -s "$base" ] || return 0
+    [ "${GRADE_REUSE_GUEST:-}" = 1 ] && return 1
+    for f in "$grader" "$repo/target/probe/x86_64-unknown-linux-gnu/release/probe" "$here/init" \
+        "$here/build-guest.sh" "$here/kernel.sh" "${DEVOXX_BUSYBOX:-/bin/busybox}"; do
+        [ "$f" -nt "$base" ] && return 0
+    done
+    return 1
+}
+
 main() {
     local bin config
     if [ -d "$submission" ]; then
@@ -110,9 +124,7 @@ main() {
     if [ -f "$config" ]; then
         "$grader" config "$config" || give_up "$config is not valid (see above); docs/grading.md lists the keys"
     fi
-    if [ "${GRADE_REUSE_GUEST:-}" != 1 ] || [ ! -s "$cache/grade-base.cpio" ]; then
-        GUEST=grade "$here/build-guest.sh" >/dev/null
-    fi
+    if guest_is_stale; then GUEST=grade "$here/build-guest.sh" >/dev/null; fi
     pack_submission "$bin" "$config"
     cat "$cache/grade-base.cpio" "$work/submission.cpio" > "$work/initrd.cpio"
     log "booting the grading guest for $name (steps: $steps)"
