@@ -40,7 +40,11 @@ fn runtimes() -> &'static Path {
             .arg(dir.path())
             .output()
             .expect("make-runtimes.sh");
-        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
         dir
     })
     .path()
@@ -48,7 +52,8 @@ fn runtimes() -> &'static Path {
 
 /// `tests/grader/faults`: fault name → the steps it must fail.
 fn faults() -> BTreeMap<String, Vec<String>> {
-    let text = std::fs::read_to_string(Path::new(MANIFEST).join("tests/grader/faults")).expect("faults");
+    let text =
+        std::fs::read_to_string(Path::new(MANIFEST).join("tests/grader/faults")).expect("faults");
     text.lines()
         .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
         .map(|l| {
@@ -61,7 +66,10 @@ fn faults() -> BTreeMap<String, Vec<String>> {
 
 /// The cgroup v2 machine a student has: controllers delegated from the root.
 fn delegate_controllers() {
-    let _ = std::fs::write("/sys/fs/cgroup/cgroup.subtree_control", "+cpu +memory +pids");
+    let _ = std::fs::write(
+        "/sys/fs/cgroup/cgroup.subtree_control",
+        "+cpu +memory +pids",
+    );
 }
 
 /// Grade `runtime` (steps: all when empty) and return its report.
@@ -90,10 +98,17 @@ fn grade(runtime: &Path, name: &str, steps: &[&str], config: Option<&Path>) -> R
     }
     let run = cmd.output().expect("run the grader");
     let report = std::fs::read_to_string(out.path().join("report.json")).unwrap_or_else(|e| {
-        panic!("no report ({e}); grader said: {}", String::from_utf8_lossy(&run.stderr))
+        panic!(
+            "no report ({e}); grader said: {}",
+            String::from_utf8_lossy(&run.stderr)
+        )
     });
     let report: Report = serde_json::from_str(&report).expect("report.json parses");
-    assert_eq!(run.status.code(), Some(if report.passed() { 0 } else { 1 }), "exit code is the verdict");
+    assert_eq!(
+        run.status.code(),
+        Some(if report.passed() { 0 } else { 1 }),
+        "exit code is the verdict"
+    );
     for f in ["report.md", "junit.xml"] {
         assert!(out.path().join(f).exists(), "{f} written");
     }
@@ -104,7 +119,10 @@ fn status_table(r: &Report) -> String {
     r.ordered_steps()
         .iter()
         .map(|(n, s)| {
-            let why = s.first_problem().map(|c| format!(" ({}: {})", c.name, c.seen)).unwrap_or_default();
+            let why = s
+                .first_problem()
+                .map(|c| format!(" ({}: {})", c.name, c.seen))
+                .unwrap_or_default();
             format!("\n  {n}: {}{why}", s.status.as_str())
         })
         .collect()
@@ -123,30 +141,52 @@ fn status_table(r: &Report) -> String {
 #[serial(grade)]
 fn each_broken_runtime_fails_exactly_the_steps_it_breaks(#[case] fault: &str) {
     require_vm!();
-    let broken = faults().remove(fault).unwrap_or_else(|| panic!("{fault} not in tests/grader/faults"));
+    let broken = faults()
+        .remove(fault)
+        .unwrap_or_else(|| panic!("{fault} not in tests/grader/faults"));
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let report = grade(&runtimes().join(fault), fault, &REQUIRED_STEPS, None);
     for step in REQUIRED_STEPS {
         let status = report.steps[step].status;
         if broken.iter().any(|b| b == step) {
-            assert_ne!(status, Status::Pass, "{fault}: {step} must not pass:{}", status_table(&report));
+            assert_ne!(
+                status,
+                Status::Pass,
+                "{fault}: {step} must not pass:{}",
+                status_table(&report)
+            );
             let problem = report.steps[step].first_problem().expect("a failing check");
-            assert!(!problem.hint.is_empty(), "{fault}: {step}: a failing check gives a hint: {problem:?}");
+            assert!(
+                !problem.hint.is_empty(),
+                "{fault}: {step}: a failing check gives a hint: {problem:?}"
+            );
         } else {
-            assert_eq!(status, Status::Pass, "{fault}: only {broken:?} may fail:{}", status_table(&report));
+            assert_eq!(
+                status,
+                Status::Pass,
+                "{fault}: only {broken:?} may fail:{}",
+                status_table(&report)
+            );
         }
     }
     assert!(!report.passed());
     // Whatever the broken runtime did to the guest, the grader undid.
-    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default(), hostname);
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default(),
+        hostname
+    );
 }
 
 #[test]
 fn every_fault_in_the_list_has_a_case() {
     let listed: Vec<String> = faults().into_keys().collect();
-    let source = std::fs::read_to_string(Path::new(MANIFEST).join("tests/grader.rs")).expect("read");
+    let source =
+        std::fs::read_to_string(Path::new(MANIFEST).join("tests/grader.rs")).expect("read");
     for f in listed {
-        assert!(source.contains(&format!("#[case::{}(\"{f}\")]", f.replace('-', "_"))), "no case for {f}");
+        assert!(
+            source.contains(&format!("#[case::{}(\"{f}\")]", f.replace('-', "_"))),
+            "no case for {f}"
+        );
     }
 }
 
@@ -156,7 +196,11 @@ fn the_reference_workshop_runtime_passes_every_required_step() {
     require_vm!();
     let report = grade(&runtimes().join("workshop"), "workshop", &[], None);
     assert!(report.passed(), "{}", status_table(&report));
-    assert_eq!(report.steps["network"].status, Status::NotAttempted, "workshop.sh has no network");
+    assert_eq!(
+        report.steps["network"].status,
+        Status::NotAttempted,
+        "workshop.sh has no network"
+    );
     // It re-executes a shell as PID 1 and picks its own cgroup: tolerated, and reported.
     assert_eq!(report.extras["command-is-pid-1"].status, Status::Fail);
 }
@@ -166,12 +210,32 @@ fn the_reference_workshop_runtime_passes_every_required_step() {
 fn this_projects_runtime_passes_every_step_including_network() {
     require_vm!();
     let runtime = PathBuf::from(env!("CARGO_BIN_EXE_devoxx-docker"));
-    let report = grade(&runtime, "devoxx-docker", &[], Some(&Path::new(MANIFEST).join("devoxx-grade.toml")));
+    let report = grade(
+        &runtime,
+        "devoxx-docker",
+        &[],
+        Some(&Path::new(MANIFEST).join("devoxx-grade.toml")),
+    );
     for (name, step) in report.ordered_steps() {
-        assert_eq!(step.status, Status::Pass, "{name}:{}", status_table(&report));
+        assert_eq!(
+            step.status,
+            Status::Pass,
+            "{name}:{}",
+            status_table(&report)
+        );
     }
     assert_eq!(report.steps.len(), 6);
-    for extra in ["exit-code-propagated", "command-is-pid-1", "image-unchanged-by-container", "cgroup-removed-after-exit"] {
-        assert_eq!(report.extras[extra].status, Status::Pass, "{extra}: {:?}", report.extras[extra]);
+    for extra in [
+        "exit-code-propagated",
+        "command-is-pid-1",
+        "image-unchanged-by-container",
+        "cgroup-removed-after-exit",
+    ] {
+        assert_eq!(
+            report.extras[extra].status,
+            Status::Pass,
+            "{extra}: {:?}",
+            report.extras[extra]
+        );
     }
 }

@@ -133,7 +133,11 @@ fn iptables_masquerade_works_in_a_private_network_namespace() {
     if Command::new("iptables").arg("--version").output().is_err() {
         skip!("iptables is not installed (apt-get install iptables; make deps does)");
     }
-    let subnet = format!("10.{}.{}.0/24", common::random_in(1..=254), common::random_in(1..=254));
+    let subnet = format!(
+        "10.{}.{}.0/24",
+        common::random_in(1..=254),
+        common::random_in(1..=254)
+    );
     let script = format!(
         "iptables -t nat -A POSTROUTING -s {subnet} -j MASQUERADE && iptables -t nat -S POSTROUTING"
     );
@@ -141,7 +145,10 @@ fn iptables_masquerade_works_in_a_private_network_namespace() {
         .args(["--net", "sh", "-c", &script])
         .output()
         .expect("unshare --net");
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
     assert!(out.status.success(), "iptables NAT failed: {stderr}");
     assert!(
         stdout.contains(&format!("-A POSTROUTING -s {subnet} -j MASQUERADE")),

@@ -88,10 +88,12 @@ pub fn grade(job: &Job, emit: &mut dyn FnMut(&Event)) -> anyhow::Result<Report> 
         std::os::unix::fs::symlink(&job.probe, host_probe).context("place /bin/probe")?;
     }
     std::fs::create_dir_all(&job.scratch)?;
+    super::invoke::protect_grader();
     let sub = Submission {
         runtime: job.runtime.clone(),
         dir: job.dir.clone(),
         config: job.config.clone(),
+        cgroup: super::invoke::run_cgroup(1024),
     };
     let mut ctx = Ctx::new(sub, rootfs, job.scratch.clone());
     let mut report = Report {

@@ -17,6 +17,10 @@ pub struct Submission {
     pub runtime: PathBuf,
     pub dir: PathBuf,
     pub config: Config,
+    /// The grader's cgroup every run starts in (pids and memory capped, killed whole after
+    /// each run): a runtime that fork-bombs before it moves its container elsewhere cannot
+    /// take the grader down with it.
+    pub cgroup: Option<PathBuf>,
 }
 
 /// What one run left behind.
@@ -74,6 +78,7 @@ pub fn tail(text: &str) -> String {
 /// A run in progress.
 pub struct Running {
     child: Child,
+    cgroup: Option<PathBuf>,
     marker: String,
     deadline: Instant,
     stdout: Arc<Mutex<Vec<u8>>>,
@@ -100,6 +105,18 @@ impl Submission {
             .stderr(Stdio::piped())
             .env("TERM", "dumb");
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let procs = self.cgroup.as_ref().and_then(|c| {
+            std::ffi::CString::new(c.join("cgroup.procs").into_os_string().into_encoded_bytes())
+                .ok()
+        });
+        // SAFETY: between fork and exec only async-signal-safe calls (open, write, close) on
+        // buffers prepared before the fork.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                join_and_unprotect(procs.as_deref());
+                Ok(())
+            });
+        }
         let mut child = cmd.spawn()?;
         if let Some(mut input) = child.stdin.take() {
             let data = stdin.unwrap_or_default().to_vec();
@@ -115,6 +132,7 @@ impl Submission {
         ];
         Ok(Running {
             child,
+            cgroup: self.cgroup.clone(),
             marker: marker.to_owned(),
             deadline: Instant::now() + Duration::from_secs(self.config.timeout_s),
             stdout,
@@ -202,6 +220,9 @@ impl Running {
                 Ok(Some(s)) => break Some(s),
                 Ok(None) if Instant::now() >= self.deadline => {
                     timed_out = true;
+                    if let Some(c) = &self.cgroup {
+                        let _ = std::fs::write(c.join("cgroup.kill"), "1");
+                    }
                     kill_all(self.child.id() as i32, &self.marker);
                     break self.child.wait().ok();
                 }
@@ -209,6 +230,9 @@ impl Running {
                 Err(_) => break None,
             }
         };
+        if let Some(c) = &self.cgroup {
+            let _ = std::fs::write(c.join("cgroup.kill"), "1");
+        }
         let leftovers = kill_all(self.child.id() as i32, &self.marker);
         // Readers end when the last writer is gone (all killed); never wait past a grace.
         let grace = Instant::now() + Duration::from_secs(2);
@@ -235,6 +259,40 @@ impl Running {
             leftovers,
         }
     }
+}
+
+/// In the forked child: join the grader's run cgroup (pid 0 = self) and give up the grader's
+/// OOM protection, so the kernel's OOM killer picks the submission, never the grader.
+fn join_and_unprotect(procs: Option<&std::ffi::CStr>) {
+    let write = |path: &std::ffi::CStr, data: &[u8]| {
+        // SAFETY: plain syscalls on valid NUL-terminated paths and a live buffer.
+        unsafe {
+            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd >= 0 {
+                libc::write(fd, data.as_ptr().cast(), data.len());
+                libc::close(fd);
+            }
+        }
+    };
+    if let Some(p) = procs {
+        write(p, b"0");
+    }
+    write(c"/proc/self/oom_score_adj", b"0");
+}
+
+/// Protect the grader from the OOM killer (its runs give the protection up).
+pub fn protect_grader() {
+    let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
+}
+
+/// Create the cgroup every run starts in, capped at `pids` processes and 1 GiB; `None` where
+/// cgroup v2 cannot give one (the runs are then only killed by process group and marker).
+pub fn run_cgroup(pids: u32) -> Option<PathBuf> {
+    let dir = Path::new(inspect::CGROUP_ROOT).join("devoxx-grade");
+    std::fs::create_dir_all(&dir).ok()?;
+    std::fs::write(dir.join("pids.max"), pids.to_string()).ok()?;
+    let _ = std::fs::write(dir.join("memory.max"), (1u64 << 30).to_string());
+    Some(dir)
 }
 
 /// SIGKILL the process group `pgid`, the tree under it and every process carrying `marker`,
@@ -290,7 +348,57 @@ pub fn random_word(prefix: &str) -> String {
     format!("{prefix}{s}")
 }
 
-/// Is `path` inside a directory tree? (For leftovers.)
-pub fn exists(path: &Path) -> bool {
-    path.symlink_metadata().is_ok()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shell(script: &str, timeout_s: u64) -> Submission {
+        let dir = std::env::temp_dir();
+        let path = dir.join(random_word("grade-test-"));
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        Submission {
+            runtime: path,
+            dir,
+            config: Config {
+                timeout_s,
+                ..Config::default()
+            },
+            cgroup: None,
+        }
+    }
+
+    #[test]
+    fn a_hanging_runtime_is_killed_at_the_deadline_with_everything_it_started() {
+        let marker = random_word("k");
+        // The runtime backgrounds two sleepers that carry the marker and never exits.
+        let sub = shell(
+            "sh -c 'sleep 300; :' \"$@\" & sh -c 'sleep 300; :' \"$@\" & wait",
+            1,
+        );
+        let started = Instant::now();
+        let out = sub.run(&[marker.clone()], &[], None, &marker);
+        assert!(out.timed_out && out.code.is_none(), "{out:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(inspect::pids_with_marker(&marker).is_empty(), "all killed");
+        let _ = std::fs::remove_file(&sub.runtime);
+    }
+
+    #[test]
+    fn output_code_and_stdin_of_a_finished_run_are_captured() {
+        let code = 3 + rand::random::<u8>() % 100;
+        let sub = shell(&format!("echo out \"$@\"; cat >&2; exit {code}"), 5);
+        let out = sub.run(
+            &["w1".into(), "two words".into()],
+            &[],
+            Some(b"in-text"),
+            "nomarker",
+        );
+        assert_eq!(out.code, Some(code as i32));
+        assert_eq!(out.stdout, "out run alpine w1 two words\n");
+        assert_eq!(out.stderr, "in-text");
+        assert!(!out.timed_out);
+        let _ = std::fs::remove_file(&sub.runtime);
+    }
 }

@@ -24,6 +24,12 @@ pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
         return vec![with_effects(did_not_stay_up(&out), &fx)];
     };
     let cgroup = inspect::cgroup_of(held.pid).unwrap_or_default();
+    // The grader's own run cgroup counts as "no cgroup": the runtime started there.
+    let cgroup = if ctx.is_grader_cgroup(&cgroup) {
+        "/".to_owned()
+    } else {
+        cgroup
+    };
     let created = ctx.new_cgroups();
     let memory = inspect::effective_limit(&cgroup, "memory.max");
     let cpu = inspect::effective_limit(&cgroup, "cpu.max");

@@ -194,6 +194,14 @@ impl Ctx {
         left
     }
 
+    /// Is `rel` (a cgroup path) the cgroup the grader starts runs in?
+    pub fn is_grader_cgroup(&self, rel: &str) -> bool {
+        self.sub
+            .cgroup
+            .as_ref()
+            .is_some_and(|c| *c == inspect::cgroup_dir(rel))
+    }
+
     /// Record an extra (reported, never counted).
     pub fn extra(&mut self, check: Check) {
         self.extras.insert(check.name.clone(), check);
@@ -303,9 +311,12 @@ pub fn with_effects(mut check: Check, fx: &SideEffects) -> Check {
     }
     check.status = Status::Fail;
     check.seen = format!("{}; {}", check.seen, fx.problems.join("; "));
-    if check.hint.is_empty() {
-        check.hint = fx.problems.join("; ");
-    }
+    // What the run did wrong comes first: it is why the check failed.
+    check.hint = if check.hint.is_empty() {
+        fx.problems.join("; ")
+    } else {
+        format!("{}; {}", fx.problems.join("; "), check.hint)
+    };
     check
 }
 
