@@ -378,7 +378,7 @@ mod tests {
             1,
         );
         let started = Instant::now();
-        let out = sub.run(&[marker.clone()], &[], None, &marker);
+        let out = sub.run(std::slice::from_ref(&marker), &[], None, &marker);
         assert!(out.timed_out && out.code.is_none(), "{out:?}");
         assert!(started.elapsed() < Duration::from_secs(10));
         assert!(inspect::pids_with_marker(&marker).is_empty(), "all killed");
