@@ -120,14 +120,18 @@ report() {
     case "$result" in *status=ok*) return 0 ;; *) return 1 ;; esac
 }
 
-run_test() {
-    local timeout="${VM_TIMEOUT:-900}" rc=0
+# Start QEMU in the background (within $1 seconds), its serial console going to the log.
+start_qemu() {
     : > "$console_log"
     t_start="$(date +%s.%N)"
-    timeout -k 5 "$timeout" "$qemu" "${QARGS[@]}" -serial "file:$console_log" -monitor none \
-        </dev/null &
+    timeout -k 5 "$1" "$qemu" "${QARGS[@]}" -serial "file:$console_log" -monitor none </dev/null &
     qpid=$!
     trap 'stop_qemu; exit 130' INT TERM
+}
+
+run_test() {
+    local timeout="${VM_TIMEOUT:-900}" rc=0
+    start_qemu "$timeout"
     tail -s 0.2 -n +1 -f --pid="$qpid" "$console_log" | sed -u 's/\r$//' &
     local streamer=$!
     watch_boot || rc=$?
@@ -135,15 +139,10 @@ run_test() {
     report "$rc" "$timeout"
 }
 
-# Boot the grading guest; stream its console (the DEVOXX-GRADE lines) to the log only.
+# Boot the grading guest; its console (the DEVOXX-GRADE lines) goes to the log only.
 run_grade() {
     local timeout="${VM_TIMEOUT:-600}" rc=0
-    : > "$console_log"
-    t_start="$(date +%s.%N)"
-    timeout -k 5 "$timeout" "$qemu" "${QARGS[@]}" -serial "file:$console_log" -monitor none \
-        </dev/null &
-    qpid=$!
-    trap 'stop_qemu; exit 130' INT TERM
+    start_qemu "$timeout"
     watch_boot || rc=$?
     if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
         log "the guest did not finish within ${timeout}s (VM_TIMEOUT)"

@@ -5,7 +5,6 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::namespaces::did_not_stay_up;
 use super::{fail, not_attempted, pass, verdict, with_effects, Ctx};
 use crate::grade::inspect;
 use crate::grade::invoke::random_word;
@@ -18,11 +17,11 @@ pub const CPU_MAX: &str = "50000 100000";
 const JOIN_HINT: &str = "step 4 (cgroups): the process is not in the cgroup: write its pid to cgroup.procs after starting it and before waiting for it";
 
 pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
-    let hold = ctx.hold(&[]);
-    let Some(held) = &hold.held else {
-        let (out, fx) = hold.finish(ctx);
-        return vec![with_effects(did_not_stay_up(&out), &fx)];
+    let hold = match ctx.hold(&[]) {
+        Ok(hold) => hold,
+        Err(check) => return vec![check],
     };
+    let held = &hold.held;
     let cgroup = inspect::cgroup_of(held.pid).unwrap_or_default();
     // The grader's own run cgroup counts as "no cgroup": the runtime started there.
     let cgroup = if ctx.is_grader_cgroup(&cgroup) {

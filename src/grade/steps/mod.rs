@@ -96,25 +96,31 @@ impl Ctx {
         (outcome, effects)
     }
 
-    /// Start `probe hold <marker>`: the container stays up, found on the host by its marker,
-    /// until [`Hold::finish`] releases it.
-    pub fn hold(&mut self, volumes: &[Volume]) -> Hold {
+    /// Start `probe hold <marker>` and wait until it is up: the container stays up, found on
+    /// the host by its marker, until [`Hold::finish`] releases it. When it never comes up, the
+    /// run is over and the failing check says why.
+    pub fn hold(&mut self, volumes: &[Volume]) -> Result<Hold, Check> {
         let marker = random_word("h");
         let argv = self.probe(&["hold", &marker, "120"], &marker);
-        match self.sub.start(&argv, volumes, None, &marker) {
-            Ok(mut running) => Hold {
-                held: running
-                    .wait_for_probe("hold")
-                    .map(|pid| Held { pid, marker }),
-                running: Ok(running),
-            },
-            Err(e) => Hold {
-                held: None,
-                running: Err(format!(
-                    "could not start {}: {e}",
-                    self.sub.runtime.display()
-                )),
-            },
+        let mut running = self.sub.start(&argv, volumes, None, &marker).map_err(|e| {
+            let seen = format!("could not start {}: {e}", self.sub.runtime.display());
+            fail(
+                "container-stays-up",
+                "the runtime starts",
+                seen,
+                "is the submission executable?",
+            )
+        })?;
+        match running.wait_for_probe("hold") {
+            Some(pid) => Ok(Hold {
+                held: Held { pid, marker },
+                running,
+            }),
+            None => {
+                let out = running.wait();
+                let fx = self.side_effects(&out);
+                Err(with_effects(did_not_stay_up(&out), &fx))
+            }
         }
     }
 
@@ -208,37 +214,35 @@ impl Ctx {
     }
 }
 
-/// A run of `probe hold`.
+/// A run of `probe hold`, up.
 pub struct Hold {
-    /// The probe, when it came up and said `ready`.
-    pub held: Option<Held>,
-    running: Result<Running, String>,
+    pub held: Held,
+    running: Running,
 }
 
 impl Hold {
-    /// Output so far (the probe's `ready` line is in it once `held` is set).
+    /// Output so far (the probe's `ready` line is in it).
     pub fn stdout(&self) -> String {
-        self.running
-            .as_ref()
-            .map(|r| r.stdout_so_far())
-            .unwrap_or_default()
+        self.running.stdout_so_far()
     }
 
     /// Release the probe, wait for the runtime, and collect the run's side effects.
     pub fn finish(self, ctx: &mut Ctx) -> (Outcome, SideEffects) {
-        if let Some(h) = &self.held {
-            super::invoke::release(h.pid);
-        }
-        let outcome = match self.running {
-            Ok(r) => r.wait(),
-            Err(e) => Outcome {
-                stderr: e,
-                ..Outcome::default()
-            },
-        };
+        super::invoke::release(self.held.pid);
+        let outcome = self.running.wait();
         let fx = ctx.side_effects(&outcome);
         (outcome, fx)
     }
+}
+
+/// The shared failure when the held probe never came up.
+fn did_not_stay_up(out: &Outcome) -> Check {
+    fail(
+        "container-stays-up",
+        "the command /bin/probe hold runs inside the container until the grader releases it",
+        out.describe(),
+        "the command did not start (see stdout/stderr): steps 1–3 (process, namespaces, rootfs) come first",
+    )
 }
 
 /// A container held up by `probe hold`, found on the host by its marker.

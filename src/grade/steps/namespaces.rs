@@ -4,15 +4,14 @@
 
 use super::{fail, pass, verdict, with_effects, Ctx};
 use crate::grade::inspect;
-use crate::grade::invoke::Outcome;
 use crate::grade::report::Check;
 
 pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
-    let hold = ctx.hold(&[]);
-    let Some(held) = &hold.held else {
-        let (out, fx) = hold.finish(ctx);
-        return vec![with_effects(did_not_stay_up(&out), &fx)];
+    let hold = match ctx.hold(&[]) {
+        Ok(hold) => hold,
+        Err(check) => return vec![check],
     };
+    let held = &hold.held;
     let pid = held.pid;
     let facts = held.reported(&hold.stdout());
     let ns_check = |kind: &str, name: &str, flag: &str| {
@@ -127,14 +126,4 @@ fn processes_in_pid_namespace(pid: i32) -> usize {
         .into_iter()
         .filter(|p| inspect::ns_inode(&p.to_string(), "pid") == ns)
         .count()
-}
-
-/// The shared failure when the held probe never came up.
-pub fn did_not_stay_up(out: &Outcome) -> Check {
-    fail(
-        "container-stays-up",
-        "the command /bin/probe hold runs inside the container until the grader releases it",
-        out.describe(),
-        "the command did not start (see stdout/stderr): steps 1–3 (process, namespaces, rootfs) come first",
-    )
 }

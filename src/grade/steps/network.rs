@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::namespaces::did_not_stay_up;
 use super::{fail, not_attempted, pass, verdict, with_effects, Ctx};
 use crate::grade::inspect;
 use crate::grade::invoke::random_word;
@@ -17,11 +16,11 @@ use crate::grade::report::Check;
 const HINT: &str = "step 6 (network): create a veth pair, move one end into the container's network namespace (CLONE_NEWNET), give both ends addresses and bring them up";
 
 pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
-    let hold = ctx.hold(&[]);
-    let Some(held) = &hold.held else {
-        let (out, fx) = hold.finish(ctx);
-        return vec![with_effects(did_not_stay_up(&out), &fx)];
+    let hold = match ctx.hold(&[]) {
+        Ok(hold) => hold,
+        Err(check) => return vec![check],
     };
+    let held = &hold.held;
     let pid = held.pid;
     let own = inspect::ns_inode(&pid.to_string(), "net") != inspect::ns_inode("self", "net");
     let links = inspect::interfaces(pid);

@@ -4,7 +4,6 @@
 
 use std::fs;
 
-use super::namespaces::did_not_stay_up;
 use super::{fail, not_attempted, pass, verdict, with_effects, Ctx};
 use crate::grade::config::Volume;
 use crate::grade::inspect;
@@ -27,11 +26,11 @@ pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
     };
     let vols = [volume.clone()];
     // 1. While a container holds the volume: mounted inside, not in the host's table.
-    let hold = ctx.hold(&vols);
-    let Some(held) = &hold.held else {
-        let (out, fx) = hold.finish(ctx);
-        return vec![with_effects(did_not_stay_up(&out), &fx)];
+    let hold = match ctx.hold(&vols) {
+        Ok(hold) => hold,
+        Err(check) => return vec![check],
     };
+    let held = &hold.held;
     let inside = inspect::mounts(&held.pid.to_string())
         .into_iter()
         .any(|(_, p, _)| p == volume.target || p.ends_with(&format!("/rootfs{}", volume.target)));
