@@ -90,6 +90,8 @@ pack_submission() {
     chmod 755 "$stage/grade/submission/bin/devoxx-docker"
     [ -f "$config" ] && cp "$config" "$stage/grade/submission/devoxx-grade.toml"
     printf 'GRADE_NAME=%q\nGRADE_STEPS=%q\n' "$name" "$steps" > "$stage/grade/job"
+    # The per-boot secret the grader signs its console lines with (it deletes the file first).
+    install -m 600 "$work/secret" "$stage/grade/secret"
     for lib in $(needed_libs "$bin"); do
         mkdir -p "$stage$(dirname "$lib")"
         cp -L "$lib" "$stage$lib"
@@ -112,6 +114,7 @@ guest_is_stale() {
 
 main() {
     local bin config
+    head -c 32 /dev/urandom > "$work/secret"
     if [ -d "$submission" ]; then
         config="$submission/devoxx-grade.toml"
         bin="$(build_submission "$submission")"
@@ -135,7 +138,7 @@ main() {
     elif ! grep -q '^DEVOXX-GRADE-EXIT' "$report/console.log"; then problem=(--guest-problem "the guest stopped before the grader finished")
     fi
     "$grader" collect --console "$report/console.log" --out "$report" --name "$name" --steps "$steps" \
-        --seconds "$((SECONDS - t_start))" "${problem[@]}"
+        --secret-file "$work/secret" --seconds "$((SECONDS - t_start))" "${problem[@]}"
 }
 
 main

@@ -48,6 +48,9 @@ enum Command {
         /// Run even outside the grading VM (a disposable machine of your own).
         #[arg(long, hide = true)]
         disposable_machine: bool,
+        /// Sign the console lines with this secret (read, then deleted before any run).
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
     },
     /// Rebuild the report from a guest's console log and write report.json/.md and junit.xml.
     Collect {
@@ -68,6 +71,9 @@ enum Command {
         /// Grading could not even start (build failure...): the report says so.
         #[arg(long)]
         error: Option<String>,
+        /// The secret the guest's lines are signed with.
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
     },
     /// Validate a devoxx-grade.toml.
     Config { file: PathBuf },
@@ -96,7 +102,12 @@ fn main() -> ExitCode {
             probe,
             scratch,
             disposable_machine,
+            secret_file,
         } => check::ensure_disposable_machine(disposable_machine).and_then(|()| {
+            let mut signer = match secret_file {
+                Some(f) => check::Signer::from_secret_file(&f)?,
+                None => check::Signer::new(Vec::new()),
+            };
             let dir = dir.unwrap_or_else(|| default_dir(&runtime));
             let config =
                 Config::load(&config.unwrap_or_else(|| dir.join(grade::config::FILE_NAME)))?;
@@ -111,7 +122,7 @@ fn main() -> ExitCode {
                 probe,
                 scratch,
             };
-            let report = check::grade(&job, &mut |e| println!("{}", e.line()))?;
+            let report = check::grade(&job, &mut |e| println!("{}", signer.line(e)))?;
             if let Some(out) = out {
                 render::write_all(&report, &out)?;
             }
@@ -125,7 +136,21 @@ fn main() -> ExitCode {
             guest_problem,
             seconds,
             error,
-        } => collect(&console, &out, &name, steps, guest_problem, seconds, error),
+            secret_file,
+        } => {
+            let key = secret_file
+                .map(std::fs::read)
+                .transpose()
+                .map_err(anyhow::Error::from);
+            key.and_then(|key| {
+                let guest = Guest {
+                    console_log: &console,
+                    key: key.unwrap_or_default(),
+                    problem: guest_problem,
+                };
+                collect(&guest, &out, &name, steps, seconds, error)
+            })
+        }
         Command::Config { file } => Config::load(&file).map(|_| ExitCode::SUCCESS),
         Command::Merge { out, reports } => {
             let paths: Vec<&Path> = reports.iter().map(PathBuf::as_path).collect();
@@ -163,24 +188,35 @@ fn steps_or_all(steps: Vec<String>) -> anyhow::Result<Vec<String>> {
     })
 }
 
+/// What the guest left: its console and how to read it.
+struct Guest<'a> {
+    console_log: &'a Path,
+    key: Vec<u8>,
+    problem: Option<String>,
+}
+
 fn collect(
-    console_log: &Path,
+    guest: &Guest,
     out: &Path,
     name: &str,
     steps: Vec<String>,
-    guest_problem: Option<String>,
     seconds: Option<f64>,
     error: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read(console_log)
+    let text = std::fs::read(guest.console_log)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
     let steps = steps_or_all(steps)?;
-    let mut report = console::collect(&text, name, &steps, guest_problem.as_deref());
+    let (events, forged) = console::verified_events(&text, &guest.key);
+    let mut report = console::collect(events, name, &steps, guest.problem.as_deref());
     if let Some(s) = seconds {
         report.seconds = s;
     }
-    report.error = error;
+    report.error = error.or_else(|| {
+        (forged > 0).then(|| {
+            format!("{forged} console line(s) claimed to be grading results without the grader's signature: the submission wrote to the console; results are void")
+        })
+    });
     render::write_all(&report, out)?;
     let md = render::markdown(&report);
     // The summary table: the report's head, up to the first step section.

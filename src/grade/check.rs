@@ -37,14 +37,47 @@ pub enum Event {
     },
 }
 
-impl Event {
-    /// The console line (no newline).
-    pub fn line(&self) -> String {
-        format!(
-            "{LINE_PREFIX}{}",
-            serde_json::to_string(self).unwrap_or_default()
-        )
+/// Signs console lines: the submission runs as root in the same guest and can write to the
+/// console too, so the host only believes lines carrying a MAC under a per-boot secret that the
+/// grader read and deleted before running anything, numbered so none can be replayed.
+pub struct Signer {
+    key: Vec<u8>,
+    seq: u64,
+}
+
+impl Signer {
+    /// A signer for `key` (empty: no secret, for a report written with `--out`).
+    pub fn new(key: Vec<u8>) -> Signer {
+        Signer { key, seq: 0 }
     }
+
+    /// Read the secret from `path` and delete the file, so nothing started later finds it.
+    pub fn from_secret_file(path: &std::path::Path) -> anyhow::Result<Signer> {
+        let key = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+        std::fs::remove_file(path).with_context(|| format!("remove {}", path.display()))?;
+        // Keep the secret out of reach of unprivileged ptrace and core dumps.
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+        Ok(Signer::new(key))
+    }
+
+    /// The console line for `event` (no newline): `DEVOXX-GRADE <mac> <seq> <json>`.
+    pub fn line(&mut self, event: &Event) -> String {
+        self.seq += 1;
+        let json = serde_json::to_string(event).unwrap_or_default();
+        let mac = mac(&self.key, self.seq, &json);
+        format!("{LINE_PREFIX}{mac} {} {json}", self.seq)
+    }
+}
+
+/// HMAC-SHA256 of `seq json` under `key`, in hex.
+pub fn mac(key: &[u8], seq: u64, json: &str) -> String {
+    use hmac::Mac;
+    let Ok(mut m) = hmac::Hmac::<sha2::Sha256>::new_from_slice(key) else {
+        return String::new();
+    };
+    m.update(format!("{seq} {json}").as_bytes());
+    hex::encode(m.finalize().into_bytes())
 }
 
 /// What to grade and with what.

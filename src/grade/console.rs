@@ -1,15 +1,45 @@
 //! The host's side of a guest run: rebuild the report from the `DEVOXX-GRADE` lines of the
-//! console. Steps the guest never finished are failed with the reason, so a submission that
-//! hangs or takes the guest down still gets a report.
+//! console. Only lines signed by the grader count (the submission is root in the same guest and
+//! could print its own). Steps the guest never finished are failed with the reason, so a
+//! submission that hangs or takes the guest down still gets a report.
 
 use std::collections::BTreeMap;
 
-use super::check::{Event, LINE_PREFIX};
+use super::check::{mac, Event, LINE_PREFIX};
 use super::report::{Check, Report, Status, Step};
 
-/// The report of `submission` from the console `text`, for the `requested` steps.
+/// The events of the console `text` that carry a valid MAC under `key` with increasing
+/// numbers, and how many lines claimed to be grader lines without being so.
+pub fn verified_events(text: &str, key: &[u8]) -> (Vec<Event>, usize) {
+    let (mut events, mut forged, mut last) = (Vec::new(), 0, 0u64);
+    for line in text.lines() {
+        let Some((_, rest)) = line.trim_end_matches('\r').split_once(LINE_PREFIX) else {
+            continue;
+        };
+        let mut parts = rest.splitn(3, ' ');
+        let tag = parts.next().unwrap_or_default();
+        let seq = parts
+            .next()
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
+        let json = parts.next().unwrap_or_default();
+        let event = (seq > last && mac(key, seq, json) == tag)
+            .then(|| serde_json::from_str::<Event>(json).ok())
+            .flatten();
+        match event {
+            Some(e) => {
+                last = seq;
+                events.push(e);
+            }
+            None => forged += 1,
+        }
+    }
+    (events, forged)
+}
+
+/// The report of `submission` from verified console events, for the `requested` steps.
 pub fn collect(
-    text: &str,
+    events: Vec<Event>,
     submission: &str,
     requested: &[String],
     guest_problem: Option<&str>,
@@ -18,25 +48,17 @@ pub fn collect(
     let mut extras = BTreeMap::new();
     let mut started: Vec<String> = Vec::new();
     let mut done = None;
-    for line in text.lines() {
-        let Some(json) = line
-            .trim_end_matches('\r')
-            .split_once(LINE_PREFIX)
-            .map(|(_, j)| j)
-        else {
-            continue;
-        };
-        match serde_json::from_str::<Event>(json) {
-            Ok(Event::Step { step }) => {
+    for event in events {
+        match event {
+            Event::Step { step } => {
                 checks.entry(step.clone()).or_default();
                 started.push(step);
             }
-            Ok(Event::Check { step, check }) => checks.entry(step).or_default().push(check),
-            Ok(Event::Extra { check }) => {
+            Event::Check { step, check } => checks.entry(step).or_default().push(check),
+            Event::Extra { check } => {
                 extras.insert(check.name.clone(), check);
             }
-            Ok(Event::Done { seconds }) => done = Some(seconds),
-            Err(_) => {} // a line garbled by kernel output: the step it belonged to shows it
+            Event::Done { seconds } => done = Some(seconds),
         }
     }
     let stopped = guest_problem.unwrap_or("the guest stopped");
@@ -72,6 +94,7 @@ pub fn collect(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grade::check::Signer;
     use crate::grade::report::Status;
 
     fn check(name: &str, status: Status) -> Check {
@@ -84,11 +107,20 @@ mod tests {
         }
     }
 
+    const KEY: &[u8] = b"per-boot secret";
+
     fn lines(events: &[Event]) -> String {
+        let mut signer = Signer::new(KEY.to_vec());
         events
             .iter()
-            .map(|e| format!("[  1.0] noise\n{}\r\n", e.line()))
+            .map(|e| format!("[  1.0] noise\n{}\r\n", signer.line(e)))
             .collect()
+    }
+
+    fn collect_text(text: &str, steps: &[String], problem: Option<&str>) -> Report {
+        let (events, forged) = verified_events(text, KEY);
+        assert_eq!(forged, 0);
+        collect(events, "sub", steps, problem)
     }
 
     fn steps(names: &[&str]) -> Vec<String> {
@@ -117,12 +149,7 @@ mod tests {
             },
             Event::Done { seconds: 12.5 },
         ];
-        let r = collect(
-            &lines(&events),
-            "sub",
-            &steps(&["process", "cgroups"]),
-            None,
-        );
+        let r = collect_text(&lines(&events), &steps(&["process", "cgroups"]), None);
         assert_eq!(r.steps["process"].status, Status::Pass);
         assert_eq!(r.steps["cgroups"].status, Status::NotAttempted);
         assert_eq!(r.extras["x"].status, Status::Fail);
@@ -144,9 +171,8 @@ mod tests {
                 step: "cgroups".into(),
             },
         ];
-        let r = collect(
+        let r = collect_text(
             &lines(&events),
-            "sub",
             &steps(&["process", "cgroups", "volumes"]),
             Some("the guest hung (timeout)"),
         );
@@ -167,7 +193,37 @@ mod tests {
 
     #[test]
     fn an_empty_console_fails_every_requested_step() {
-        let r = collect("kernel panic\n", "sub", &steps(&["process"]), None);
+        let r = collect_text("kernel panic\n", &steps(&["process"]), None);
         assert_eq!(r.steps["process"].status, Status::Fail);
+    }
+
+    #[test]
+    fn lines_a_submission_prints_on_the_console_are_refused_and_counted() {
+        let genuine = lines(&[
+            Event::Step {
+                step: "cgroups".into(),
+            },
+            Event::Check {
+                step: "cgroups".into(),
+                check: check("b", Status::Fail),
+            },
+        ]);
+        let pass = serde_json::to_string(&Event::Check {
+            step: "cgroups".into(),
+            check: check("b", Status::Pass),
+        })
+        .unwrap();
+        let replayed = genuine
+            .lines()
+            .find(|l| l.contains("\"step\""))
+            .unwrap()
+            .to_owned();
+        let text =
+            format!("{genuine}DEVOXX-GRADE {pass}\nDEVOXX-GRADE 00ff 3 {pass}\n{replayed}\n");
+        let (events, forged) = verified_events(&text, KEY);
+        assert_eq!(forged, 3, "unsigned, wrongly signed and replayed lines");
+        assert_eq!(events.len(), 2);
+        let (_, none) = verified_events(&genuine, b"another boot's secret");
+        assert_eq!(none, 2);
     }
 }
