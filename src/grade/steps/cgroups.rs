@@ -105,7 +105,10 @@ fn cpu_throttled(ctx: &mut Ctx) -> Check {
     let argv = ctx.probe(&["spin", "4", "2"], &marker);
     let ratio = match ctx.sub.start(&argv, &[], None, &marker) {
         Ok(mut running) => {
-            let ratio = running.wait_for_probe("spin").and_then(measure_cpu);
+            let ratio = running.wait_for_probe("spin").and_then(|pid| {
+                let cpu = measure_cpu(pid)?;
+                Some((cpu, inspect::cgroup_of(pid).unwrap_or_default()))
+            });
             let out = running.wait();
             (ratio, out)
         }
@@ -122,14 +125,14 @@ fn cpu_throttled(ctx: &mut Ctx) -> Check {
     let expected =
         "two spinning threads get 0.5 CPU (between 0.3 and 0.7), measured from /proc on the host";
     let check = match ratio {
-        Some(r) if (0.3..=0.7).contains(&r) => {
-            pass("cpu-limit-enforced", expected, format!("{r:.2} CPU"))
+        Some((r, cg)) if (0.3..=0.7).contains(&r) => {
+            pass("cpu-limit-enforced", expected, format!("{r:.2} CPU in cgroup {cg}"))
         }
-        Some(r) => fail(
+        Some((r, cg)) => fail(
             "cpu-limit-enforced",
             expected,
-            format!("{r:.2} CPU"),
-            "step 4 (cgroups): write \"50000 100000\" to cpu.max of the cgroup the process is in",
+            format!("{r:.2} CPU in cgroup {cg}"),
+            "step 4 (cgroups): write \"50000 100000\" to cpu.max of the cgroup the process is in, and put the process in it before it starts the command",
         ),
         None => fail(
             "cpu-limit-enforced",

@@ -1,0 +1,3 @@
+module devoxx-docker
+
+go 1.19
