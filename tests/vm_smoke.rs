@@ -155,3 +155,34 @@ fn iptables_masquerade_works_in_a_private_network_namespace() {
         "rule not listed: {stdout} {stderr}"
     );
 }
+
+/// The leak check itself: a mount left under a test's own directory is reported, one elsewhere
+/// by a neighbour is not blamed on it. (A tmpfs under the test's temp dir, removed at once.)
+#[test]
+fn leak_check_reports_a_mount_left_under_the_tests_own_directory() {
+    require_root!();
+    let root = common::TestRoot::new();
+    let mark = common::marker();
+    let before = common::host_mounts();
+    let target = root.dir.path().join(format!("leak-{mark}"));
+    fs::create_dir(&target).expect("mkdir");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&target)
+        .status()
+        .expect("mount");
+    assert!(mounted.success());
+    let changes = common::mount_changes(&root, &before, &mark);
+    let other = common::mount_changes(&common::TestRoot::new(), &before, &common::marker());
+    let _ = Command::new("umount").arg(&target).status();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert!(
+        changes[0].starts_with("added: ") && changes[0].contains(&mark),
+        "{changes:?}"
+    );
+    assert!(
+        other.is_empty(),
+        "a neighbour's mount is not this test's: {other:?}"
+    );
+    assert!(common::mount_changes(&root, &before, &mark).is_empty());
+}

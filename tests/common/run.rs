@@ -230,13 +230,14 @@ impl Background {
 impl Drop for Background {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
+            super::kill_tree(self.child.id() as i32);
             let _ = self.child.wait();
         }
     }
 }
 
-/// Wait for `child` at most `timeout`; on timeout kill it and return None.
+/// Wait for `child` at most `timeout`; on timeout kill it with every process it started (a
+/// runtime under test need not take its container down with it) and return None.
 pub fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -244,7 +245,7 @@ pub fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<std::process
             return Some(status);
         }
         if Instant::now() >= deadline {
-            let _ = child.kill();
+            super::kill_tree(child.id() as i32);
             let _ = child.wait();
             return None;
         }
@@ -308,13 +309,20 @@ pub fn namespace_of(pid: &str, kind: &str) -> String {
 
 /// The container's own cgroup directories (those under `devoxx-docker`) as host paths, taken
 /// while it runs, so the test can prove they are gone after exit.
+/// An empty list would make "none left afterwards" pass vacuously: it fails instead.
 pub fn own_cgroup_dirs(pid: i32) -> Vec<PathBuf> {
-    super::cgroups_of(pid)
+    let dirs: Vec<PathBuf> = super::cgroups_of(pid)
         .into_iter()
         .filter(|(_, path)| path.contains("devoxx-docker"))
         .flat_map(|(controllers, path)| cgroup_mount_candidates(&controllers, &path))
         .filter(|p| p.is_dir())
-        .collect()
+        .collect();
+    assert!(
+        !dirs.is_empty(),
+        "container process {pid} is in no devoxx-docker cgroup: {:?}",
+        super::cgroups_of(pid)
+    );
+    dirs
 }
 
 fn cgroup_mount_candidates(controllers: &str, path: &str) -> Vec<PathBuf> {
