@@ -16,6 +16,7 @@ use common::cgroup::{
     assert_cgroup_gone, cgroup_parents, cpu_and_age, find_container, host_layout, is_v2, signal,
     wait_catching, wait_finished, ContainerCgroup, Finished, V2_ROOT, V2_SKIP,
 };
+use common::run::{wait_bounded, RUN_TIMEOUT};
 use common::{assert_no_leaks, host_mounts, is_root, marker, processes_with, random_in, TestRoot};
 use nix::sys::signal::Signal;
 use rstest::rstest;
@@ -567,12 +568,9 @@ fn a_stale_cgroup_and_its_leftover_process_are_reclaimed_by_the_next_run() {
             dir.display()
         );
     }
-    let status = stale
-        .squatter
-        .take()
-        .expect("squatter")
-        .wait()
-        .expect("wait squatter");
+    let mut squatter = stale.squatter.take().expect("squatter");
+    let status =
+        wait_bounded(&mut squatter, RUN_TIMEOUT).expect("the leftover process was never killed");
     assert_eq!(
         status.signal(),
         Some(9),

@@ -13,6 +13,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::run::{output_within, RUN_TIMEOUT};
 use common::{assert_no_leaks, host_mounts, is_root, marker, processes_with, random_in, TestRoot};
 use serial_test::serial;
 
@@ -232,7 +233,7 @@ fn bridge_reaches_the_host_and_leaves_no_veth_or_nat_rule() {
         nat_rules()
     );
     drop(conn);
-    let out = runtime.wait_with_output().unwrap();
+    let out = output_within(runtime, RUN_TIMEOUT);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -317,6 +318,7 @@ fn concurrent_bridge_containers_get_distinct_addresses() {
             root.std_cmd()
                 .args(["run", "--network", "bridge", &img, "sh", "-c", &script])
                 .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
                 .spawn()
                 .unwrap()
         })
@@ -324,8 +326,8 @@ fn concurrent_bridge_containers_get_distinct_addresses() {
     let addresses: BTreeSet<String> = runs
         .into_iter()
         .map(|r| {
-            let out = r.wait_with_output().unwrap();
-            assert!(out.status.success());
+            let out = output_within(r, RUN_TIMEOUT);
+            assert!(out.status.success(), "{out:?}");
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
             let inet = text.split_whitespace().skip_while(|w| *w != "inet").nth(1);
             inet.expect("an inet address").to_owned()

@@ -11,6 +11,7 @@ use common::registry::{
     base_layer, corrupt_blob, file_node, free_port, image_config, push_image,
     push_image_with_layer_type, push_index, registry, snapshot, Flavour, Layer, LayerBuilder, Node,
 };
+use common::run::{wait_bounded, RUN_TIMEOUT};
 use common::{is_root, marker, TestRoot};
 use predicates::prelude::*;
 use serde_json::json;
@@ -428,7 +429,8 @@ fn concurrent_pulls_of_one_image_are_safe() {
         })
         .collect();
     for mut c in children {
-        assert!(c.wait().unwrap().success());
+        let status = wait_bounded(&mut c, RUN_TIMEOUT).expect("pull did not finish in time");
+        assert!(status.success());
     }
     let img = image_dir(&root, &reference);
     assert_eq!(

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::run::{wait_bounded, RUN_TIMEOUT};
 use common::volume::{host_dir, host_entries_named, mount_points_of, spec, tree_digest};
 use common::{assert_no_leaks, host_mounts, marker, processes_with, random_in, TestRoot};
 use rstest::rstest;
@@ -348,7 +349,7 @@ fn sigterm_to_the_runtime_leaves_no_mount() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let status = child.wait().unwrap();
+    let status = wait_bounded(&mut child, RUN_TIMEOUT).expect("runtime did not exit in time");
     // PID 1 ignores an unhandled SIGTERM, so the runtime kills it after --stop-timeout.
     assert!(
         matches!(status.code(), Some(143) | Some(137)),

@@ -64,6 +64,7 @@ build_submission() {
             GOFLAGS="${GOFLAGS:--buildvcs=false}" GOTOOLCHAIN=local make) > "$work/build.log" 2>&1; then
         cp "$work/build.log" "$report/build.log"
         tail -n 15 "$work/build.log" | sed 's/^/  | /' >&2
+        [ "$user" = nobody ] && log "built as nobody (no sudo caller): if your toolchain is private to a user, set GRADE_BUILD_USER=<user>"
         give_up "make failed in $src (last lines above; whole log in $report/build.log)"
     fi
     cp "$work/build.log" "$report/build.log"

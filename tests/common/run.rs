@@ -253,6 +253,55 @@ pub fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<std::process
     }
 }
 
+/// Collect a spawned runtime's output like `wait_with_output`, but within `timeout`: on expiry
+/// the runtime and everything it started are killed and the test fails; a process that keeps
+/// the pipes open after the runtime exited cannot block the test either.
+pub fn output_within(mut child: Child, timeout: Duration) -> std::process::Output {
+    use std::io::Read;
+    let reader = |pipe: Option<Box<dyn Read + Send>>| {
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&buf);
+        let handle = thread::spawn(move || {
+            let Some(mut pipe) = pipe else { return };
+            let mut chunk = [0u8; 8192];
+            while let Ok(n) = pipe.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().expect("buffer").extend_from_slice(&chunk[..n]);
+            }
+        });
+        (buf, handle)
+    };
+    let out = reader(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = reader(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let status = wait_bounded(&mut child, timeout).unwrap_or_else(|| {
+        panic!("the runtime did not exit within {timeout:?}: killed with every process it started")
+    });
+    let grace = Instant::now() + Duration::from_secs(10);
+    for (_, handle) in [&out, &err] {
+        while !handle.is_finished() && Instant::now() < grace {
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let take = |b: &std::sync::Arc<std::sync::Mutex<Vec<u8>>>| b.lock().expect("buffer").clone();
+    std::process::Output {
+        status,
+        stdout: take(&out.0),
+        stderr: take(&err.0),
+    }
+}
+
 /// `sh -c` script that prints `ready` then becomes a long sleep whose command line carries
 /// `marker` (so the host can find it with [`processes_with`]).
 pub fn ready_then_sleep(marker: &str) -> String {
