@@ -7,6 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
 
 use common::run::*;
 use common::*;
@@ -464,4 +465,74 @@ fn host_root_filesystem_is_not_reachable_after_pivot_root() {
         );
     }
     assert_clean(&root, &before, &[&img]);
+}
+
+/// runc's defaults: the host kernel's settings under /proc are read-only inside (checked with
+/// access(2), nothing is written), and what leaks host secrets is masked: empty inside while
+/// the host's own copy is not.
+#[test]
+fn kernel_settings_are_read_only_and_kernel_secrets_are_masked() {
+    require_root!();
+    let root = TestRoot::new();
+    let (img, _) = image(&root);
+    let mark = marker();
+    let before = before(&root);
+    // Files root may write on the host (so the check inside cannot pass vacuously).
+    let read_only: Vec<&str> = [
+        "/proc/sys/kernel/hostname",
+        "/proc/sys/kernel/domainname",
+        "/proc/sysrq-trigger",
+        "/proc/irq/default_smp_affinity",
+    ]
+    .into_iter()
+    .filter(|p| nix::unistd::access(*p, nix::unistd::AccessFlags::W_OK).is_ok())
+    .collect();
+    assert!(
+        read_only.len() >= 2,
+        "the host has too few writable kernel settings to test"
+    );
+    let mut args = vec!["run", &img, "/bin/probe", "writable", "/tmp"];
+    args.extend(&read_only);
+    args.push(&mark);
+    let ran = run(&root, &args);
+    ran.assert_ok();
+    assert!(
+        ran.stdout.contains("/tmp=ok\n"),
+        "the probe's check works: {}",
+        ran.stdout
+    );
+    for p in &read_only {
+        assert!(
+            ran.stdout.contains(&format!("{p}=errno30\n")),
+            "{p} must be read-only (EROFS): {}",
+            ran.stdout
+        );
+    }
+    // Masked files: non-empty on the host, empty inside.
+    let secrets: Vec<&str> = ["/proc/timer_list", "/proc/keys", "/proc/sched_debug"]
+        .into_iter()
+        .filter(|p| fs::read(p).is_ok_and(|c| !c.is_empty()))
+        .collect();
+    assert!(
+        !secrets.is_empty(),
+        "this host exposes none of the masked files: the test would prove nothing"
+    );
+    for p in &secrets {
+        let inside = run(&root, &["run", &img, "/bin/probe", "cat", p, &mark]);
+        inside.assert_ok();
+        assert!(
+            inside.stdout.is_empty(),
+            "{p} is not masked: {} bytes",
+            inside.stdout.len()
+        );
+    }
+    if Path::new("/proc/acpi").is_dir() {
+        let listing = run(
+            &root,
+            &["run", &img, "/bin/probe", "ls", "/proc/acpi", &mark],
+        );
+        listing.assert_ok();
+        assert_eq!(listing.stdout, "", "/proc/acpi is masked");
+    }
+    assert_clean(&root, &before, &[&img, &mark]);
 }

@@ -96,7 +96,8 @@ pub fn pivot_into(new_root: &Path) -> Result<()> {
     nix::unistd::chdir("/").ctx(|| "chdir /")
 }
 
-/// /proc of the container's PID namespace, /sys read-only, a minimal /dev.
+/// /proc of the container's PID namespace, /sys read-only, a minimal /dev, then runc's masked
+/// and read-only paths.
 pub fn mount_pseudo_filesystems() -> Result<()> {
     let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount_fs("proc", "/proc", "proc", hardened, None)?;
@@ -107,7 +108,74 @@ pub fn mount_pseudo_filesystems() -> Result<()> {
         hardened | MsFlags::MS_RDONLY,
         None,
     )?;
-    populate_dev()
+    populate_dev()?;
+    MASKED_PATHS.iter().try_for_each(|p| mask(p))?;
+    READONLY_PATHS.iter().try_for_each(|p| make_read_only(p))
+}
+
+/// What the kernel exposes that a container must not read (runc's and docker's defaults): host
+/// memory, keys and timing details. Files are covered by /dev/null, directories by an empty
+/// read-only tmpfs.
+pub const MASKED_PATHS: [&str; 7] = [
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/timer_list",
+    "/proc/sched_debug",
+    "/proc/acpi",
+    "/proc/scsi",
+    "/sys/firmware",
+];
+
+/// What a container may read but never write: the host kernel's settings (`/proc/sys`,
+/// `/proc/sysrq-trigger`...), shared by every namespace.
+pub const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+fn mask(path: &str) -> Result<()> {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return Ok(()); // not on this kernel
+    };
+    let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    if meta.is_dir() {
+        mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            ro,
+            Some("size=0,mode=555"),
+        )
+    } else {
+        mount(
+            Some("/dev/null"),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+    }
+    .ctx(|| format!("mask {path}"))
+}
+
+fn make_read_only(path: &str) -> Result<()> {
+    if fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
+    mount(Some(path), path, None::<&str>, bind, None::<&str>)
+        .ctx(|| format!("bind {path} for read-only"))?;
+    let flags = MsFlags::MS_BIND
+        | MsFlags::MS_REMOUNT
+        | MsFlags::MS_RDONLY
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV
+        | MsFlags::MS_NOEXEC;
+    mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
+        .ctx(|| format!("make {path} read-only"))
 }
 
 fn mount_fs(

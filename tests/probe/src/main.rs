@@ -43,6 +43,7 @@ fn main() {
             .enumerate()
             .for_each(|(i, a)| println!("arg{}={a}", i + 1)),
         "hold" => hold(arg(rest, 0), num(arg(rest, 1))),
+        "writable" => rest.iter().for_each(|p| println!("{p}={}", writable(p))),
         "connect" => connect(arg(rest, 0), arg(rest, 1), arg(rest, 2)),
         _ => fail(&format!("unknown subcommand {cmd}")),
     }
@@ -218,6 +219,19 @@ fn hold(marker: &str, secs: u64) {
     };
     println!("released marker={marker}");
     process::exit(if sig == libc::SIGUSR1 { 0 } else { 97 })
+}
+
+/// `ok` if `path` may be written (access(2) W_OK: nothing is written), else the errno.
+fn writable(path: &str) -> String {
+    let Ok(c) = std::ffi::CString::new(path) else {
+        return "bad-path".into();
+    };
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0 {
+        "ok".into()
+    } else {
+        format!("errno{}", std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    }
 }
 
 /// Open a TCP connection to `host:port` and send `message`: proves the network reaches the
