@@ -117,6 +117,10 @@ fn grade(runtime: &Path, name: &str, steps: &[&str], config: Option<&Path>) -> R
     for f in ["report.md", "junit.xml"] {
         assert!(out.path().join(f).exists(), "{f} written");
     }
+    assert!(
+        !Path::new("/sys/fs/cgroup/devoxx-grade").exists(),
+        "the grader removes its run cgroup"
+    );
     report
 }
 

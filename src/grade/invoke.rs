@@ -295,6 +295,18 @@ pub fn run_cgroup(pids: u32) -> Option<PathBuf> {
     Some(dir)
 }
 
+/// Remove a cgroup (the run cgroup once grading is over, or one a run left behind), killing
+/// whatever is still in it first.
+pub fn remove_cgroup(dir: &Path) {
+    let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+    for _ in 0..50 {
+        if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// SIGKILL the process group `pgid`, the tree under it and every process carrying `marker`,
 /// until none is left (2 s at most). Returns how many marker processes were found alive.
 fn kill_all(pgid: i32, marker: &str) -> usize {

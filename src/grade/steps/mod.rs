@@ -188,14 +188,7 @@ impl Ctx {
         let mut left = self.new_cgroups();
         left.sort_by_key(|c| std::cmp::Reverse(c.len()));
         for cg in &left {
-            let dir = inspect::cgroup_dir(cg);
-            let _ = std::fs::write(dir.join("cgroup.kill"), "1");
-            for _ in 0..50 {
-                if std::fs::remove_dir(&dir).is_ok() {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
+            super::invoke::remove_cgroup(&inspect::cgroup_dir(cg));
         }
         left
     }
