@@ -117,9 +117,12 @@ fn grade(runtime: &Path, name: &str, steps: &[&str], config: Option<&Path>) -> R
     for f in ["report.md", "junit.xml"] {
         assert!(out.path().join(f).exists(), "{f} written");
     }
+    let run_cgroup = Path::new("/sys/fs/cgroup/devoxx-grade");
     assert!(
-        !Path::new("/sys/fs/cgroup/devoxx-grade").exists(),
-        "the grader removes its run cgroup"
+        !run_cgroup.exists(),
+        "the grader removes its run cgroup; procs {:?}, grader said: {}",
+        std::fs::read_to_string(run_cgroup.join("cgroup.procs")),
+        String::from_utf8_lossy(&run.stderr)
     );
     report
 }

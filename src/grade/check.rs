@@ -154,6 +154,9 @@ pub fn grade(job: &Job, emit: &mut dyn FnMut(&Event)) -> anyhow::Result<Report> 
             check: check.clone(),
         });
     }
+    if let Some(cgroup) = &ctx.sub.cgroup {
+        super::invoke::remove_cgroup(cgroup);
+    }
     report.extras = ctx.extras;
     report.seconds = start.elapsed().as_secs_f64();
     emit(&Event::Done {

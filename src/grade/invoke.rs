@@ -285,12 +285,17 @@ pub fn protect_grader() {
     let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
 }
 
-/// Create the cgroup every run starts in, capped at `pids` processes and 1 GiB; `None` where
-/// cgroup v2 cannot give one (the runs are then only killed by process group and marker).
+/// Create the cgroup every run starts in, capped at `pids` processes and 1 GiB where the
+/// controllers can be had (each enabled on its own: one that cannot be must not cost the
+/// others); `None` without cgroup v2 (runs are then killed by process group and marker only).
 pub fn run_cgroup(pids: u32) -> Option<PathBuf> {
-    let dir = Path::new(inspect::CGROUP_ROOT).join("devoxx-grade");
+    let root = Path::new(inspect::CGROUP_ROOT);
+    for controller in ["+pids", "+memory"] {
+        let _ = std::fs::write(root.join("cgroup.subtree_control"), controller);
+    }
+    let dir = root.join("devoxx-grade");
     std::fs::create_dir_all(&dir).ok()?;
-    std::fs::write(dir.join("pids.max"), pids.to_string()).ok()?;
+    let _ = std::fs::write(dir.join("pids.max"), pids.to_string());
     let _ = std::fs::write(dir.join("memory.max"), (1u64 << 30).to_string());
     Some(dir)
 }
@@ -305,6 +310,16 @@ pub fn remove_cgroup(dir: &Path) {
         }
         thread::sleep(Duration::from_millis(20));
     }
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    eprintln!(
+        "devoxx-docker-grade: cannot remove {}: {} (processes: {})",
+        dir.display(),
+        std::fs::remove_dir(dir)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default(),
+        procs.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
 }
 
 /// SIGKILL the process group `pgid`, the tree under it and every process carrying `marker`,
