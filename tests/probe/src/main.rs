@@ -187,7 +187,9 @@ fn hold(marker: &str, secs: u64) {
     let host = unsafe {
         let mut u: libc::utsname = std::mem::zeroed();
         libc::uname(&mut u);
-        std::ffi::CStr::from_ptr(u.nodename.as_ptr()).to_string_lossy().into_owned()
+        std::ffi::CStr::from_ptr(u.nodename.as_ptr())
+            .to_string_lossy()
+            .into_owned()
     };
     let procs = match fs::read_dir("/proc").map(|_| count_processes()) {
         Ok(n) if n > 0 => n.to_string(),
@@ -230,7 +232,10 @@ fn writable(path: &str) -> String {
     if unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0 {
         "ok".into()
     } else {
-        format!("errno{}", std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+        format!(
+            "errno{}",
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+        )
     }
 }
 
