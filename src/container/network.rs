@@ -15,6 +15,7 @@
 //! (`devoxx-docker <id> <ip>`), so the host holds no other state and [`reclaim_stale`] can
 //! tell an orphan from a live container.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
@@ -23,6 +24,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use super::state::is_container_id;
 use crate::error::IoContext;
 use crate::{Error, Result};
 
@@ -95,10 +97,12 @@ impl Network {
 
 impl Drop for Network {
     fn drop(&mut self) {
-        if let Some(handle) = self.nat_rule.take() {
-            let _ = delete_nat_rule(handle);
-        }
-        if let Some(id) = self.nat_mark.take() {
+        let rule_gone = match self.nat_rule.take() {
+            Some(handle) => delete_nat_rule(handle).is_ok(),
+            None => true,
+        };
+        // A rule whose deletion failed keeps its marker: the next run's reclaim retries it.
+        if let (true, Some(id)) = (rule_gone, self.nat_mark.take()) {
             let _ = fs::remove_file(nat_mark_path(&id));
         }
         if let Some(veth) = self.veth.take() {
@@ -144,27 +148,31 @@ pub fn setup_container_side(mode: NetworkMode) -> Result<()> {
     }
 }
 
-/// Remove host-side leftovers (NAT rules, veths) of containers whose runtime died.
+/// Remove host-side leftovers (NAT rules, veths) of containers whose runtime died. NAT rules
+/// are reclaimed even when the bridge is gone, and a marker goes only once its rules are.
 pub fn reclaim_stale(is_live: &dyn Fn(&str) -> bool) {
-    if !Path::new("/sys/class/net").join(BRIDGE).exists() {
-        return; // bridge mode never ran on this host: nothing can be left
-    }
-    for (veth, id, _) in tagged_veths() {
-        if !is_live(&id) {
-            let _ = run_tool("ip", &["link", "del", &veth], None);
+    if Path::new("/sys/class/net").join(BRIDGE).exists() {
+        for (veth, id, _) in tagged_veths() {
+            if is_container_id(&id) && !is_live(&id) {
+                let _ = run_tool("ip", &["link", "del", &veth], None);
+            }
         }
     }
     let stale = stale_nat_marks(is_live);
     if stale.is_empty() {
         return;
     }
-    for (handle, id) in nat_rules().unwrap_or_default() {
-        if !is_live(&id) {
-            let _ = delete_nat_rule(handle);
+    let Ok(rules) = nat_rules() else {
+        return; // nft failed: keep every marker, the next run tries again
+    };
+    let mut failed = HashSet::new();
+    for (handle, id) in rules {
+        if !is_live(&id) && delete_nat_rule(handle).is_err() {
+            failed.insert(id);
         }
     }
-    for id in stale {
-        let _ = fs::remove_file(nat_mark_path(&id));
+    for id in stale.iter().filter(|id| !failed.contains(*id)) {
+        let _ = fs::remove_file(nat_mark_path(id));
     }
 }
 
@@ -422,8 +430,15 @@ fn delete_nat_rule(handle: u64) -> Result<()> {
     .map(drop)
 }
 
-/// `(handle, container id)` of every tagged rule in our chain.
+/// `(handle, container id)` of every per-container rule in our chain (none when the table is
+/// gone).
 fn nat_rules() -> Result<Vec<(u64, String)>> {
+    let table_exists = run_tool("nft", &["list", "tables", "ip"], None)?
+        .lines()
+        .any(|l| l.trim() == format!("table ip {NFT_TABLE}"));
+    if !table_exists {
+        return Ok(Vec::new());
+    }
     let listing = run_tool(
         "nft",
         &["-a", "list", "chain", "ip", NFT_TABLE, "postrouting"],
@@ -438,8 +453,8 @@ fn parse_nat_rules(listing: &str) -> Vec<(u64, String)> {
         .lines()
         .filter_map(|line| {
             let (_, rest) = line.split_once(&tag)?;
-            let id = rest.split('"').next()?.to_owned();
-            Some((parse_handle(line)?, id))
+            let id = rest.split('"').next()?;
+            is_container_id(id).then(|| Some((parse_handle(line)?, id.to_owned())))?
         })
         .collect()
 }
@@ -542,9 +557,15 @@ mod tests {
         );
         assert_eq!(parse_alias("someone else's"), None);
         let listing = "table ip devoxx-docker {\n\tchain postrouting { # handle 1\n\
-            \t\tip saddr 10.88.0.2 oifname != \"devoxx0\" masquerade comment \"devoxx-docker abc\" # handle 4\n\
-            \t\tip saddr 10.88.0.3 masquerade # handle 5\n\t}\n}\n";
-        assert_eq!(parse_nat_rules(listing), vec![(4, "abc".to_owned())]);
+            \t\tip saddr 10.88.0.2 oifname != \"devoxx0\" masquerade comment \"devoxx-docker 0123456789ab\" # handle 4\n\
+            \t\tip saddr 10.88.0.3 masquerade # handle 5\n\
+            \t\tip saddr 10.88.0.0/16 oifname != \"devoxx0\" masquerade comment \"devoxx-docker subnet\" # handle 6\n\
+            \t}\n}\n";
+        // Only rules tagged with a container id are ours: another version's subnet rule is not.
+        assert_eq!(
+            parse_nat_rules(listing),
+            vec![(4, "0123456789ab".to_owned())]
+        );
         assert_eq!(parse_handle("add rule ... # handle 42\n"), Some(42));
     }
 }

@@ -28,6 +28,14 @@ pub fn new_id() -> String {
     hex::encode(rand::random::<[u8; 6]>())
 }
 
+/// Whether `s` has the shape of an id from [`new_id`]: host state tagged with anything else
+/// (another tool's, a newer runtime's) is never ours to reclaim.
+pub fn is_container_id(s: &str) -> bool {
+    s.len() == 12
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// One container's host state; dropping it removes the state directory, then the lock.
 #[derive(Debug)]
 pub struct ContainerState {
