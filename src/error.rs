@@ -38,6 +38,10 @@ pub enum Error {
     /// Anything else that went wrong inside the runtime.
     #[error("{0}")]
     Runtime(String),
+    /// SIGINT/SIGTERM/SIGHUP/SIGQUIT reached the runtime before the command started: the
+    /// half-built container is torn down and `run` exits 128+N, as if the command had died of it.
+    #[error("interrupted by {0} while the container was starting")]
+    Interrupted(nix::sys::signal::Signal),
 }
 
 impl Error {
@@ -46,6 +50,7 @@ impl Error {
         match self {
             Error::CommandNotFound(_) => 127,
             Error::NotExecutable(_) => 126,
+            Error::Interrupted(signal) => 128 + *signal as i32,
             _ => 125,
         }
     }

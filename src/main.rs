@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use devoxx_docker::config::{Paths, DEFAULT_ROOT, DEFAULT_VOLUMES};
+use devoxx_docker::container::security::SecurityArgs;
 use devoxx_docker::container::spec::RunOptions;
 use devoxx_docker::{container, image, Error};
 
@@ -69,6 +70,18 @@ struct RunArgs {
     /// Seconds to wait after forwarding SIGINT/SIGTERM before killing the container.
     #[arg(long, default_value_t = 10)]
     stop_timeout: u64,
+    /// Every capability, no seccomp filter, nothing masked, devices usable in volumes.
+    #[arg(long)]
+    privileged: bool,
+    /// Add a capability to the default set (NET_ADMIN, CAP_NET_ADMIN, ALL).
+    #[arg(long = "cap-add")]
+    cap_add: Vec<String>,
+    /// Drop a capability from the default set (CHOWN, CAP_CHOWN, ALL).
+    #[arg(long = "cap-drop")]
+    cap_drop: Vec<String>,
+    /// seccomp=unconfined (no seccomp filter) or no-new-privileges[=true|false].
+    #[arg(long = "security-opt")]
+    security_opt: Vec<String>,
     /// Image to run.
     image: String,
     /// Command and arguments (default: the image's Entrypoint/Cmd).
@@ -90,6 +103,12 @@ impl RunArgs {
             workdir: self.workdir,
             network: self.network,
             stop_timeout: self.stop_timeout,
+            security: SecurityArgs {
+                privileged: self.privileged,
+                cap_add: self.cap_add,
+                cap_drop: self.cap_drop,
+                security_opt: self.security_opt,
+            },
         }
     }
 }

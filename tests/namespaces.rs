@@ -72,7 +72,20 @@ fn sethostname_inside_does_not_reach_the_host() {
         "{} && hostname {renamed} && /bin/probe hostname",
         guard_own_namespace("uts")
     );
-    let ran = run(&root, &["run", &img, "/bin/sh", "-c", &script]);
+    // Renaming and mounting need CAP_SYS_ADMIN, which containers lack by default (see
+    // tests/security.rs): granted here, isolation must still hold.
+    let ran = run(
+        &root,
+        &[
+            "run",
+            "--cap-add",
+            "SYS_ADMIN",
+            &img,
+            "/bin/sh",
+            "-c",
+            &script,
+        ],
+    );
 
     ran.assert_ok();
     assert_eq!(ran.stdout.trim_end(), renamed);
@@ -226,7 +239,20 @@ fn mounts_made_inside_never_reach_the_host() {
         "{} && mount -t tmpfs {source} /tmp && grep -c {source} /proc/self/mountinfo",
         guard_own_namespace("mnt")
     );
-    let ran = run(&root, &["run", &img, "/bin/sh", "-c", &script]);
+    // Renaming and mounting need CAP_SYS_ADMIN, which containers lack by default (see
+    // tests/security.rs): granted here, isolation must still hold.
+    let ran = run(
+        &root,
+        &[
+            "run",
+            "--cap-add",
+            "SYS_ADMIN",
+            &img,
+            "/bin/sh",
+            "-c",
+            &script,
+        ],
+    );
 
     ran.assert_ok();
     assert_eq!(ran.stdout, "1\n", "the tmpfs was mounted inside");

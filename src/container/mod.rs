@@ -9,6 +9,7 @@ pub mod namespaces;
 pub mod network;
 pub mod process;
 pub mod rootfs;
+pub mod security;
 pub mod spec;
 pub mod state;
 pub mod volume;
@@ -24,6 +25,7 @@ use cgroup::{Cgroup, Limits};
 use network::NetworkMode;
 use process::{ChildConfig, TerminalGuard};
 use rootfs::{EtcFiles, Layer};
+use security::Security;
 use spec::{ProcessSpec, RunOptions};
 use state::ContainerState;
 
@@ -35,6 +37,7 @@ struct Plan {
     volumes: Vec<volume::Volume>,
     network: NetworkMode,
     stop_timeout: Duration,
+    security: Security,
 }
 
 /// `devoxx-docker run`: returns the container's exit code (128+N on signal N).
@@ -54,6 +57,7 @@ fn plan(paths: &Paths, options: &RunOptions) -> Result<Plan> {
         options.pids_limit.as_deref(),
     )?;
     let network = NetworkMode::parse(&options.network)?;
+    let security = Security::resolve(&options.security)?;
     spec::validate(options)?;
     let volumes = volume::parse_all(&options.volumes, &paths.volumes)?;
     let mut image = image::ensure(paths, &options.image)?;
@@ -67,6 +71,7 @@ fn plan(paths: &Paths, options: &RunOptions) -> Result<Plan> {
         volumes,
         network,
         stop_timeout: Duration::from_secs(options.stop_timeout),
+        security,
     })
 }
 
@@ -89,6 +94,7 @@ fn execute(paths: &Paths, plan: &Plan) -> Result<i32> {
         volumes: &plan.volumes,
         network: plan.network,
         etc: &etc,
+        security: &plan.security,
     };
     let terminal = TerminalGuard::capture();
     let mut child = process::start(&config, namespaces::clone_flags(plan.network.needs_netns()))?;

@@ -18,15 +18,18 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{
     kill, sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal,
 };
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::stat::{umask, Mode};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{access, AccessFlags, Pid};
 
 use super::network::{self, NetworkMode};
 use super::rootfs::{self, EtcFiles, Layer};
+use super::security::Security;
 use super::spec::{ProcessSpec, DEFAULT_PATH};
 use super::{namespaces, volume};
 use crate::error::IoContext;
@@ -51,6 +54,7 @@ pub struct ChildConfig<'a> {
     pub volumes: &'a [volume::Volume],
     pub network: NetworkMode,
     pub etc: &'a EtcFiles,
+    pub security: &'a Security,
 }
 
 /// Block the forwarded signals and SIGCHLD (they are consumed synchronously by [`Child::wait`],
@@ -122,17 +126,17 @@ impl Child {
 
     /// Let the child build its root and exec; then wait until it has exec'd (Ok) or reported
     /// why it could not (the error it sent, with its exit code kind).
+    /// A forwarded signal arriving meanwhile aborts the start ([`Error::Interrupted`]; dropping
+    /// the child then kills it), so a set-up step that hangs never makes the runtime deaf.
     pub fn release_and_wait_exec(&mut self) -> Result<()> {
         if let Some(tx) = self.sync_tx.take() {
             // EPIPE means the child already died: its report (if any) is on the error pipe.
             let _ = File::from(tx).write_all(b"1");
         }
-        let mut report = String::new();
-        if let Some(rx) = self.err_rx.take() {
-            File::from(rx)
-                .read_to_string(&mut report)
-                .ctx(|| "read the container's start-up report")?;
-        }
+        let report = match self.err_rx.take() {
+            Some(rx) => read_report_unless_signalled(File::from(rx), &forwarded_set())?,
+            None => String::new(),
+        };
         if report.is_empty() {
             return Ok(());
         }
@@ -243,6 +247,46 @@ pub struct Exit {
     pub killed_by_runtime: bool,
 }
 
+fn forwarded_set() -> SigSet {
+    let mut set = SigSet::empty();
+    FORWARDED.iter().for_each(|s| set.add(*s));
+    set
+}
+
+/// Read the child's start-up report up to EOF (exec or death), unless one of `signals`
+/// (blocked, see [`block_signals`]) arrives first: then that signal, as an error.
+fn read_report_unless_signalled(mut report: File, signals: &SigSet) -> Result<String> {
+    let signalfd = SignalFd::with_flags(signals, SfdFlags::SFD_CLOEXEC).ctx(|| "signalfd")?;
+    let mut bytes = Vec::new();
+    loop {
+        let mut fds = [
+            PollFd::new(report.as_fd(), PollFlags::POLLIN),
+            PollFd::new(signalfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(Error::io("poll the start-up report", e.into())),
+        }
+        let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+        let (report_ready, signal_ready) = (ready(&fds[0]), ready(&fds[1]));
+        if report_ready {
+            let mut chunk = [0u8; 4096];
+            match report.read(&mut chunk) {
+                Ok(0) => return Ok(String::from_utf8_lossy(&bytes).into_owned()),
+                Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io("read the container's start-up report", e)),
+            }
+        } else if signal_ready {
+            if let Some(info) = signalfd.read_signal().ctx(|| "read signalfd")? {
+                let signal = Signal::try_from(info.ssi_signo as i32)
+                    .map_err(|e| Error::io("decode signal", e.into()))?;
+                return Err(Error::Interrupted(signal));
+            }
+        }
+    }
+}
+
 /// sigtimedwait(2): the next of `set`, or None when `timeout` expired.
 fn wait_signal(set: &SigSet, timeout: Option<Duration>) -> nix::Result<Option<Signal>> {
     let ts = timeout.map(|t| libc::timespec {
@@ -333,9 +377,10 @@ fn set_up_and_exec(
     namespaces::make_mounts_private()?;
     config.layer.mount()?;
     namespaces::set_hostname(&config.spec.hostname)?;
-    volume::mount_all(config.volumes, &config.layer.merged)?;
+    let privileged = config.security.privileged;
+    volume::mount_all(config.volumes, &config.layer.merged, !privileged)?;
     rootfs::pivot_into(&config.layer.merged)?;
-    rootfs::mount_pseudo_filesystems()?;
+    rootfs::mount_pseudo_filesystems(privileged)?;
     let volume_targets: Vec<&Path> = config.volumes.iter().map(|v| v.target.as_path()).collect();
     config.etc.install(&volume_targets)?;
     enter_workdir(&config.spec.workdir)?;
@@ -344,6 +389,7 @@ fn set_up_and_exec(
     wait_for_parent(sync_rx)?;
     namespaces::reset_signals()?;
     close_inherited_fds()?;
+    config.security.apply()?;
     let error = nix::unistd::execve(&program, argv, envp).unwrap_err();
     Err(exec_error(&config.spec.argv[0], error))
 }
@@ -503,6 +549,37 @@ mod tests {
     use super::*;
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
+
+    fn only(signal: Signal) -> SigSet {
+        let mut set = SigSet::empty();
+        set.add(signal);
+        set
+    }
+
+    #[test]
+    fn start_up_report_is_read_to_eof() {
+        let (rx, tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        let line = format!("125\tmount failed {}\n", std::process::id());
+        File::from(tx).write_all(line.as_bytes()).unwrap();
+        let report = read_report_unless_signalled(File::from(rx), &only(Signal::SIGHUP));
+        assert_eq!(report.unwrap(), line);
+    }
+
+    /// A child stuck in set-up keeps its end of the pipe open forever: the signal wins.
+    #[test]
+    fn a_signal_interrupts_a_start_up_that_never_ends() {
+        let set = only(Signal::SIGHUP);
+        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None).unwrap();
+        let (rx, _tx_kept_open) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        // SAFETY: signals this very thread, which blocks SIGHUP.
+        assert_eq!(
+            unsafe { libc::pthread_kill(libc::pthread_self(), libc::SIGHUP) },
+            0
+        );
+        let err = read_report_unless_signalled(File::from(rx), &set).unwrap_err();
+        assert!(matches!(err, Error::Interrupted(Signal::SIGHUP)), "{err}");
+        assert_eq!(err.exit_code(), 128 + libc::SIGHUP);
+    }
 
     #[test]
     fn exit_status_maps_to_contract_codes() {

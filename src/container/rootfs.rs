@@ -97,18 +97,19 @@ pub fn pivot_into(new_root: &Path) -> Result<()> {
 }
 
 /// /proc of the container's PID namespace, /sys read-only, a minimal /dev, then runc's masked
-/// and read-only paths.
-pub fn mount_pseudo_filesystems() -> Result<()> {
+/// and read-only paths; `--privileged` gets a writable /sys and nothing masked, as in docker.
+pub fn mount_pseudo_filesystems(privileged: bool) -> Result<()> {
     let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount_fs("proc", "/proc", "proc", hardened, None)?;
-    mount_fs(
-        "sysfs",
-        "/sys",
-        "sysfs",
-        hardened | MsFlags::MS_RDONLY,
-        None,
-    )?;
+    let sys_flags = match privileged {
+        true => hardened,
+        false => hardened | MsFlags::MS_RDONLY,
+    };
+    mount_fs("sysfs", "/sys", "sysfs", sys_flags, None)?;
     populate_dev()?;
+    if privileged {
+        return Ok(());
+    }
     MASKED_PATHS.iter().try_for_each(|p| mask(p))?;
     READONLY_PATHS.iter().try_for_each(|p| make_read_only(p))
 }

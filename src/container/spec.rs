@@ -18,6 +18,7 @@ pub struct RunOptions {
     pub workdir: Option<String>,
     pub network: String,
     pub stop_timeout: u64,
+    pub security: super::security::SecurityArgs,
 }
 
 /// PATH a container gets when neither the image nor `-e` sets one (docker's default).
@@ -195,6 +196,7 @@ mod tests {
             workdir: None,
             network: "host".into(),
             stop_timeout: 10,
+            security: Default::default(),
         }
     }
 

@@ -69,14 +69,16 @@ pub fn parse_all(specs: &[String], volumes_root: &Path) -> Result<Vec<Volume>> {
 }
 
 /// Mount every volume under `rootfs` (the container's merged root, in the container's own
-/// mount namespace, before pivot_root), resolving each target inside `rootfs`.
-pub fn mount_all(volumes: &[Volume], rootfs: &Path) -> Result<()> {
+/// mount namespace, before pivot_root), resolving each target inside `rootfs`. With `nodev`
+/// (every container but `--privileged` ones) a device node in a volume cannot be opened: the
+/// device policy's second half, beside the missing `CAP_MKNOD`.
+pub fn mount_all(volumes: &[Volume], rootfs: &Path, nodev: bool) -> Result<()> {
     if volumes.is_empty() {
         return Ok(());
     }
     let root = open_root(rootfs)?;
     for volume in in_mount_order(volumes) {
-        mount_one(&root, volume)?;
+        mount_one(&root, volume, nodev)?;
     }
     Ok(())
 }
@@ -267,7 +269,7 @@ fn open_root(rootfs: &Path) -> Result<OwnedFd> {
     .map_err(|e| Error::path("open container root", rootfs, e.into()))
 }
 
-fn mount_one(root: &OwnedFd, volume: &Volume) -> Result<()> {
+fn mount_one(root: &OwnedFd, volume: &Volume, nodev: bool) -> Result<()> {
     let source_is_dir = fs::metadata(&volume.source)
         .ctx(|| format!("volume source {}", volume.source.display()))?
         .is_dir();
@@ -277,10 +279,22 @@ fn mount_one(root: &OwnedFd, volume: &Volume) -> Result<()> {
     refuse_shared_mount(&target, &volume.target)?;
     rustix::mount::mount_bind_recursive(&volume.source, fd_path(target.as_fd()))
         .map_err(|e| mount_error("bind", volume, e))?;
-    if volume.read_only {
-        make_read_only(root, volume, &target)?;
+    let mut attrs = Attrs::empty();
+    attrs.set(Attrs::RDONLY, volume.read_only);
+    attrs.set(Attrs::NODEV, nodev);
+    if attrs.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    restrict(root, volume, &target, attrs)
+}
+
+bitflags::bitflags! {
+    /// Mount attributes a volume may get (values of `MOUNT_ATTR_*`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct Attrs: u64 {
+        const RDONLY = libc::MOUNT_ATTR_RDONLY;
+        const NODEV = libc::MOUNT_ATTR_NODEV;
+    }
 }
 
 /// What to create when the last component of a target is missing.
@@ -448,9 +462,9 @@ fn mount_error(what: &str, volume: &Volume, e: Errno) -> Error {
     )
 }
 
-/// Make the new bind (and its submounts) read-only, then check it really is. `under` is the
-/// mount point below the bind; the bind's own root is found by resolving the target again.
-fn make_read_only(root: &OwnedFd, volume: &Volume, under: &OwnedFd) -> Result<()> {
+/// Give the new bind (and its submounts) `attrs`, then check it really has them. `under` is
+/// the mount point below the bind; the bind's own root is found by resolving the target again.
+fn restrict(root: &OwnedFd, volume: &Volume, under: &OwnedFd, attrs: Attrs) -> Result<()> {
     let top = open_in_root(root, &volume.target)
         .map_err(|e| Error::path("volume target", &volume.target, e.into()))?;
     let (below, above) = (
@@ -463,19 +477,19 @@ fn make_read_only(root: &OwnedFd, volume: &Volume, under: &OwnedFd) -> Result<()
             volume.target.display()
         )));
     }
-    match set_read_only_recursive(top.as_fd()) {
+    match set_attrs_recursive(top.as_fd(), attrs) {
         Ok(()) => {}
-        Err(Errno::NOSYS) => remount_read_only(top.as_fd(), volume)?,
-        Err(e) => return Err(mount_error("make read-only", volume, e)),
+        Err(Errno::NOSYS) => remount_with(top.as_fd(), volume, attrs)?,
+        Err(e) => return Err(mount_error("restrict", volume, e)),
     }
-    verify_read_only(top.as_fd(), volume)
+    verify_attrs(top.as_fd(), volume, attrs)
 }
 
-/// `mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, {attr_set: MOUNT_ATTR_RDONLY})`
-/// (Linux 5.12+): read-only for the bind and every submount it copied. rustix has no wrapper.
-fn set_read_only_recursive(fd: BorrowedFd<'_>) -> rustix::io::Result<()> {
+/// `mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, {attr_set: attrs})` (Linux 5.12+):
+/// for the bind and every submount it copied. rustix has no wrapper.
+fn set_attrs_recursive(fd: BorrowedFd<'_>, attrs: Attrs) -> rustix::io::Result<()> {
     let attr = libc::mount_attr {
-        attr_set: libc::MOUNT_ATTR_RDONLY,
+        attr_set: attrs.bits(),
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
@@ -499,13 +513,15 @@ fn set_read_only_recursive(fd: BorrowedFd<'_>) -> rustix::io::Result<()> {
     }
 }
 
-/// Older kernels: `MS_REMOUNT | MS_BIND | MS_RDONLY` on the bind's root only (submounts stay
+/// Older kernels: `MS_REMOUNT | MS_BIND` with `attrs` on the bind's root only (submounts stay
 /// as they were), keeping the nosuid/nodev/noexec flags it already had.
-fn remount_read_only(fd: BorrowedFd<'_>, volume: &Volume) -> Result<()> {
+fn remount_with(fd: BorrowedFd<'_>, volume: &Volume, attrs: Attrs) -> Result<()> {
     let current = rustix::fs::fstatvfs(fd)
         .map_err(|e| Error::path("statvfs volume", &volume.target, e.into()))?
         .f_flag;
-    let mut flags = MountFlags::BIND | MountFlags::RDONLY;
+    let mut flags = MountFlags::BIND;
+    flags.set(MountFlags::RDONLY, attrs.contains(Attrs::RDONLY));
+    flags.set(MountFlags::NODEV, attrs.contains(Attrs::NODEV));
     for (st, ms) in [
         (StatVfsMountFlags::NOSUID, MountFlags::NOSUID),
         (StatVfsMountFlags::NODEV, MountFlags::NODEV),
@@ -516,21 +532,33 @@ fn remount_read_only(fd: BorrowedFd<'_>, volume: &Volume) -> Result<()> {
         }
     }
     rustix::mount::mount_remount(fd_path(fd), flags, "")
-        .map_err(|e| mount_error("remount read-only", volume, e))
+        .map_err(|e| mount_error("remount", volume, e))
 }
 
-fn verify_read_only(fd: BorrowedFd<'_>, volume: &Volume) -> Result<()> {
+fn verify_attrs(fd: BorrowedFd<'_>, volume: &Volume, attrs: Attrs) -> Result<()> {
     let flags = rustix::fs::fstatvfs(fd)
         .map_err(|e| Error::path("statvfs volume", &volume.target, e.into()))?
         .f_flag;
-    if flags.contains(StatVfsMountFlags::RDONLY) {
-        Ok(())
-    } else {
-        Err(Error::Runtime(format!(
-            "volume {} is still writable after the read-only remount",
-            volume.target.display()
-        )))
+    for (attr, flag, what) in [
+        (
+            Attrs::RDONLY,
+            StatVfsMountFlags::RDONLY,
+            "writable after the read-only remount",
+        ),
+        (
+            Attrs::NODEV,
+            StatVfsMountFlags::NODEV,
+            "still allows devices after the nodev remount",
+        ),
+    ] {
+        if attrs.contains(attr) && !flags.contains(flag) {
+            return Err(Error::Runtime(format!(
+                "volume {} is {what}",
+                volume.target.display()
+            )));
+        }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -734,7 +762,7 @@ mod tests {
         ];
         let (root, file, content) = (fx.root.clone(), fx.file.clone(), fx.content.clone());
         in_private_mount_ns(move || {
-            mount_all(&vols, &root).unwrap();
+            mount_all(&vols, &root, true).unwrap();
             for inside in [format!("etc/{a}"), format!("tmp/{b}"), c.clone()] {
                 let seen = fs::read_to_string(root.join(&inside).join(&file)).unwrap();
                 assert_eq!(seen, content, "{inside}");
@@ -763,7 +791,7 @@ mod tests {
                 None,
             )
             .unwrap();
-            mount_all(&vols, &root).unwrap();
+            mount_all(&vols, &root, true).unwrap();
             for dir in ["data/ro", "data/ro/sub"] {
                 let err = fs::write(root.join(dir).join("w"), "x").unwrap_err();
                 assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{dir}");
@@ -779,7 +807,7 @@ mod tests {
         let vols = vec![vol(&src, "/etc/deep/conf", false)];
         let (root, content) = (fx.root.clone(), fx.content.clone());
         in_private_mount_ns(move || {
-            mount_all(&vols, &root).unwrap();
+            mount_all(&vols, &root, true).unwrap();
             assert_eq!(
                 fs::read_to_string(root.join("etc/deep/conf")).unwrap(),
                 content
@@ -805,7 +833,7 @@ mod tests {
         in_private_mount_ns(move || {
             let before = fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
             for case in cases {
-                let err = mount_all(std::slice::from_ref(&case), &root).unwrap_err();
+                let err = mount_all(std::slice::from_ref(&case), &root, true).unwrap_err();
                 assert!(!err.to_string().contains('\n'), "{err}");
                 let after = fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
                 assert_eq!(after, before, "{case:?} mounted something");
@@ -823,7 +851,7 @@ mod tests {
             rustix::mount::mount("tmpfs", &root, "tmpfs", MountFlags::empty(), None).unwrap();
             rustix::mount::mount_change(&root, rustix::mount::MountPropagationFlags::SHARED)
                 .unwrap();
-            let err = mount_all(&vols, &root).unwrap_err();
+            let err = mount_all(&vols, &root, true).unwrap_err();
             assert!(err.to_string().contains("shared"), "{err}");
         });
     }

@@ -45,6 +45,7 @@ fn main() {
         "hold" => hold(arg(rest, 0), num(arg(rest, 1))),
         "writable" => rest.iter().for_each(|p| println!("{p}={}", writable(p))),
         "connect" => connect(arg(rest, 0), arg(rest, 1), arg(rest, 2)),
+        "try" => println!("{}={}", arg(rest, 0), attempt(rest)),
         _ => fail(&format!("unknown subcommand {cmd}")),
     }
 }
@@ -230,6 +231,43 @@ fn writable(path: &str) -> String {
     };
     // SAFETY: a valid NUL-terminated path.
     if unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0 {
+        "ok".into()
+    } else {
+        format!(
+            "errno{}",
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+        )
+    }
+}
+
+/// Attempt one privileged operation and say `ok` or `errnoN` (security tests: what the
+/// container's capabilities and seccomp filter allow).
+fn attempt(rest: &[String]) -> String {
+    let c = |i: usize| std::ffi::CString::new(arg(rest, i)).unwrap_or_else(|_| fail("bad path"));
+    // SAFETY: plain syscalls on valid NUL-terminated paths and integer arguments.
+    let rc = unsafe {
+        match arg(rest, 0) {
+            "mount" => libc::mount(
+                c"none".as_ptr(),
+                c(1).as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                std::ptr::null(),
+            ),
+            "mknod" => {
+                let dev = libc::makedev(num(arg(rest, 2)) as u32, num(arg(rest, 3)) as u32);
+                libc::mknod(c(1).as_ptr(), libc::S_IFBLK | 0o600, dev)
+            }
+            "open" => match libc::open(c(1).as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) {
+                -1 => -1,
+                fd => libc::close(fd),
+            },
+            "userns" => libc::unshare(libc::CLONE_NEWUSER),
+            "keyctl" => libc::syscall(libc::SYS_keyctl, 0, -3i64, 0) as i32, // GET_KEYRING_ID
+            other => fail(&format!("unknown operation {other}")),
+        }
+    };
+    if rc >= 0 {
         "ok".into()
     } else {
         format!(
