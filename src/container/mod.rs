@@ -5,6 +5,7 @@
 //! any failure drops exactly what exists so far, the container process first.
 
 pub mod cgroup;
+pub mod etc_files;
 pub mod namespaces;
 pub mod network;
 pub mod process;
@@ -23,7 +24,8 @@ use crate::{require_root, Result};
 use cgroup::{Cgroup, Limits};
 use network::NetworkMode;
 use process::{ChildConfig, TerminalGuard};
-use rootfs::{EtcFiles, Layer};
+use etc_files::EtcFiles;
+use rootfs::Layer;
 use spec::{ProcessSpec, RunOptions};
 use state::ContainerState;
 
