@@ -1,6 +1,7 @@
 //! Images: parse a reference, fetch it from a registry, unpack its layers safely, and keep it
 //! in the store at `<root>/<name>/{config.json,rootfs}`.
 
+pub mod in_use;
 pub mod progress;
 pub mod reference;
 pub mod registry;
@@ -92,8 +93,10 @@ pub fn print_images(paths: &Paths) -> Result<()> {
         .ctx(|| "write to stdout")
 }
 
-/// `devoxx-docker rmi`: remove one stored image (by reference, or by its store name).
-pub fn remove(paths: &Paths, reference: &str) -> Result<()> {
+/// `devoxx-docker rmi`: remove one stored image (by reference, or by its store name). An
+/// image a running container uses is refused, naming the containers; with `force` it leaves
+/// the store now and its files are deleted when the last of them exits.
+pub fn remove(paths: &Paths, reference: &str, force: bool) -> Result<()> {
     crate::require_root("rmi")?;
     let name = match ImageRef::parse(reference) {
         Ok(r) if paths.root.join(reference::name_for(&r)).is_dir() => reference::name_for(&r),
@@ -104,8 +107,27 @@ pub fn remove(paths: &Paths, reference: &str) -> Result<()> {
         Err(e) => return Err(e),
     };
     let _lock = store::lock(paths, &name)?;
-    store::remove(paths, &name)?;
-    crate::note!("removed {name}");
+    let dir = paths.root.join(&name);
+    let users = match in_use::tree_id(&dir.join("rootfs")) {
+        Ok(tree) => in_use::users(paths, &tree),
+        Err(_) => return Err(Error::ImageNotFound(reference.to_owned())),
+    };
+    if users.is_empty() {
+        store::remove(paths, &name)?;
+        crate::note!("removed {name}");
+    } else if force {
+        in_use::retire(paths, &dir)?;
+        crate::note!(
+            "removed {name}; its files stay until container(s) {} exit",
+            users.join(", ")
+        );
+    } else {
+        return Err(Error::Runtime(format!(
+            "image {name} is in use by running container(s) {}: stop them first, or use \
+             rmi --force to remove it when they exit",
+            users.join(", ")
+        )));
+    }
     Ok(())
 }
 
