@@ -867,10 +867,12 @@ fn files_with(dir: &Path, name: &str, content: &str) -> Vec<PathBuf> {
             let path = e.path();
             match e.file_type() {
                 Ok(t) if t.is_dir() => stack.push(path),
-                Ok(t) if t.is_file() && e.file_name() == name => {
-                    if fs::read_to_string(&path).is_ok_and(|c| c == content) {
-                        found.push(path);
-                    }
+                Ok(t)
+                    if t.is_file()
+                        && e.file_name() == name
+                        && fs::read_to_string(&path).is_ok_and(|c| c == content) =>
+                {
+                    found.push(path)
                 }
                 _ => {}
             }
@@ -940,7 +942,7 @@ fn rmi_of_an_image_in_use_fails_and_force_defers_the_removal() {
         stderr.starts_with("devoxx-docker:") && stderr.contains(&id),
         "names the container {id}: {stderr}"
     );
-    assert_eq!(stored_images(&root.store()), [image.clone()]);
+    assert_eq!(stored_images(&root.store()), std::slice::from_ref(&image));
 
     root.cmd()
         .args(["rmi", "--force", &image])
