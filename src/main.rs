@@ -38,6 +38,10 @@ enum Command {
     Rmi {
         /// Image reference or store name.
         image: String,
+        /// Remove an image running containers use: it leaves the store now, its files are
+        /// deleted when the last of them exits.
+        #[arg(short, long)]
+        force: bool,
     },
 }
 
@@ -129,7 +133,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Pull { image } => image::pull(&paths, &image).map(|_| 0),
         Command::Images => image::print_images(&paths).map(|_| 0),
-        Command::Rmi { image } => image::remove(&paths, &image).map(|_| 0),
+        Command::Rmi { image, force } => image::remove(&paths, &image, force).map(|_| 0),
         Command::Run(args) => container::run(&paths, args.into_options()),
     };
     match result {

@@ -465,6 +465,8 @@ fn fork_bomb_is_contained_by_pids_limit() {
 #[case::memory_garbage("--memory", || format!("{}zb", random_in(1..=999)))]
 #[case::memory_word("--memory", || "lots".to_owned())]
 #[case::memory_too_small("--memory", || format!("{}k", random_in(1..=6143)))]
+#[case::memory_fraction_of_a_byte("--memory", || format!("0.{}", random_in(1..=9)))]
+#[case::memory_fraction_below_a_byte("--memory", || format!("0.000{}k", random_in(1..=9)))]
 #[case::cpus_word("--cpus", || "abc".to_owned())]
 #[case::cpus_negative("--cpus", || format!("-{}", random_in(1..=9)))]
 #[case::cpus_too_many("--cpus", || (online_cpus() + random_in(1..=64)).to_string())]
@@ -646,4 +648,55 @@ fn v2_oom_kill_is_counted_up_the_hierarchy() {
         "devoxx-docker/memory.events oom_kill did not increase"
     );
     assert_no_leaks(&root, &mounts, &mark);
+}
+
+/// A container that runs its own cgroup manager makes sub-cgroups in its cgroup and moves
+/// processes there (done from the host here, the same for the kernel): the runtime must kill
+/// them and remove the nested cgroups bottom-up, or its own rmdir fails with EBUSY forever.
+#[test]
+fn sub_cgroups_made_inside_the_container_cgroup_are_removed_with_it() {
+    require_cgroups!();
+    let (root, image, mounts) = setup();
+    let mark = marker();
+    let nested_mark = format!("{mark}n");
+    let script = format!("/bin/probe sleep 60 {nested_mark} & exec /bin/probe sleep 30 {mark}");
+    let child = spawn(
+        &root,
+        &["--stop-timeout", "1"],
+        &image,
+        &["/bin/sh", "-c", &script],
+    );
+    let cg = find_container(&mark, FIND).expect("the container's cgroup");
+    let mut nested_pid = None;
+    for _ in 0..300 {
+        nested_pid = common::probes_with(&nested_mark).first().copied();
+        if nested_pid.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let nested_pid = nested_pid.expect("the container's second process");
+    // Removed by the guard (deepest first) if the runtime leaves them.
+    let mut planted = StaleCgroup {
+        dirs: Vec::new(),
+        squatter: None,
+    };
+    for dir in cg.dirs() {
+        let deeper = dir.join(format!("nested-{mark}")).join("deeper");
+        fs::create_dir_all(&deeper).expect("mkdir a sub-cgroup");
+        planted.dirs.push(deeper.clone());
+        planted
+            .dirs
+            .push(deeper.parent().expect("parent").to_owned());
+        fs::write(deeper.join("cgroup.procs"), nested_pid.to_string())
+            .expect("move a container process into the sub-cgroup");
+    }
+    planted.dirs.extend(cg.dirs());
+    let done = stop_and_check(&root, child, Signal::SIGTERM, &cg, &mounts, &mark);
+    assert!(
+        !done.stderr.contains("could not remove cgroup"),
+        "{}",
+        done.stderr
+    );
+    assert!(processes_with(&nested_mark).is_empty());
 }

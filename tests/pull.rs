@@ -11,7 +11,7 @@ use common::registry::{
     base_layer, corrupt_blob, file_node, free_port, image_config, push_image,
     push_image_with_layer_type, push_index, registry, snapshot, Flavour, Layer, LayerBuilder, Node,
 };
-use common::run::{wait_bounded, RUN_TIMEOUT};
+use common::run::{wait_bounded, Background, RUN_TIMEOUT};
 use common::{is_root, marker, TestRoot};
 use predicates::prelude::*;
 use serde_json::json;
@@ -855,5 +855,155 @@ fn leftovers_of_an_interrupted_pull_are_reclaimed() {
     fs::create_dir_all(stale.join("rootfs/half")).unwrap();
     root.cmd().args(["pull", &reference]).assert().success();
     assert!(!stale.exists(), "stale staging dir not reclaimed");
+    assert!(staging_leftovers(&root.store()).is_empty());
+}
+
+/// Files named `name` with `content` anywhere under `dir`: proof a tree is still stored.
+fn files_with(dir: &Path, name: &str, content: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(path),
+                Ok(t)
+                    if t.is_file()
+                        && e.file_name() == name
+                        && fs::read_to_string(&path).is_ok_and(|c| c == content) =>
+                {
+                    found.push(path)
+                }
+                _ => {}
+            }
+        }
+    }
+    found
+}
+
+/// A container of `image` that prints `ready` once running, then sleeps with `hold` in its
+/// command line; its host pid and container id.
+fn running_container(root: &TestRoot, image: &str, hold: &str) -> (Background, i32, String) {
+    let script = format!("echo ready; exec /bin/probe sleep 60 {hold}");
+    let args = [
+        "run",
+        "--stop-timeout",
+        "1",
+        image,
+        "/bin/sh",
+        "-c",
+        &script,
+    ];
+    let mut bg = Background::spawn(root, &args);
+    bg.wait_for_line("ready", RUN_TIMEOUT);
+    // `ready` comes from the shell just before it execs the probe: wait (bounded) for it.
+    let deadline = std::time::Instant::now() + RUN_TIMEOUT;
+    let mut pids = common::probes_with(hold);
+    while pids.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        pids = common::probes_with(hold);
+    }
+    assert_eq!(pids.len(), 1, "the container's process: {pids:?}");
+    let ids: Vec<String> = root
+        .leftover_containers()
+        .iter()
+        .filter_map(|p| Some(p.file_name()?.to_string_lossy().into_owned()))
+        .collect();
+    assert_eq!(ids.len(), 1, "one container state: {ids:?}");
+    (bg, pids[0], ids[0].clone())
+}
+
+fn stop(mut bg: Background) {
+    bg.signal(nix::sys::signal::Signal::SIGTERM);
+    let ran = bg.wait(RUN_TIMEOUT);
+    // The probe as PID 1 ignores SIGTERM: killed after the 1 s stop timeout.
+    assert_eq!(ran.code, 137, "{ran:?}");
+}
+
+/// An image a running container uses is never deleted under it: `rmi` fails with 125 and
+/// names the container; `rmi --force` takes it out of the store at once, but its files stay
+/// (the container still reads them) until the container has exited.
+#[test]
+fn rmi_of_an_image_in_use_fails_and_force_defers_the_removal() {
+    require_root!();
+    let root = TestRoot::new();
+    let (image, mark) = root.install_image(json!({}));
+    let hold = marker();
+    let (bg, pid, id) = running_container(&root, &image, &hold);
+    let out = root.cmd().args(["rmi", &image]).output().expect("rmi");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "rmi of an image in use: {stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("devoxx-docker:") && stderr.contains(&id),
+        "names the container {id}: {stderr}"
+    );
+    assert_eq!(stored_images(&root.store()), std::slice::from_ref(&image));
+
+    root.cmd()
+        .args(["rmi", "--force", &image])
+        .assert()
+        .success();
+    assert!(stored_images(&root.store()).is_empty(), "rmi --force");
+    assert_eq!(
+        fs::read_to_string(format!("/proc/{pid}/root/marker")).expect("read inside"),
+        mark,
+        "the running container lost its image's files"
+    );
+    assert!(!files_with(&root.store(), "marker", &mark).is_empty());
+    stop(bg);
+    assert_eq!(
+        files_with(&root.store(), "marker", &mark),
+        Vec::<PathBuf>::new(),
+        "the image's files outlived its last container"
+    );
+    assert!(root.leftover_containers().is_empty());
+}
+
+/// A re-pull that moves the image to new content keeps the old tree for the containers still
+/// running on it, and deletes it once they are gone.
+#[test]
+fn repull_keeps_the_old_tree_until_its_containers_exit() {
+    require_root!();
+    let root = TestRoot::new();
+    let repo = format!("inuse-{}", marker());
+    let reference = registry().reference(&repo, "t");
+    let (v1, v2) = (marker(), marker());
+    let base = base_layer().0.clone();
+    let l1 = vec![base.clone(), small_layer("v", &v1)];
+    push_image(
+        &repo,
+        "t",
+        &l1,
+        &image_config(&l1, "amd64", json!({})),
+        Flavour::Oci,
+    );
+    root.cmd().args(["pull", &reference]).assert().success();
+    let hold = marker();
+    let (bg, pid, _) = running_container(&root, &reference, &hold);
+
+    let l2 = vec![base, small_layer("v", &v2)];
+    push_image(
+        &repo,
+        "t",
+        &l2,
+        &image_config(&l2, "amd64", json!({})),
+        Flavour::Oci,
+    );
+    root.cmd().args(["pull", &reference]).assert().success();
+    let img = image_dir(&root, &reference);
+    assert_eq!(fs::read_to_string(img.join("rootfs/v")).unwrap(), v2);
+    assert_eq!(
+        fs::read_to_string(format!("/proc/{pid}/root/v")).expect("read inside"),
+        v1,
+        "the running container's image tree was swapped or deleted"
+    );
+    stop(bg);
+    assert_eq!(files_with(&root.store(), "v", &v1), Vec::<PathBuf>::new());
+    assert_eq!(stored_images(&root.store()).len(), 1);
     assert!(staging_leftovers(&root.store()).is_empty());
 }

@@ -477,3 +477,50 @@ fn volume_over_etc_keeps_the_host_files_untouched() {
     );
     s.assert_clean(&mark);
 }
+
+/// However the image's symlinks route `/etc` into a volume (`/data -> /etc` with `-v DIR:/data`,
+/// or `/etc -> /data`), the runtime's /etc files are never created, replaced or deleted in the
+/// user's directory: the decision is made by mount identity, not by comparing paths.
+#[rstest]
+#[case::data_links_to_etc("data", "/etc")]
+#[case::etc_links_to_data("etc", "/data")]
+fn etc_files_never_touch_a_volume_reached_through_image_symlinks(
+    #[case] link: &str,
+    #[case] points_to: &str,
+) {
+    require_root!();
+    let root = TestRoot::new();
+    let (image, _) = root.install_image(serde_json::json!({"Cmd": ["/bin/sh"]}));
+    let rootfs = root.store().join(&image).join("rootfs");
+    if link == "etc" {
+        fs::create_dir_all(rootfs.join("data")).unwrap();
+        fs::rename(rootfs.join("etc/passwd"), rootfs.join("data/passwd")).unwrap();
+    }
+    fs::remove_dir_all(rootfs.join(link)).unwrap();
+    symlink(points_to, rootfs.join(link)).unwrap();
+    let s = Setup::with_image(root, image);
+    let dir = host_dir(&s.root);
+    let mark = marker();
+    // A symlink the runtime would delete to write its own file, and a plain file it may only
+    // cover; `hostname` is absent and must stay so.
+    symlink(format!("/nowhere-{mark}"), dir.join("resolv.conf")).unwrap();
+    fs::write(dir.join("hosts"), format!("10.1.2.3 {mark}\n")).unwrap();
+    let before = tree_digest(&dir);
+    let out = s
+        .run(&[spec(&dir, "/data", None)], &["probe", "echo", &mark])
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(String::from_utf8_lossy(&out).trim(), mark);
+    let names: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        tree_digest(&dir),
+        before,
+        "the runtime changed the volume's host files (now: {names:?})"
+    );
+    s.assert_clean(&mark);
+}

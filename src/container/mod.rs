@@ -5,6 +5,7 @@
 //! any failure drops exactly what exists so far, the container process first.
 
 pub mod cgroup;
+pub mod etc_files;
 pub mod namespaces;
 pub mod network;
 pub mod process;
@@ -22,9 +23,10 @@ use crate::error::IoContext;
 use crate::image::{self, Image};
 use crate::{require_root, Result};
 use cgroup::{Cgroup, Limits};
+use etc_files::EtcFiles;
 use network::NetworkMode;
 use process::{ChildConfig, TerminalGuard};
-use rootfs::{EtcFiles, Layer};
+use rootfs::Layer;
 use security::Security;
 use spec::{ProcessSpec, RunOptions};
 use state::ContainerState;
@@ -46,7 +48,10 @@ pub fn run(paths: &Paths, options: RunOptions) -> Result<i32> {
     let plan = plan(paths, &options)?;
     process::block_signals()?;
     state::reclaim_stale(paths);
-    execute(paths, &plan)
+    let result = execute(paths, &plan);
+    // When this container was the last user of a retired image tree (rmi --force, re-pull).
+    image::in_use::reclaim_retired(paths);
+    result
 }
 
 /// Validate every option (exit 125, nothing created), then find or pull the image.
@@ -82,8 +87,11 @@ fn absolute(path: &Path) -> Result<std::path::PathBuf> {
 
 /// Create the container, run it to completion, clean up; the container's exit code.
 fn execute(paths: &Paths, plan: &Plan) -> Result<i32> {
+    // Held until the overlay is mounted, so no rmi or pull can retire the tree in between.
+    let image_lock = image::store::lock(paths, &plan.image.name)?;
     let state = ContainerState::create(paths)?;
     let state_dir = absolute(&state.dir)?;
+    image::in_use::record(&state_dir, &plan.image.name, &plan.image.rootfs)?;
     let layer = Layer::new(&plan.image.rootfs, &state_dir);
     layer.create_dirs()?;
     let etc = EtcFiles::for_container(&plan.process.hostname, !plan.network.needs_netns());
@@ -107,6 +115,7 @@ fn execute(paths: &Paths, plan: &Plan) -> Result<i32> {
         Err(e) => return Err(child.earlier_failure().unwrap_or(e)),
     };
     child.release_and_wait_exec()?;
+    drop(image_lock);
     let exit = child.wait(plan.stop_timeout)?;
     drop(terminal);
     let code = process::exit_code(exit.status);

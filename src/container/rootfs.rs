@@ -1,13 +1,14 @@
-//! The container root: overlay writable layer, pivot_root, /proc, /dev, /etc files.
+//! The container root: overlay writable layer, pivot_root, /proc, /dev (the /etc files are in
+//! [`super::etc_files`]).
 //!
 //! Everything here runs in the child, inside its own mount namespace (made private first), so
 //! every mount vanishes with the container and none is ever visible on the host. Only the
 //! overlay and the volumes are mounted before pivot_root; everything else is mounted after it,
 //! when `/` is the container's root and no path (or symlink in the image) can reach the host.
 
-use std::fs::{self, OpenOptions};
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::fs::{symlink, DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -15,6 +16,9 @@ use nix::sys::stat::{mknod, Mode, SFlag};
 
 use crate::error::IoContext;
 use crate::{Error, Result};
+
+/// Re-exported for the callers that still name it here.
+pub use super::etc_files::EtcFiles;
 
 /// Where one container's writable layer lives: `<root>/.containers/<id>/{upper,work}`, the
 /// merged view being mounted on `<id>` itself (in the container's mount namespace only), which
@@ -249,123 +253,6 @@ fn populate_dev() -> Result<()> {
     Ok(())
 }
 
-/// Contents of the container's /etc/{hostname,hosts,resolv.conf}, prepared by the parent
-/// (it can still read the host's files).
-#[derive(Debug, Clone, Default)]
-pub struct EtcFiles {
-    pub hostname: String,
-    pub hosts: String,
-    pub resolv_conf: Option<String>,
-}
-
-impl EtcFiles {
-    /// Names resolve like on the host: the host's resolv.conf (the systemd-resolved upstream
-    /// list when the host points at its loopback stub and the container has its own netns),
-    /// localhost and the container's hostname in /etc/hosts, plus the host's entries when the
-    /// container shares the host network.
-    pub fn for_container(hostname: &str, host_network: bool) -> EtcFiles {
-        let mut hosts = format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
-        );
-        if host_network {
-            if let Ok(host) = fs::read_to_string("/etc/hosts") {
-                hosts.push_str(&host);
-            }
-        }
-        EtcFiles {
-            hostname: format!("{hostname}\n"),
-            hosts,
-            resolv_conf: host_resolv_conf(host_network),
-        }
-    }
-
-    /// Provide the files inside the container (after pivot_root, so every path resolves in
-    /// the container's root). Where the image has a regular file, a file made on the /dev
-    /// tmpfs is bind-mounted over it (as docker does): no copy-up into the writable layer, so
-    /// nothing to write to or delete from disk. Otherwise the file is written into the
-    /// writable layer, replacing whatever was there (even a symlink). A read-only /etc
-    /// (a `:ro` volume) is left alone. Inside a volume (`volume_targets`), nothing is ever
-    /// created, replaced or deleted: that is the user's host data; an existing file there is
-    /// only covered by a bind mount, which leaves it untouched on the host.
-    pub fn install(&self, volume_targets: &[&Path]) -> Result<()> {
-        ensure_dir(Path::new("/etc"), 0o755)?;
-        let in_volume = |name: &str| {
-            let path = Path::new("/etc").join(name);
-            volume_targets.iter().any(|t| path.starts_with(t))
-        };
-        provide("hostname", &self.hostname, in_volume("hostname"))?;
-        provide("hosts", &self.hosts, in_volume("hosts"))?;
-        if let Some(resolv) = &self.resolv_conf {
-            provide("resolv.conf", resolv, in_volume("resolv.conf"))?;
-        }
-        Ok(())
-    }
-}
-
-fn host_resolv_conf(host_network: bool) -> Option<String> {
-    let main = fs::read_to_string("/etc/resolv.conf").ok()?;
-    let uses_stub = main.lines().any(|l| {
-        l.split_whitespace()
-            .nth(1)
-            .is_some_and(|ip| ip.starts_with("127."))
-    });
-    if uses_stub && !host_network {
-        if let Ok(upstream) = fs::read_to_string("/run/systemd/resolve/resolv.conf") {
-            return Some(upstream);
-        }
-    }
-    Some(main)
-}
-
-fn provide(name: &str, content: &str, in_volume: bool) -> Result<()> {
-    let target = format!("/etc/{name}");
-    match fs::symlink_metadata(&target) {
-        Ok(meta) if meta.is_file() => bind_from_dev(name, &target, content),
-        _ if in_volume => Ok(()),
-        _ => replace_file(&target, content),
-    }
-}
-
-/// Write `content` to a scratch file on the /dev tmpfs, bind it over `target`, then unlink
-/// the scratch name (the bind mount keeps the file alive).
-fn bind_from_dev(name: &str, target: &str, content: &str) -> Result<()> {
-    let scratch = format!("/dev/.{name}");
-    write_new(&scratch, content)?;
-    let bound = mount(
-        Some(scratch.as_str()),
-        target,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .ctx(|| format!("bind {target}"));
-    let _ = fs::remove_file(&scratch);
-    bound
-}
-
-fn replace_file(path: &str, content: &str) -> Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) if e.raw_os_error() == Some(libc::EROFS) => return Ok(()),
-        Err(e) => return Err(Error::path("replace", path, e)),
-    }
-    write_new(path, content)
-}
-
-/// Create `path` (never following a symlink, never reusing a file) with `content`.
-fn write_new(path: &str, content: &str) -> Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .ctx(|| format!("create {path}"))?;
-    file.write_all(content.as_bytes())
-        .ctx(|| format!("write {path}"))
-}
-
 /// `mkdir -p` with `mode` (the child runs with umask 0).
 pub fn ensure_dir(path: &Path, mode: u32) -> Result<()> {
     match fs::DirBuilder::new()
@@ -403,14 +290,5 @@ mod tests {
             Path::new("/fs/.containers/abc"),
         );
         assert_eq!(layer.overlay_options().unwrap_err().exit_code(), 125);
-    }
-
-    #[test]
-    fn hosts_names_the_container() {
-        let name = format!("h{}", std::process::id());
-        let files = EtcFiles::for_container(&name, false);
-        assert_eq!(files.hostname, format!("{name}\n"));
-        assert!(files.hosts.contains(&format!("127.0.1.1\t{name}\n")));
-        assert!(files.hosts.starts_with("127.0.0.1\tlocalhost\n"));
     }
 }

@@ -154,6 +154,7 @@ pub fn reclaim_stale(paths: &Paths) {
         }
     }
     reclaim_stale_locks();
+    crate::image::in_use::reclaim_retired(paths);
     cgroup::reclaim_stale(&is_live);
     network::reclaim_stale(&is_live);
 }

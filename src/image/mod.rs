@@ -1,6 +1,7 @@
 //! Images: parse a reference, fetch it from a registry, unpack its layers safely, and keep it
 //! in the store at `<root>/<name>/{config.json,rootfs}`.
 
+pub mod in_use;
 pub mod progress;
 pub mod reference;
 pub mod registry;
@@ -92,8 +93,10 @@ pub fn print_images(paths: &Paths) -> Result<()> {
         .ctx(|| "write to stdout")
 }
 
-/// `devoxx-docker rmi`: remove one stored image (by reference, or by its store name).
-pub fn remove(paths: &Paths, reference: &str) -> Result<()> {
+/// `devoxx-docker rmi`: remove one stored image (by reference, or by its store name). An
+/// image a running container uses is refused, naming the containers; with `force` it leaves
+/// the store now and its files are deleted when the last of them exits.
+pub fn remove(paths: &Paths, reference: &str, force: bool) -> Result<()> {
     crate::require_root("rmi")?;
     let name = match ImageRef::parse(reference) {
         Ok(r) if paths.root.join(reference::name_for(&r)).is_dir() => reference::name_for(&r),
@@ -104,8 +107,27 @@ pub fn remove(paths: &Paths, reference: &str) -> Result<()> {
         Err(e) => return Err(e),
     };
     let _lock = store::lock(paths, &name)?;
-    store::remove(paths, &name)?;
-    crate::note!("removed {name}");
+    let dir = paths.root.join(&name);
+    let users = match in_use::tree_id(&dir.join("rootfs")) {
+        Ok(tree) => in_use::users(paths, &tree),
+        Err(_) => return Err(Error::ImageNotFound(reference.to_owned())),
+    };
+    if users.is_empty() {
+        store::remove(paths, &name)?;
+        crate::note!("removed {name}");
+    } else if force {
+        in_use::retire(paths, &dir)?;
+        crate::note!(
+            "removed {name}; its files stay until container(s) {} exit",
+            users.join(", ")
+        );
+    } else {
+        return Err(Error::Runtime(format!(
+            "image {name} is in use by running container(s) {}: stop them first, or use \
+             rmi --force to remove it when they exit",
+            users.join(", ")
+        )));
+    }
     Ok(())
 }
 
@@ -147,17 +169,20 @@ async fn fetch(paths: &Paths, r: &ImageRef, name: &str) -> Result<Image> {
     let staging = Staging::new(paths, name)?;
     let root = unpack::open_root(&staging.rootfs())?;
     let mut bars = progress::Progress::new(&resolved.layers);
+    let mut skipped_devices = 0;
     for (i, layer) in resolved.layers.iter().enumerate() {
         let blob = staging.blob(i);
         registry
             .download(layer, &blob, |n| bars.downloaded(i, n))
             .await?;
         bars.extracting(i);
-        extract(root.as_fd(), &blob, layer.compression, &diff_ids[i])?;
+        skipped_devices +=
+            extract(root.as_fd(), &blob, layer.compression, &diff_ids[i])?.skipped_devices;
         std::fs::remove_file(&blob).map_err(|e| Error::path("remove", &blob, e))?;
         bars.done(i);
     }
     drop(root);
+    report_skipped_devices(skipped_devices);
     let meta = ImageMeta {
         reference: r.canonical(),
         digest: resolved.digest.clone(),
@@ -206,13 +231,24 @@ fn diff_ids(config: &[u8], layers: usize) -> Result<Vec<String>> {
     Ok(c.rootfs.diff_ids)
 }
 
+/// One line per pull (never one per node, never silence) when layers held device nodes this
+/// host refused to create (inside a user namespace, under a device policy...).
+fn report_skipped_devices(count: u64) {
+    if count > 0 {
+        crate::note!(
+            "skipped {count} device node(s) this host does not allow creating (containers get \
+             their own /dev)"
+        );
+    }
+}
+
 /// Decompress and apply one verified blob, then check the uncompressed stream's diff_id.
 fn extract(
     root: std::os::fd::BorrowedFd<'_>,
     blob: &std::path::Path,
     compression: Compression,
     diff_id: &str,
-) -> Result<()> {
+) -> Result<unpack::LayerStats> {
     let file = std::fs::File::open(blob).map_err(|e| Error::path("open", blob, e))?;
     let file = io::BufReader::with_capacity(1 << 20, file);
     let decompressed: Box<dyn Read> = match compression {
@@ -227,7 +263,7 @@ fn extract(
         inner: decompressed,
         hasher: Sha256::new(),
     };
-    unpack::apply_layer(root, &mut hashing)?;
+    let stats = unpack::apply_layer(root, &mut hashing)?;
     // The tar may end before the stream does (padding): hash every byte.
     io::copy(&mut hashing, &mut io::sink())
         .map_err(|e| Error::Image(format!("corrupt layer stream: {e}")))?;
@@ -237,7 +273,7 @@ fn extract(
             "diff_id mismatch: layer unpacks to {got}, config says {diff_id}; nothing stored"
         )));
     }
-    Ok(())
+    Ok(stats)
 }
 
 /// Hashes everything read through it (the layer's diff_id).

@@ -187,7 +187,12 @@ impl Staging {
             Err(rustix::io::Errno::EXIST) => {
                 rustix::fs::renameat_with(CWD, &self.dir, CWD, &target, RenameFlags::EXCHANGE)
                     .map_err(|e| Error::path("replace", &target, e.into()))?;
-                // self.dir now holds the previous image; Drop removes it.
+                // self.dir now holds the previous image: running containers may still use it,
+                // so it is retired (deleted when unused). If even that fails, Drop removes it.
+                match super::in_use::retire(paths, &self.dir) {
+                    Ok(()) => self.committed = true,
+                    Err(e) => crate::note!("warning: {e}"),
+                }
                 Ok(())
             }
             Err(e) => Err(Error::path("rename into", &target, e.into())),

@@ -81,12 +81,66 @@ struct Layer<'a> {
     stats: LayerStats,
 }
 
-/// Ownership, mode and time of an entry, from its tar header.
+/// Ownership, mode, time and extended attributes of an entry, from its tar headers.
 struct Meta {
     mode: u32,
     uid: u32,
     gid: u32,
     mtime: u64,
+    /// `SCHILY.xattr.<name>` PAX records (file capabilities live in `security.capability`).
+    xattrs: Vec<(std::ffi::OsString, Vec<u8>)>,
+}
+
+impl Meta {
+    /// Read and check the entry's metadata: an owner that is not a valid id is an error (it
+    /// would otherwise silently become root).
+    fn of<R: Read>(entry: &mut tar::Entry<'_, R>, rel: &Path) -> Result<Meta> {
+        let bad = |what: &str, e: &dyn std::fmt::Display| {
+            bad_layer(format!("{}: malformed {what}: {e}", rel.display()))
+        };
+        let mut xattrs = Vec::new();
+        let mut pax_owner = Vec::new();
+        if let Some(exts) = entry.pax_extensions().map_err(|e| bad("PAX header", &e))? {
+            for ext in exts {
+                let ext = ext.map_err(|e| bad("PAX record", &e))?;
+                let key = ext.key_bytes();
+                if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                    xattrs.push((
+                        OsStr::from_bytes(name).to_owned(),
+                        ext.value_bytes().to_vec(),
+                    ));
+                } else if key == b"uid" || key == b"gid" {
+                    pax_owner.push((key.to_vec(), ext.value_bytes().to_vec()));
+                }
+            }
+        }
+        // The tar crate folds valid PAX uid/gid into the header and ignores invalid ones.
+        for (key, value) in pax_owner {
+            let key = String::from_utf8_lossy(&key).into_owned();
+            let text = String::from_utf8_lossy(&value).into_owned();
+            id_from(text.parse::<u64>().map_err(|e| bad(&key, &e))).map_err(|e| bad(&key, &e))?;
+        }
+        let header = entry.header();
+        Ok(Meta {
+            mode: header.mode().map_err(|e| bad("mode", &e))? & 0o7777,
+            uid: id_from(header.uid()).map_err(|e| bad("uid", &e))?,
+            gid: id_from(header.gid()).map_err(|e| bad("gid", &e))?,
+            mtime: header.mtime().unwrap_or(0),
+            xattrs,
+        })
+    }
+}
+
+/// A tar uid/gid as a Linux id: `u32::MAX` is the kernel's "no id" and anything larger
+/// would be truncated (to root, for 2^32).
+fn id_from<E: std::fmt::Display>(
+    value: std::result::Result<u64, E>,
+) -> std::result::Result<u32, String> {
+    let v = value.map_err(|e| e.to_string())?;
+    u32::try_from(v)
+        .ok()
+        .filter(|&id| id != u32::MAX)
+        .ok_or_else(|| format!("{v} is not a valid id"))
 }
 
 impl<'a> Layer<'a> {
@@ -115,17 +169,8 @@ impl<'a> Layer<'a> {
             };
         }
 
-        let header = entry.header();
-        let meta = Meta {
-            mode: header
-                .mode()
-                .map_err(|e| bad_layer(format!("{}: {e}", rel.display())))?
-                & 0o7777,
-            uid: header.uid().unwrap_or(0) as u32,
-            gid: header.gid().unwrap_or(0) as u32,
-            mtime: header.mtime().unwrap_or(0),
-        };
-        let kind = header.entry_type();
+        let meta = Meta::of(entry, &rel)?;
+        let kind = entry.header().entry_type();
         let dir = self.ensure_dir(&parent_rel)?;
         let at = Target {
             dir: dir.as_fd(),
@@ -207,7 +252,7 @@ impl<'a> Layer<'a> {
         .map_err(|e| fail("open directory", at.rel, e))?;
         chown_fd(&fd, meta).map_err(|e| fail("chown", at.rel, e))?;
         rfs::fchmod(&fd, Mode::from_raw_mode(meta.mode)).map_err(|e| fail("chmod", at.rel, e))?;
-        Ok(())
+        apply_xattrs(&fd, meta, at.rel)
     }
 
     fn make_file<R: Read>(
@@ -228,10 +273,11 @@ impl<'a> Layer<'a> {
         let written = io::copy(entry, &mut file)
             .map_err(|e| Error::io(format!("write {}", at.rel.display()), e))?;
         self.stats.bytes += written;
-        apply_xattrs(&file, entry);
         chown_fd(&file, meta).map_err(|e| fail("chown", at.rel, e))?;
-        // After chown: chown clears setuid/setgid, so the mode goes last.
+        // After chown: chown clears setuid/setgid and `security.capability`, so the mode and
+        // the extended attributes go last.
         rfs::fchmod(&file, Mode::from_raw_mode(meta.mode)).map_err(|e| fail("chmod", at.rel, e))?;
+        apply_xattrs(&file, meta, at.rel)?;
         let ts = timestamps(meta.mtime);
         rfs::futimens(&file, &ts).map_err(|e| fail("set times", at.rel, e))?;
         Ok(())
@@ -495,21 +541,26 @@ fn timestamps(mtime: u64) -> Timestamps {
     }
 }
 
-/// `SCHILY.xattr.*` PAX records, applied where the host filesystem accepts them.
-fn apply_xattrs<R: Read>(file: &std::fs::File, entry: &mut tar::Entry<'_, R>) {
-    let Ok(Some(exts)) = entry.pax_extensions() else {
-        return;
-    };
-    for ext in exts.flatten() {
-        if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
-            let _ = rfs::fsetxattr(
-                file,
-                OsStr::from_bytes(name),
-                ext.value_bytes(),
-                XattrFlags::empty(),
-            );
+/// The entry's `SCHILY.xattr.*` records, set after chown (which clears file capabilities).
+/// overlayfs's own `trusted.overlay.*` attributes would steer the container's overlay mount:
+/// a layer never sets them. A filesystem without extended attributes is not an error (the
+/// attribute is dropped, as docker does); any other failure is.
+fn apply_xattrs(fd: impl AsFd, meta: &Meta, rel: &Path) -> Result<()> {
+    for (name, value) in &meta.xattrs {
+        if name.as_bytes().starts_with(b"trusted.overlay.") {
+            continue;
+        }
+        match rfs::fsetxattr(&fd, name.as_os_str(), value, XattrFlags::empty()) {
+            Ok(()) | Err(Errno::NOTSUP) => {}
+            Err(e) => {
+                return Err(Error::io(
+                    format!("set {} on /{}", name.to_string_lossy(), rel.display()),
+                    e.into(),
+                ))
+            }
         }
     }
+    Ok(())
 }
 
 fn fail(what: &str, rel: &Path, e: Errno) -> Error {

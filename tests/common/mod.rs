@@ -260,6 +260,18 @@ pub fn processes_with(needle: &str) -> Vec<i32> {
         .collect()
 }
 
+/// Pids of the probe processes whose command line holds `needle` (not the runtime or a shell
+/// whose own arguments merely mention it).
+pub fn probes_with(needle: &str) -> Vec<i32> {
+    processes_with(needle)
+        .into_iter()
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|&b| b == 0).next() == Some(b"/bin/probe".as_slice()))
+        })
+        .collect()
+}
+
 /// The cgroup paths (relative to each hierarchy) of `pid`, from `/proc/<pid>/cgroup`:
 /// `(controllers, path)` pairs, e.g. `("memory", "/devoxx-docker/abc")` or `("", "/...")` for v2.
 pub fn cgroups_of(pid: i32) -> Vec<(String, String)> {

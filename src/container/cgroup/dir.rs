@@ -93,34 +93,61 @@ impl CgroupDir {
         self.write("cgroup.procs", &pid.to_string())
     }
 
-    /// SIGKILL whatever still runs here: `cgroup.kill` on v2 when the kernel has it (atomic,
-    /// wins against forks), else every pid listed in `cgroup.procs`.
+    /// SIGKILL whatever still runs here or in a sub-cgroup: `cgroup.kill` on v2 when the
+    /// kernel has it (atomic, covers the subtree, wins against forks), else every pid listed
+    /// in the `cgroup.procs` of each cgroup of the subtree.
     pub fn kill_all(&self) {
         if self.has("cgroup.kill") && self.write("cgroup.kill", "1").is_ok() {
             return;
         }
         // pid 0 or 1 in a listing would be a corrupt read; never signal init or ourselves.
         let me = std::process::id() as i32;
-        for pid in self.pids().into_iter().filter(|&p| p > 1 && p != me) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        for dir in self.subtree() {
+            for pid in dir.pids().into_iter().filter(|&p| p > 1 && p != me) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
         }
     }
 
-    /// Kill leftovers, then `rmdir`, retrying briefly while the kernel still reports EBUSY.
-    /// An already-removed cgroup is fine (a concurrent reclaim may have won).
+    /// This cgroup and every sub-cgroup the container made in it (a cgroup's subdirectories
+    /// are its children), deepest first: the order `rmdir` needs.
+    pub fn subtree(&self) -> Vec<CgroupDir> {
+        let mut out = Vec::new();
+        if let Ok(entries) = fs::read_dir(&self.path) {
+            for entry in entries.flatten() {
+                // DirEntry::file_type does not follow symlinks: only real child cgroups.
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    out.extend(CgroupDir::new(entry.path()).subtree());
+                }
+            }
+        }
+        out.push(self.clone());
+        out
+    }
+
+    /// Kill leftovers (in sub-cgroups too), then `rmdir` the subtree bottom-up, retrying
+    /// briefly while the kernel still reports EBUSY. An already-removed cgroup is fine (a
+    /// concurrent reclaim may have won).
     pub fn remove(&self) -> io::Result<()> {
         let mut attempt = 0;
         loop {
             self.kill_all();
-            match fs::remove_dir(&self.path) {
+            match self.subtree().iter().try_for_each(|dir| dir.remove_one()) {
                 Ok(()) => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
                 Err(e) if is_busy(&e) && attempt < REMOVE_ATTEMPTS => {
                     attempt += 1;
                     sleep(RETRY_PAUSE);
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// `rmdir` this cgroup alone (its children must be gone).
+    fn remove_one(&self) -> io::Result<()> {
+        match fs::remove_dir(&self.path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
         }
     }
 }
@@ -174,6 +201,22 @@ pub(crate) mod tests {
     fn procs_are_listed() {
         let (_tmp, dir) = fixture(&[("cgroup.procs", "12\n345\n")]);
         assert_eq!(dir.pids(), vec![12, 345]);
+    }
+
+    #[test]
+    fn remove_takes_sub_cgroups_deepest_first() {
+        let tmp = tempfile::tempdir().unwrap();
+        let top = tmp.path().join("c");
+        let deep = top.join(format!("a{}", std::process::id())).join("b");
+        fs::create_dir_all(&deep).unwrap();
+        fs::create_dir_all(top.join("sibling")).unwrap();
+        let dir = CgroupDir::new(&top);
+        let order = dir.subtree();
+        assert_eq!(order.last(), Some(&dir));
+        let pos = |p: &Path| order.iter().position(|d| d.path() == p).unwrap();
+        assert!(pos(&deep) < pos(deep.parent().unwrap()));
+        dir.remove().unwrap();
+        assert!(!top.exists());
     }
 
     #[test]

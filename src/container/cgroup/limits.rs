@@ -72,11 +72,13 @@ fn parse_memory(value: &str) -> Result<Option<u64>> {
     }
     let bytes = parse_size(&text).ok_or_else(|| {
         Error::Usage(format!(
-            "invalid --memory value {value:?}: expected a size such as 100m, 1g, 512k or a number of bytes (0 or max = no limit)"
+            "invalid --memory value {value:?}: expected a size such as 100m, 1g, 512k or a whole number of bytes (0 or max = no limit)"
         ))
     })?;
     match bytes {
-        0 => Ok(None),
+        // Only a literal zero means "no limit": `0.5` or `0.0001k` round down to 0 bytes, and
+        // must not silently lift the limit the user meant to set.
+        0 if !text.contains('.') => Ok(None),
         b if b < MIN_MEMORY => Err(Error::Usage(format!(
             "--memory {value} is below the minimum of 6 MiB ({MIN_MEMORY} bytes) a container needs to start"
         ))),
@@ -101,6 +103,9 @@ fn parse_size(text: &str) -> Option<u64> {
         return None;
     }
     if number.contains('.') {
+        if unit == 1 {
+            return None; // a fraction of a byte
+        }
         let bytes = number.parse::<f64>().ok()? * unit as f64;
         (bytes.is_finite() && bytes < u64::MAX as f64).then_some(bytes as u64)
     } else {
@@ -205,6 +210,9 @@ mod tests {
     #[case("100x")]
     #[case("99999999999999999999")]
     #[case("99999999999t")]
+    #[case("0.5")]
+    #[case("1.5b")]
+    #[case("104857600.0")]
     fn memory_garbage_is_usage_error(#[case] input: &str) {
         let err = Limits::parse_with_cpus(input, "0", None, 2).unwrap_err();
         assert!(matches!(err, Error::Usage(_)), "{err:?}");
@@ -216,6 +224,8 @@ mod tests {
     #[case("512")]
     #[case("5m")]
     #[case("6291455")]
+    #[case("0.0001k")]
+    #[case("0.0m")]
     fn memory_below_minimum_says_so(#[case] input: &str) {
         let err = Limits::parse_with_cpus(input, "0", None, 2).unwrap_err();
         assert!(matches!(err, Error::Usage(_)));

@@ -568,3 +568,142 @@ fn garbage_is_an_error_not_a_panic() {
     assert!(s.apply(junk).is_err());
     s.assert_outside_untouched();
 }
+
+/// A PAX extended header (`x`) carrying `records` for the entry that follows it.
+fn append_pax(b: &mut tar::Builder<Vec<u8>>, records: &[(&str, &[u8])]) {
+    let mut data = Vec::new();
+    for (key, value) in records {
+        let body_len = key.len() + value.len() + 3; // ' ', '=', '\n'
+        let mut len = body_len + 1;
+        while len != body_len + len.to_string().len() {
+            len = body_len + len.to_string().len();
+        }
+        data.extend_from_slice(format!("{len} {key}=").as_bytes());
+        data.extend_from_slice(value);
+        data.push(b'\n');
+    }
+    let mut h = tar::Header::new_ustar();
+    h.set_path("PaxHeaders/x").unwrap();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_size(data.len() as u64);
+    h.set_cksum();
+    b.append(&h, &data[..]).unwrap();
+}
+
+fn file_header(name: &str, mode: u32, uid: u64, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_path(name).unwrap();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(mode);
+    h.set_uid(uid);
+    h.set_gid(uid);
+    h.set_size(size);
+    h.set_cksum();
+    h
+}
+
+/// `cap_net_raw+ep` as a VFS_CAP_REVISION_2 `security.capability` value.
+fn cap_net_raw_ep() -> Vec<u8> {
+    [0x0200_0001u32, 1 << 13, 0, 0, 0]
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect()
+}
+
+fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 256];
+    let n = rustix::fs::lgetxattr(path, name, &mut buf).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+/// chown clears `security.capability`: file capabilities (ping's cap_net_raw...) and the other
+/// xattrs of a layer must be set after it, and overlayfs's own attributes never.
+#[test]
+fn file_capabilities_and_xattrs_survive_the_owner_change() {
+    if !is_root() {
+        eprintln!("SKIPPED file_capabilities_and_xattrs_survive_the_owner_change: needs root");
+        return;
+    }
+    let s = Scratch::new();
+    let (uid, value) = (1000 + u64::from(rand::random::<u16>()), random());
+    let key = format!("trusted.devoxx-{}", random());
+    let mut b = tar::Builder::new(Vec::new());
+    append_pax(
+        &mut b,
+        &[
+            ("SCHILY.xattr.security.capability", &cap_net_raw_ep()),
+            (&format!("SCHILY.xattr.{key}"), value.as_bytes()),
+        ],
+    );
+    b.append(&file_header("bin/ping", 0o755, uid, 2), &b"#!"[..])
+        .unwrap();
+    append_pax(
+        &mut b,
+        &[
+            ("SCHILY.xattr.trusted.overlay.opaque", b"y"),
+            (&format!("SCHILY.xattr.{key}"), value.as_bytes()),
+        ],
+    );
+    let mut dir = tar::Header::new_gnu();
+    dir.set_path("opaque/").unwrap();
+    dir.set_entry_type(tar::EntryType::Directory);
+    dir.set_mode(0o755);
+    dir.set_uid(uid);
+    dir.set_size(0);
+    dir.set_cksum();
+    b.append(&dir, &b""[..]).unwrap();
+    s.apply(b.into_inner().unwrap()).unwrap();
+
+    let ping = s.rootfs().join("bin/ping");
+    assert_eq!(fs::metadata(&ping).unwrap().uid() as u64, uid);
+    assert_eq!(
+        xattr(&ping, "security.capability"),
+        Some(cap_net_raw_ep()),
+        "the file capability was lost"
+    );
+    assert_eq!(xattr(&ping, &key), Some(value.clone().into_bytes()));
+    let opaque = s.rootfs().join("opaque");
+    assert_eq!(xattr(&opaque, &key), Some(value.into_bytes()));
+    assert_eq!(xattr(&opaque, "trusted.overlay.opaque"), None);
+}
+
+/// An owner that does not parse, or does not fit a Linux id, is a broken layer: never root.
+#[test]
+fn malformed_owner_is_an_error_not_root() {
+    let garbage_uid = {
+        let mut h = file_header("f", 0o644, 1000, 1);
+        h.as_gnu_mut().unwrap().uid = *b"zz1000z\0";
+        h.set_cksum();
+        h
+    };
+    let huge_uid = file_header("f", 0o644, 1 << 32, 1);
+    for (what, header, pax) in [
+        ("garbage uid field", garbage_uid, None),
+        ("uid 2^32", huge_uid, None),
+        (
+            "garbage PAX uid",
+            file_header("f", 0o644, 1000, 1),
+            Some(b"10x0".as_slice()),
+        ),
+    ] {
+        let s = Scratch::new();
+        let mut b = tar::Builder::new(Vec::new());
+        if let Some(uid) = pax {
+            append_pax(&mut b, &[("uid", uid)]);
+        }
+        b.append(&header, &b"x"[..]).unwrap();
+        let err = match s.apply(b.into_inner().unwrap()) {
+            Ok(_) => panic!(
+                "{what}: accepted (owner {:?})",
+                fs::metadata(s.rootfs().join("f")).map(|m| m.uid())
+            ),
+            Err(e) => e,
+        };
+        assert!(err.to_string().contains("malformed"), "{what}: {err}");
+        assert!(
+            !s.rootfs().join("f").exists(),
+            "{what}: the file was created"
+        );
+    }
+}
