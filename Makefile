@@ -83,8 +83,10 @@ clippy:
 bench: deps bench-deps build probe ## Speed ratios (vs unshare, runc, crun; bridge/host; 50 at once), as root
 	DEVOXX_PROBE=$(CURDIR)/$(PROBE) ./tests/bench.sh $(BIN)
 
-vm-bench: vm-deps bench-deps build probe ## make bench inside the cgroup v2 VM
-	./vm/run.sh bench
+# Fewer runs in the guest: under TCG (no KVM) each run is ~10x slower.
+VM_BENCH_RUNS ?= 15
+vm-bench: vm-deps bench-deps build probe ## make bench inside the cgroup v2 VM (VM_BENCH_RUNS runs each)
+	VM_APPEND="devoxx.bench_runs=$(VM_BENCH_RUNS) $(VM_APPEND)" ./vm/run.sh bench
 
 demo: deps build ## End to end without internet: local registry → push → pull → run (as root)
 	./tests/demo.sh $(BIN)
