@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Start-up speed: median wall time of `BIN run --memory 0 --cpus 0 IMG /bin/true` against
-# `unshare --uts --pid --mount --fork --root=ROOTFS /bin/true` on the same busybox rootfs,
-# interleaved so both see the same machine load. Usage: tests/bench.sh BIN [RUNS] (as root).
+# Start-up speed as ratios measured in one run: medians of RUNS interleaved runs (so every
+# contender sees the same machine load) on the same busybox rootfs of
+#   this           BIN run IMG /bin/true                       (default limits, host network)
+#   no-limits      BIN run --memory 0 --cpus 0 IMG /bin/true
+#   bridge         BIN run --network bridge IMG /bin/true
+#   floor          unshare --uts --pid --mount --fork --root=ROOTFS /bin/true
+#   runc, crun     `run` of an OCI bundle whose root is the same ROOTFS (when installed)
+# then 50 containers started at once. Prints `bench: <name> = <number>` lines (and `# ` notes).
+# Usage: tests/bench.sh BIN [RUNS] (as root). Env: BUSYBOX, BENCH_RUNS, BENCH_AT_ONCE.
 set -euo pipefail
 
 BIN=$(realpath "${1:?usage: $0 BIN [RUNS]}")
 RUNS=${2:-${BENCH_RUNS:-30}}
+AT_ONCE=${BENCH_AT_ONCE:-50}
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 
 [ "$(id -u)" = 0 ] || { echo "bench: run as root" >&2; exit 1; }
@@ -25,33 +32,99 @@ printf '127.0.0.1\tlocalhost\n' >"$ROOTFS/etc/hosts"
 : >"$ROOTFS/etc/resolv.conf"
 export DEVOXX_ROOT=$WORK/store DEVOXX_VOLUMES=$WORK/volumes
 
-now_ns() { date +%s%N; }
+# An OCI bundle on the same rootfs, with what `run IMG` gives: pid/ipc/uts/mount namespaces, the
+# host network, /proc and a tmpfs /dev, runc's masked and read-only paths.
+BUNDLE=$WORK/bundle
+mkdir -p "$BUNDLE"
+cat >"$BUNDLE/config.json" <<EOF
+{
+  "ociVersion": "1.0.2",
+  "process": {"terminal": false, "user": {"uid": 0, "gid": 0}, "args": ["/bin/true"],
+              "env": ["PATH=/bin"], "cwd": "/"},
+  "root": {"path": "$ROOTFS", "readonly": false},
+  "hostname": "bench",
+  "mounts": [
+    {"destination": "/proc", "type": "proc", "source": "proc"},
+    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+     "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}
+  ],
+  "linux": {
+    "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
+    "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug",
+                    "/proc/acpi", "/proc/scsi", "/sys/firmware"],
+    "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+  }
+}
+EOF
 
-# One timed run of "$@" (output discarded, failure fatal), in nanoseconds.
+# One timed run of "$@" (output discarded), in microseconds; "fail" when it failed.
 time_one() {
     local start end
-    start=$(now_ns)
-    "$@" >/dev/null 2>&1 || { echo "bench: failed: $*" >&2; exit 1; }
-    end=$(now_ns)
+    start=${EPOCHREALTIME/./}
+    "$@" >/dev/null 2>&1 || { echo fail; return; }
+    end=${EPOCHREALTIME/./}
     echo $((end - start))
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 
-ours=() ; base=()
-# Warm-up (page cache, first cgroup creation) is not measured.
-time_one "$BIN" run --memory 0 --cpus 0 bench /bin/true >/dev/null
-time_one unshare --uts --pid --mount --fork --root="$ROOTFS" /bin/true >/dev/null
-for _ in $(seq "$RUNS"); do
-    ours+=("$(time_one "$BIN" run --memory 0 --cpus 0 bench /bin/true)")
-    base+=("$(time_one unshare --uts --pid --mount --fork --root="$ROOTFS" /bin/true)")
+n=0
+this() { "$BIN" run bench /bin/true; }
+nolimits() { "$BIN" run --memory 0 --cpus 0 bench /bin/true; }
+bridge() { "$BIN" run --network bridge bench /bin/true; }
+floor() { unshare --uts --pid --mount --fork --root="$ROOTFS" /bin/true; }
+runc_run() { n=$((n + 1)); runc --root "$WORK/runc" run --bundle "$BUNDLE" "bench-$$-$n"; }
+crun_run() { n=$((n + 1)); crun --root "$WORK/crun" run --bundle "$BUNDLE" "bench-$$-$n"; }
+
+contenders=(this nolimits bridge floor)
+# Each OCI runtime takes part only if it is installed and runs the bundle here.
+for oci in runc crun; do
+    if ! command -v "$oci" >/dev/null; then
+        echo "# $oci not installed (make bench installs it): no $oci/this"
+    elif [ "$(time_one "${oci}_run")" = fail ]; then
+        echo "# $oci cannot run the bundle on this host: no $oci/this ($("${oci}_run" 2>&1 | tail -n1))"
+    else
+        contenders+=("${oci}_run")
+    fi
 done
 
-ours_med=$(printf '%s\n' "${ours[@]}" | median)
-base_med=$(printf '%s\n' "${base[@]}" | median)
-awk -v o="$ours_med" -v b="$base_med" -v n="$RUNS" 'BEGIN {
-    printf "runs:               %d each (interleaved)\n", n
-    printf "devoxx-docker run:  median %.2f ms\n", o / 1e6
-    printf "unshare --root:     median %.2f ms\n", b / 1e6
-    printf "ratio:              %.2fx (target <= 1.5x)\n", o / b
-}'
+declare -A samples
+for c in "${contenders[@]}"; do
+    [ "$(time_one "$c")" != fail ] || { echo "bench: $c failed" >&2; "$c" >&2 || true; exit 1; } # warm-up
+    samples[$c]=""
+done
+for _ in $(seq "$RUNS"); do
+    for c in "${contenders[@]}"; do
+        t=$(time_one "$c")
+        [ "$t" != fail ] || { echo "bench: $c failed" >&2; exit 1; }
+        samples[$c]+="$t "
+    done
+done
+declare -A med
+for c in "${contenders[@]}"; do
+    med[$c]=$(printf '%s\n' ${samples[$c]} | median)
+    printf '# %-9s median %8.2f ms over %d runs\n' "$c" "$(awk -v u="${med[$c]}" 'BEGIN { print u / 1000 }')" "$RUNS"
+done
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+echo "bench: run/floor = $(ratio "${med[this]}" "${med[floor]}")"
+echo "bench: run/floor no-limits = $(ratio "${med[nolimits]}" "${med[floor]}")"
+[ -n "${med[runc_run]:-}" ] && echo "bench: runc/this = $(ratio "${med[runc_run]}" "${med[this]}")"
+[ -n "${med[crun_run]:-}" ] && echo "bench: crun/this = $(ratio "${med[crun_run]}" "${med[this]}")"
+echo "bench: bridge/host = $(ratio "${med[bridge]}" "${med[this]}")"
+
+# AT_ONCE containers started together: all must succeed and leave no container state behind.
+start=${EPOCHREALTIME/./}
+pids=()
+for _ in $(seq "$AT_ONCE"); do
+    "$BIN" run bench /bin/true >/dev/null 2>>"$WORK/at-once.err" &
+    pids+=($!)
+done
+failed=0
+for p in "${pids[@]}"; do wait "$p" || failed=$((failed + 1)); done
+end=${EPOCHREALTIME/./}
+[ "$failed" = 0 ] || { echo "bench: $failed of $AT_ONCE concurrent runs failed: $(cat "$WORK/at-once.err")" >&2; exit 1; }
+left=$(find "$WORK/store/.containers" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+[ "$left" = 0 ] || { echo "bench: $left container state dir(s) left after the concurrent runs" >&2; exit 1; }
+echo "bench: $AT_ONCE-at-once seconds = $(awk -v u=$((end - start)) 'BEGIN { printf "%.2f", u / 1e6 }')"
+echo "# not measured here: pull skopeo+umoci/this and pull peak-rss-mib (need a ~100 MB 5-layer image in a loopback registry)"

@@ -1,8 +1,10 @@
 //! `run --network host|none|bridge`, through the CLI only. Bridge tests only ever talk to
 //! 10.88.0.1 (the host's bridge address) from inside a container, use a random port and
-//! payload, and check that no `dx*` veth and no NAT rule of the container survives it. The
-//! bridge `devoxx0` and the empty nftables table persist by design (like docker0); IPv4
-//! forwarding, which the runtime turns on for NAT, is put back as the test found it.
+//! payload, and check that no `dx*` veth survives it and that NAT is docker's: one masquerade
+//! rule for the bridge's subnet, present while the bridge exists, and never a rule per
+//! container. The bridge `devoxx0` and that rule persist by design (like docker0); IPv4
+//! forwarding, which the runtime turns on for NAT, is put back as the test found it. `nft` is
+//! used here only to look; the runtime itself speaks netlink.
 
 mod common;
 
@@ -48,8 +50,11 @@ fn dx_veths() -> BTreeSet<(String, String)> {
         .collect()
 }
 
-/// Rule lines of the runtime's nftables table (empty when the table does not exist).
-fn nat_rules() -> Vec<String> {
+/// The one rule NAT needs, as `nft` prints it.
+const SUBNET_RULE: &str = "ip saddr 10.88.0.0/16 oifname != \"devoxx0\" masquerade";
+
+/// Masquerade rule lines of the runtime's nftables table (empty when it does not exist).
+fn masquerade_rules() -> Vec<String> {
     let out = Command::new("nft")
         .args(["list", "table", "ip", "devoxx-docker"])
         .output()
@@ -59,6 +64,27 @@ fn nat_rules() -> Vec<String> {
         .filter(|l| l.contains("masquerade"))
         .map(|l| l.trim().to_owned())
         .collect()
+}
+
+/// Rules for single container addresses (what an older design added per container).
+fn per_container_rules() -> Vec<String> {
+    masquerade_rules()
+        .into_iter()
+        .filter(|r| !r.starts_with(SUBNET_RULE))
+        .collect()
+}
+
+/// The bridge exists and so does exactly one subnet rule.
+fn assert_subnet_nat() {
+    assert!(
+        std::path::Path::new("/sys/class/net/devoxx0").exists(),
+        "bridge devoxx0 missing"
+    );
+    let subnet: Vec<_> = masquerade_rules()
+        .into_iter()
+        .filter(|r| r.starts_with(SUBNET_RULE))
+        .collect();
+    assert_eq!(subnet.len(), 1, "want one subnet NAT rule: {subnet:?}");
 }
 
 fn have_tool(tool: &str) -> bool {
@@ -189,12 +215,12 @@ fn listen_on_bridge(port: u16, deadline: Instant) -> TcpListener {
 
 #[test]
 #[serial(bridge)]
-fn bridge_reaches_the_host_and_leaves_no_veth_or_nat_rule() {
+fn bridge_reaches_the_host_through_one_subnet_nat_rule_and_leaves_no_veth() {
     require_bridge_host!();
     let _forwarding = ForwardingRestorer::capture();
     let root = TestRoot::new();
     let img = image(&root);
-    let (mounts, veths_before, rules_before) = (host_mounts(), dx_veths(), nat_rules());
+    let (mounts, veths_before, rules_before) = (host_mounts(), dx_veths(), per_container_rules());
     let (payload, port) = (marker(), random_in(20000..=60000) as u16);
     let script = format!(
         "ip -4 -o addr show dev eth0; ip route; \
@@ -217,20 +243,21 @@ fn bridge_reaches_the_host_and_leaves_no_veth_or_nat_rule() {
         peer_ip.starts_with("10.88.") && peer_ip != GATEWAY.to_string(),
         "{peer}"
     );
-    // While the container lives: its tagged veth and its NAT rule exist (so the checks
-    // below can see a leak).
+    // While the container lives: its tagged veth exists (so the checks below can see a leak),
+    // the subnet rule covers it, and no rule names it.
     let veths_during = dx_veths();
     let new_veth: Vec<_> = veths_during.difference(&veths_before).collect();
     assert!(
         new_veth.len() == 1 && new_veth[0].1.ends_with(&peer_ip),
         "veths while running: {veths_during:?}"
     );
+    assert_subnet_nat();
+    let rules = masquerade_rules();
     assert!(
-        nat_rules()
+        !rules
             .iter()
             .any(|r| r.contains(&format!("saddr {peer_ip} "))),
-        "no NAT rule for {peer_ip}: {:?}",
-        nat_rules()
+        "a NAT rule for {peer_ip} alone: {rules:?}"
     );
     drop(conn);
     let out = output_within(runtime, RUN_TIMEOUT);
@@ -246,19 +273,20 @@ fn bridge_reaches_the_host_and_leaves_no_veth_or_nat_rule() {
         "{stdout}"
     );
     assert_eq!(dx_veths(), veths_before, "veth left behind");
-    assert_eq!(nat_rules(), rules_before, "NAT rule left behind");
+    assert_eq!(per_container_rules(), rules_before, "NAT rule left behind");
+    assert_subnet_nat();
     assert_no_leaks(&root, &mounts, &payload);
 }
 
 #[test]
 #[serial(bridge)]
-fn nat_rule_of_a_killed_runtime_is_reclaimed_by_the_next_run() {
+fn veth_of_a_killed_runtime_is_reclaimed_by_the_next_run() {
     require_bridge_host!();
     let _forwarding = ForwardingRestorer::capture();
     let root = TestRoot::new();
     let img = image(&root);
     let (mounts, veths_before, rules_before, mark) =
-        (host_mounts(), dx_veths(), nat_rules(), marker());
+        (host_mounts(), dx_veths(), per_container_rules(), marker());
     let mut runtime = root
         .std_cmd()
         .args([
@@ -276,13 +304,21 @@ fn nat_rule_of_a_killed_runtime_is_reclaimed_by_the_next_run() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while nat_rules().len() == rules_before.len() {
+    let (veth, container) = loop {
+        let new: Vec<_> = dx_veths().difference(&veths_before).cloned().collect();
+        let pids = processes_with(&mark);
+        if let ([veth], [pid, ..]) = (new.as_slice(), pids.as_slice()) {
+            break (veth.clone(), *pid);
+        }
         assert!(
             Instant::now() < deadline,
-            "the bridge container never got its NAT rule"
+            "the bridge container never got its veth"
         );
         std::thread::sleep(Duration::from_millis(50));
-    }
+    };
+    // Holding the container's netns keeps the pair alive after the container dies, as a
+    // netns pinned by anything else would: only the runtime's reclaim can remove it then.
+    let netns = fs::File::open(format!("/proc/{container}/ns/net")).expect("open netns");
     runtime.kill().unwrap(); // SIGKILL: no cleanup code runs
     runtime.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -293,12 +329,22 @@ fn nat_rule_of_a_killed_runtime_is_reclaimed_by_the_next_run() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    assert!(
+        dx_veths().contains(&veth),
+        "the veth vanished by itself: nothing to reclaim"
+    );
     root.cmd()
         .args(["run", "--network", "none", &img, "true"])
         .assert()
         .success();
-    assert_eq!(nat_rules(), rules_before, "stale NAT rule not reclaimed");
     assert_eq!(dx_veths(), veths_before, "stale veth not reclaimed");
+    assert_eq!(
+        per_container_rules(),
+        rules_before,
+        "a per-container NAT rule"
+    );
+    assert_subnet_nat();
+    drop(netns);
     assert_no_leaks(&root, &mounts, &mark);
 }
 
@@ -310,7 +356,7 @@ fn concurrent_bridge_containers_get_distinct_addresses() {
     let root = TestRoot::new();
     let img = image(&root);
     let (mounts, veths_before, rules_before, mark) =
-        (host_mounts(), dx_veths(), nat_rules(), marker());
+        (host_mounts(), dx_veths(), per_container_rules(), marker());
     // Both start together and stay up 2 s, so their allocations overlap.
     let script = format!("ip -4 -o addr show dev eth0; sleep 2 # {mark}");
     let runs: Vec<_> = (0..2)
@@ -338,6 +384,7 @@ fn concurrent_bridge_containers_get_distinct_addresses() {
         .iter()
         .all(|a| a.starts_with("10.88.") && a.ends_with("/16")));
     assert_eq!(dx_veths(), veths_before);
-    assert_eq!(nat_rules(), rules_before);
+    assert_eq!(per_container_rules(), rules_before);
+    assert_subnet_nat();
     assert_no_leaks(&root, &mounts, &mark);
 }

@@ -10,6 +10,7 @@
 # Env:   GUEST=grade    the grading guest instead (vm/grade.sh): no test suite, the grader, the
 #                       probe and the tools a workshop machine has; a submission is added later
 #                       as a second cpio archive (the kernel unpacks concatenated archives)
+#        GUEST=bench    the test guest without test binaries, plus bash, runc and crun (make vm-bench)
 #        VM_TOOLS       host programs to ship (default: see below; missing ones are noted, not fatal)
 #        VM_TESTS       names of test binaries to run (e.g. "vm_smoke cgroups"); default: all
 #        VM_TEST_ARGS   extra arguments for every test binary (a name filter, --include-ignored...)
@@ -23,6 +24,7 @@ stage="$cache/guest"
 guest="${GUEST:-test}"
 out="$cache/initramfs.cpio"
 [ "$guest" = grade ] && out="$cache/grade-base.cpio"
+[ "$guest" = bench ] && out="$cache/bench.cpio"
 runtime="$repo/target/release/devoxx-docker"
 grader="$repo/target/release/devoxx-docker-grade"
 probe="$repo/target/probe/x86_64-unknown-linux-gnu/release/probe"
@@ -149,11 +151,12 @@ put_suite() {
     put "$grader" # tests/grader.rs grades runtimes with it
     ln -s "$runtime" "$stage/usr/local/bin/devoxx-docker"
     : > "$list"
+    write_env > "$stage/suite/env"
+    [ "$guest" = bench ] && return 0
     for bin in $(test_binaries); do
         if wanted_test "$bin"; then put "$bin"; echo "$bin" >> "$list"; fi
     done
     [ -s "$list" ] || die "no test binary selected (VM_TESTS=${VM_TESTS:-})"
-    write_env > "$stage/suite/env"
 }
 
 # The big tools named anywhere in the Rust sources of the runtime or the suite, and every program
@@ -217,6 +220,7 @@ main() {
         put_grader; tools="${VM_TOOLS:-$grade_tools}"
     else
         put_suite; tools="${VM_TOOLS:-$small_tools $(mentioned_tools)}"
+        [ "$guest" = bench ] && tools="$small_tools bash runc crun"
     fi
     for t in $tools; do put_tool "$t"; done
     copy_collected

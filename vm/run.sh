@@ -3,6 +3,7 @@
 #
 #   test   build the guest, boot it, stream the console, and exit 0 only if the guest's sentinel
 #          line says every test passed and nothing leaked.
+#   bench  the same guest with bash, runc and crun, running tests/bench.sh; prints its `bench:` lines.
 #   shell  same guest with an interactive shell on the console (/init suite runs the suite);
 #          Ctrl-A X quits QEMU.
 #
@@ -21,7 +22,7 @@ qemu="${QEMU:-qemu-system-x86_64}"
 log() { echo "vm: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-usage() { echo "usage: $0 test|shell|grade" >&2; exit 2; }
+usage() { echo "usage: $0 test|bench|shell|grade" >&2; exit 2; }
 
 # Does KVM really run a guest here? A 512-byte boot sector that writes "KVM" to the serial port and
 # exits QEMU through isa-debug-exit must do so within 3 s. The answer is cached per host boot.
@@ -152,6 +153,19 @@ run_grade() {
     return 0
 }
 
+# Boot the bench guest, stream its console, keep the `bench:` lines; 0 only if the bench passed.
+run_bench() {
+    local timeout="${VM_TIMEOUT:-900}" rc=0 end
+    start_qemu "$timeout"
+    tail -s 0.2 -n +1 -f --pid="$qpid" "$console_log" | sed -u 's/\r$//' | grep --line-buffered -E '^(bench:|# |devoxx-vm:)' &
+    local streamer=$!
+    watch_boot || rc=$?
+    wait "$streamer" || true
+    end="$(tr -d '\r' < "$console_log" | grep '^DEVOXX-BENCH-END:' | tail -n1 || true)"
+    log "${end:-the guest stopped without a bench result (QEMU status $rc)}; $accel_line"
+    [ "$end" = "DEVOXX-BENCH-END: rc=0" ]
+}
+
 run_shell() {
     local timeout="${VM_SHELL_TIMEOUT:-3600}"
     log "interactive guest (Ctrl-A X quits; hard limit ${timeout}s)"
@@ -159,7 +173,7 @@ run_shell() {
 }
 
 main() {
-    case "$mode" in test | shell | grade) ;; *) usage ;; esac
+    case "$mode" in test | bench | shell | grade) ;; *) usage ;; esac
     command -v "$qemu" >/dev/null || die "$qemu missing: apt-get install qemu-system-x86"
     mkdir -p "$cache"
     eval "$("$here/kernel.sh")"
@@ -167,6 +181,8 @@ main() {
     local t0=$SECONDS
     if [ "$mode" = grade ]; then
         initrd="${GRADE_INITRD:?GRADE_INITRD: made by vm/grade.sh}"
+    elif [ "$mode" = bench ]; then
+        initrd="$(GUEST=bench "$here/build-guest.sh")"
     else
         initrd="$("$here/build-guest.sh")"
         log "guest built in $((SECONDS - t0))s"
@@ -178,6 +194,7 @@ main() {
     case "$mode" in
         shell) run_shell ;;
         grade) run_grade ;;
+        bench) run_bench ;;
         *) run_test ;;
     esac
 }
