@@ -28,6 +28,8 @@ enum Command {
     Pull {
         /// Image reference: alpine, name:tag, user/name, host:port/a/b:tag, name@sha256:...
         image: String,
+        #[command(flatten)]
+        mirrors: MirrorArgs,
     },
     /// Run a command in a new container.
     Run(Box<RunArgs>),
@@ -38,6 +40,17 @@ enum Command {
         /// Image reference or store name.
         image: String,
     },
+}
+
+#[derive(Args, Debug)]
+struct MirrorArgs {
+    /// Registry mirror for Docker Hub images, tried before the Hub (repeatable, or comma-separated).
+    #[arg(
+        long = "registry-mirror",
+        env = "DEVOXX_REGISTRY_MIRROR",
+        value_delimiter = ','
+    )]
+    registry_mirror: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -69,6 +82,8 @@ struct RunArgs {
     /// Seconds to wait after forwarding SIGINT/SIGTERM before killing the container.
     #[arg(long, default_value_t = 10)]
     stop_timeout: u64,
+    #[command(flatten)]
+    mirrors: MirrorArgs,
     /// Image to run.
     image: String,
     /// Command and arguments (default: the image's Entrypoint/Cmd).
@@ -90,6 +105,7 @@ impl RunArgs {
             workdir: self.workdir,
             network: self.network,
             stop_timeout: self.stop_timeout,
+            registry_mirrors: self.mirrors.registry_mirror,
         }
     }
 }
@@ -108,7 +124,9 @@ fn main() -> ExitCode {
         volumes: cli.volumes_root,
     };
     let result = match cli.command {
-        Command::Pull { image } => image::pull(&paths, &image).map(|_| 0),
+        Command::Pull { image, mirrors } => {
+            image::pull(&paths, &image, &mirrors.registry_mirror).map(|_| 0)
+        }
         Command::Images => image::print_images(&paths).map(|_| 0),
         Command::Rmi { image } => image::remove(&paths, &image).map(|_| 0),
         Command::Run(args) => container::run(&paths, args.into_options()),

@@ -56,7 +56,7 @@ fn plan(paths: &Paths, options: &RunOptions) -> Result<Plan> {
     let network = NetworkMode::parse(&options.network)?;
     spec::validate(options)?;
     let volumes = volume::parse_all(&options.volumes, &paths.volumes)?;
-    let mut image = image::ensure(paths, &options.image)?;
+    let mut image = image::ensure(paths, &options.image, &options.registry_mirrors)?;
     image.rootfs = absolute(&image.rootfs)?;
     let term = std::env::var("TERM").ok();
     let process = spec::resolve(options, &image.config, term.as_deref())?;

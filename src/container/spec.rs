@@ -18,6 +18,8 @@ pub struct RunOptions {
     pub workdir: Option<String>,
     pub network: String,
     pub stop_timeout: u64,
+    /// Registry mirrors for Docker Hub images pulled because they are missing.
+    pub registry_mirrors: Vec<String>,
 }
 
 /// PATH a container gets when neither the image nor `-e` sets one (docker's default).
@@ -195,6 +197,7 @@ mod tests {
             workdir: None,
             network: "host".into(),
             stop_timeout: 10,
+            registry_mirrors: vec![],
         }
     }
 
