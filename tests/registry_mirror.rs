@@ -9,8 +9,8 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use common::registry::{
-    free_port, http_status, image_config, push_image, push_image_to, registry, spawn_registry,
-    Flavour, Layer, LayerBuilder,
+    free_port, http_status, image_config, push_image, push_image_to, registry, sha256,
+    spawn_registry, Flavour, Layer, LayerBuilder,
 };
 use common::{marker, TestRoot};
 use serde_json::json;
@@ -174,6 +174,29 @@ fn a_pull_through_cache_serves_the_second_pull_without_its_upstream() {
         .assert()
         .success();
     assert_eq!(stored_marker(&first, &name), content);
+    // The cache stores a blob while (and just after) serving it: wait until it holds them all.
+    let mut digests: Vec<String> = layers.iter().map(|l| l.digest.clone()).collect();
+    digests.push(sha256(&serde_json::to_vec(&config).expect("config json")));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let linked = |d: &String| {
+        let hex = d.trim_start_matches("sha256:");
+        cache
+            .storage
+            .join("docker/registry/v2/repositories/library/debian/_layers/sha256")
+            .join(hex)
+            .join("link")
+            .is_file()
+    };
+    while !digests
+        .iter()
+        .all(|d| cache.blob_data(d).is_file() && linked(d))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the cache never stored the blobs"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     let upstream_addr = upstream.addr.clone();
     drop(upstream);
