@@ -56,6 +56,7 @@ fn cgroup2_is_mounted_alone_with_the_limit_controllers() {
 }
 
 #[test]
+#[serial_test::serial(host_mounts)] // both compare the host mount table
 fn overlay_root_can_be_pivoted_into_from_a_private_mount_namespace() {
     if !common::is_root() {
         skip!("needs root (mount namespaces, overlayfs)");
@@ -159,6 +160,7 @@ fn iptables_masquerade_works_in_a_private_network_namespace() {
 /// The leak check itself: a mount left under a test's own directory is reported, one elsewhere
 /// by a neighbour is not blamed on it. (A tmpfs under the test's temp dir, removed at once.)
 #[test]
+#[serial_test::serial(host_mounts)] // both compare the host mount table
 fn leak_check_reports_a_mount_left_under_the_tests_own_directory() {
     require_root!();
     let root = common::TestRoot::new();
