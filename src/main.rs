@@ -29,6 +29,8 @@ enum Command {
     Pull {
         /// Image reference: alpine, name:tag, user/name, host:port/a/b:tag, name@sha256:...
         image: String,
+        #[command(flatten)]
+        mirrors: MirrorArgs,
     },
     /// Run a command in a new container.
     Run(Box<RunArgs>),
@@ -43,6 +45,17 @@ enum Command {
         #[arg(short, long)]
         force: bool,
     },
+}
+
+#[derive(Args, Debug)]
+struct MirrorArgs {
+    /// Registry mirror for Docker Hub images, tried before the Hub (repeatable, or comma-separated).
+    #[arg(
+        long = "registry-mirror",
+        env = "DEVOXX_REGISTRY_MIRROR",
+        value_delimiter = ','
+    )]
+    registry_mirror: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -86,6 +99,8 @@ struct RunArgs {
     /// seccomp=unconfined (no seccomp filter) or no-new-privileges[=true|false].
     #[arg(long = "security-opt")]
     security_opt: Vec<String>,
+    #[command(flatten)]
+    mirrors: MirrorArgs,
     /// Image to run.
     image: String,
     /// Command and arguments (default: the image's Entrypoint/Cmd).
@@ -113,6 +128,7 @@ impl RunArgs {
                 cap_drop: self.cap_drop,
                 security_opt: self.security_opt,
             },
+            registry_mirrors: self.mirrors.registry_mirror,
         }
     }
 }
@@ -131,7 +147,9 @@ fn main() -> ExitCode {
         volumes: cli.volumes_root,
     };
     let result = match cli.command {
-        Command::Pull { image } => image::pull(&paths, &image).map(|_| 0),
+        Command::Pull { image, mirrors } => {
+            image::pull(&paths, &image, &mirrors.registry_mirror).map(|_| 0)
+        }
         Command::Images => image::print_images(&paths).map(|_| 0),
         Command::Rmi { image, force } => image::remove(&paths, &image, force).map(|_| 0),
         Command::Run(args) => container::run(&paths, args.into_options()),

@@ -65,7 +65,7 @@ fn plan(paths: &Paths, options: &RunOptions) -> Result<Plan> {
     let security = Security::resolve(&options.security)?;
     spec::validate(options)?;
     let volumes = volume::parse_all(&options.volumes, &paths.volumes)?;
-    let mut image = image::ensure(paths, &options.image)?;
+    let mut image = image::ensure(paths, &options.image, &options.registry_mirrors)?;
     image.rootfs = absolute(&image.rootfs)?;
     let term = std::env::var("TERM").ok();
     let process = spec::resolve(options, &image.config, term.as_deref())?;

@@ -19,6 +19,8 @@ pub struct RunOptions {
     pub network: String,
     pub stop_timeout: u64,
     pub security: super::security::SecurityArgs,
+    /// Registry mirrors for Docker Hub images pulled because they are missing.
+    pub registry_mirrors: Vec<String>,
 }
 
 /// PATH a container gets when neither the image nor `-e` sets one (docker's default).
@@ -197,6 +199,7 @@ mod tests {
             network: "host".into(),
             stop_timeout: 10,
             security: Default::default(),
+            registry_mirrors: vec![],
         }
     }
 

@@ -2,6 +2,8 @@
 //! in the store at `<root>/<name>/{config.json,rootfs}`.
 
 pub mod in_use;
+pub mod credentials;
+pub mod endpoint;
 pub mod progress;
 pub mod reference;
 pub mod registry;
@@ -16,6 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::config::Paths;
 use crate::error::IoContext;
 use crate::{Error, Result};
+use endpoint::Endpoint;
 use reference::ImageRef;
 use registry::{Compression, Registry};
 use store::{ImageMeta, Staging};
@@ -24,10 +27,12 @@ pub use store::{Image, ImageConfig};
 
 /// `devoxx-docker pull`: fetch the image unless the same digest is already stored.
 ///
-/// Runs its own single-threaded tokio runtime and drops it before returning: `run` forks
-/// afterwards and must not inherit threads.
-pub fn pull(paths: &Paths, reference: &str) -> Result<Image> {
+/// `mirrors` (URLs, comma-separated lists allowed) are tried in order before Docker Hub for
+/// Docker Hub references. Runs its own single-threaded tokio runtime and drops it before
+/// returning: `run` forks afterwards and must not inherit threads.
+pub fn pull(paths: &Paths, reference: &str, mirrors: &[String]) -> Result<Image> {
     let r = ImageRef::parse(reference)?;
+    let mirrors = endpoint::parse_mirrors(mirrors)?;
     crate::require_root("pull")?;
     let name = reference::name_for(&r);
     let _lock = store::lock(paths, &name)?;
@@ -39,16 +44,16 @@ pub fn pull(paths: &Paths, reference: &str) -> Result<Image> {
         .enable_all()
         .build()
         .ctx(|| "start the download runtime")?;
-    let result = runtime.block_on(fetch(paths, &r, &name));
+    let result = runtime.block_on(fetch(paths, &r, &name, &mirrors));
     drop(runtime);
     result
 }
 
 /// The image for `run`: from the store, pulled first when missing.
-pub fn ensure(paths: &Paths, reference: &str) -> Result<Image> {
+pub fn ensure(paths: &Paths, reference: &str, mirrors: &[String]) -> Result<Image> {
     let name = reference::store_name(reference)?;
     match Image::open(&paths.root, &name) {
-        Err(crate::Error::ImageNotFound(_)) => pull(paths, reference),
+        Err(crate::Error::ImageNotFound(_)) => pull(paths, reference, mirrors),
         found => found,
     }
 }
@@ -154,9 +159,56 @@ fn present_at_pinned_digest(paths: &Paths, r: &ImageRef, name: &str) -> Result<O
     }
 }
 
-async fn fetch(paths: &Paths, r: &ImageRef, name: &str) -> Result<Image> {
-    let registry = Registry::new(r);
-    let resolved = registry.resolve(r.digest.as_deref()).await?;
+/// The first endpoint that resolves `r` (mirrors, then its own registry), with one line
+/// saying which one answered when mirrors were in play.
+async fn connect(r: &ImageRef, mirrors: &[Endpoint]) -> Result<(Registry, registry::Resolved)> {
+    let mut failures = Vec::new();
+    for ep in endpoint::candidates(r, mirrors) {
+        let registry = Registry::new(r, &ep);
+        match registry.resolve(r.digest.as_deref()).await {
+            Ok(resolved) => {
+                if ep.mirror {
+                    crate::note!("{}: pulling from {}", r.canonical(), ep.display());
+                } else if !failures.is_empty() {
+                    crate::note!(
+                        "{}: every mirror failed ({}); pulling from {}",
+                        r.canonical(),
+                        failures.join("; "),
+                        ep.display()
+                    );
+                }
+                return Ok((registry, resolved));
+            }
+            Err(e) if ep.mirror => failures.push(format!("{}: {}", ep.host, mirror_reason(&e))),
+            Err(e) => {
+                if failures.is_empty() {
+                    return Err(e);
+                }
+                return Err(Error::Registry(format!(
+                    "{e} (after every mirror failed: {})",
+                    failures.join("; ")
+                )));
+            }
+        }
+    }
+    Err(Error::Registry(format!(
+        "{}: no registry to pull from",
+        r.canonical()
+    )))
+}
+
+/// A mirror's error without the reference it repeats.
+fn mirror_reason(e: &Error) -> String {
+    let text = match e {
+        Error::Registry(m) | Error::Image(m) => m.clone(),
+        other => other.to_string(),
+    };
+    text.split_once(": ")
+        .map_or(text.clone(), |(_, rest)| rest.to_owned())
+}
+
+async fn fetch(paths: &Paths, r: &ImageRef, name: &str, mirrors: &[Endpoint]) -> Result<Image> {
+    let (registry, resolved) = connect(r, mirrors).await?;
     let dir = paths.root.join(name);
     if let Some(meta) = store::read_meta(&dir) {
         if meta.digest == resolved.digest && dir.join("rootfs").is_dir() {

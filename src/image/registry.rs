@@ -5,6 +5,7 @@
 //! layers). Blobs are streamed to a file while hashed; nothing is trusted before its digest
 //! matches.
 
+use std::future::Future;
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
@@ -14,10 +15,12 @@ use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use oci_client::{Client, Reference, RegistryOperation};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::credentials;
+use super::endpoint::Endpoint;
 use super::reference::ImageRef;
 use crate::error::IoContext;
 use crate::{Error, Result};
@@ -70,11 +73,14 @@ pub struct Resolved {
     pub layers: Vec<LayerRef>,
 }
 
-/// A connection to one repository of one registry.
+/// A connection to one repository of one registry (or of a mirror standing in for it).
 pub struct Registry {
     client: Client,
     reference: Reference,
+    auth: RegistryAuth,
     display: String,
+    /// The host as the user knows it, for messages.
+    host: String,
 }
 
 #[derive(Deserialize)]
@@ -117,19 +123,22 @@ struct Platform {
 }
 
 impl Registry {
-    /// Plain HTTP for loopback registries and those in `DEVOXX_INSECURE_REGISTRIES`, HTTPS otherwise.
-    pub fn new(r: &ImageRef) -> Registry {
+    /// `r`'s repository at `endpoint`: HTTPS verified against the system store (or
+    /// `SSL_CERT_FILE`/`SSL_CERT_DIR`), plain HTTP only where `endpoint` says so; credentials
+    /// from docker's `config.json` for that host.
+    pub fn new(r: &ImageRef, endpoint: &Endpoint) -> Registry {
         let reference = Reference::with_tag(
-            r.registry.clone(),
+            endpoint.host.clone(),
             r.repository.clone(),
             r.tag.clone().unwrap_or_else(|| "latest".into()),
         );
-        let mut plain_http = insecure_registries();
-        if r.is_loopback_registry() {
-            plain_http.push(r.registry.clone());
-        }
+        let protocol = if endpoint.plain_http {
+            ClientProtocol::HttpsExcept(vec![reference.resolve_registry().to_owned()])
+        } else {
+            ClientProtocol::Https
+        };
         let config = ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(plain_http),
+            protocol,
             connect_timeout: Some(Duration::from_secs(15)),
             read_timeout: Some(Duration::from_secs(120)),
             max_concurrent_download: 1,
@@ -138,7 +147,27 @@ impl Registry {
         Registry {
             client: Client::new(config),
             reference,
+            auth: credentials::for_host(&endpoint.host),
             display: r.canonical(),
+            host: endpoint.display(),
+        }
+    }
+
+    /// Run a registry call; when the registry refuses our token (it expired mid-pull), ask
+    /// the challenge's realm for a new one and try once more.
+    async fn renewing<T, F, Fut>(&self, call: F) -> std::result::Result<T, OciDistributionError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = std::result::Result<T, OciDistributionError>>,
+    {
+        match call().await {
+            Err(OciDistributionError::UnauthorizedError { .. }) => {
+                self.client
+                    .auth(&self.reference, &self.auth, RegistryOperation::Pull)
+                    .await?;
+                call().await
+            }
+            other => other,
         }
     }
 
@@ -218,8 +247,10 @@ impl Registry {
             .copied()
             .collect();
         let (body, _) = self
-            .client
-            .pull_manifest_raw(&reference, &RegistryAuth::Anonymous, &accepted)
+            .renewing(|| {
+                self.client
+                    .pull_manifest_raw(&reference, &self.auth, &accepted)
+            })
             .await
             .map_err(|e| self.registry_error(e))?;
         if body.len() > MAX_DOCUMENT {
@@ -249,8 +280,7 @@ impl Registry {
         }
         let desc = descriptor(&resolved.config_digest, resolved.config_size);
         let mut stream = self
-            .client
-            .pull_blob_stream(&self.reference, &desc)
+            .renewing(|| self.client.pull_blob_stream(&self.reference, &desc))
             .await
             .map_err(|e| self.registry_error(e))?;
         let mut body = Vec::new();
@@ -286,8 +316,7 @@ impl Registry {
     ) -> Result<()> {
         let desc = descriptor(&layer.digest, layer.size);
         let mut stream = self
-            .client
-            .pull_blob_stream(&self.reference, &desc)
+            .renewing(|| self.client.pull_blob_stream(&self.reference, &desc))
             .await
             .map_err(|e| self.registry_error(e))?;
         let file = std::fs::File::create(dest).ctx(|| format!("create {}", dest.display()))?;
@@ -321,8 +350,16 @@ impl Registry {
     /// One line for the user: what went wrong talking to the registry.
     fn registry_error(&self, e: OciDistributionError) -> Error {
         let r = &self.display;
-        let host = self.reference.registry();
+        let host = &self.host;
         match e {
+            OciDistributionError::RequestError(e) if is_certificate_error(&e) => {
+                Error::Registry(format!(
+                    "{r}: TLS certificate of {host} is not trusted ({}); to trust a private CA, \
+                     set SSL_CERT_FILE=/path/to/ca.pem or install it in \
+                     /usr/local/share/ca-certificates and run update-ca-certificates",
+                    root_cause(&e)
+                ))
+            }
             OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => {
                 Error::Registry(format!(
                     "{r}: cannot reach registry {host}: {}",
@@ -349,7 +386,9 @@ impl Registry {
                     .map(|e| format!("{:?}", e.code))
                     .collect();
                 let msg: Vec<&str> = envelope.errors.iter().map(|e| e.message.as_str()).collect();
-                if codes.iter().any(|c| {
+                if codes.iter().any(|c| c == "TooManyRequests") {
+                    Error::Registry(rate_limited(r, host, &msg.join("; ")))
+                } else if codes.iter().any(|c| {
                     matches!(
                         c.as_str(),
                         "ManifestUnknown" | "NameUnknown" | "NotFound" | "BlobUnknown"
@@ -371,6 +410,9 @@ impl Registry {
             OciDistributionError::ServerError {
                 code: 401 | 403, ..
             } => Error::Registry(format!("{r}: access denied by {host}")),
+            OciDistributionError::ServerError {
+                code: 429, message, ..
+            } => Error::Registry(rate_limited(r, host, &one_line(&message))),
             OciDistributionError::ServerError { code, message, .. } => Error::Registry(format!(
                 "{r}: registry {host} answered HTTP {code}: {}",
                 one_line(&message)
@@ -483,14 +525,30 @@ fn digest_mismatch(r: &str, what: &str, want: &str, got: &str) -> Error {
     ))
 }
 
-fn insecure_registries() -> Vec<String> {
-    std::env::var("DEVOXX_INSECURE_REGISTRIES")
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
+/// A TLS handshake refused the server's certificate (unknown CA, wrong name, expired).
+fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string().to_lowercase();
+        if text.contains("certificate") || text.contains("unknownissuer") {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// HTTP 429: the registry's pull rate limit.
+fn rate_limited(r: &str, host: &str, msg: &str) -> String {
+    let why = if msg.is_empty() {
+        String::new()
+    } else {
+        format!(" ({msg})")
+    };
+    format!(
+        "{r}: rate limited by {host}{why}; retry later, log in (docker config.json) or use a \
+         registry mirror (--registry-mirror)"
+    )
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {

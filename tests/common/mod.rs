@@ -326,6 +326,7 @@ pub fn assert_no_leaks(root: &TestRoot, mounts_before: &str, marker: &str) {
     assert!(left.is_empty(), "container state left behind: {left:?}");
 }
 pub mod cgroup;
+pub mod hub;
 pub mod registry;
 pub mod run;
 pub mod volume;

@@ -47,7 +47,7 @@ pub struct Registry {
 /// The registry shared by every test of this binary, started on first use.
 pub fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
-    REGISTRY.get_or_init(start_registry)
+    REGISTRY.get_or_init(|| spawn_registry("", ""))
 }
 
 /// The registry binary: `$DEVOXX_REGISTRY`, else Debian's `docker-registry`.
@@ -63,7 +63,15 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
-fn start_registry() -> Registry {
+/// Another registry of this test's own, stopped (and its storage deleted) when dropped.
+/// `http_extra` goes under `http:` (indented two spaces, e.g. a `tls:` block), `extra` at the
+/// top level (e.g. `proxy:` or `auth:`).
+pub fn spawn_registry(http_extra: &str, extra: &str) -> Registry {
+    spawn_registry_on(None, http_extra, extra)
+}
+
+/// [`spawn_registry`] serving `storage` (another registry's, read-only use) instead of its own.
+pub fn spawn_registry_on(storage: Option<&Path>, http_extra: &str, extra: &str) -> Registry {
     let bin = registry_binary();
     assert!(
         bin.exists(),
@@ -75,15 +83,21 @@ fn start_registry() -> Registry {
         .tempdir()
         .expect("registry temp dir")
         .keep();
-    let storage = dir.join("storage");
-    fs::create_dir(&storage).expect("storage dir");
+    let storage = match storage {
+        Some(s) => s.to_owned(),
+        None => {
+            let own = dir.join("storage");
+            fs::create_dir(&own).expect("storage dir");
+            own
+        }
+    };
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let config = dir.join("config.yml");
     fs::write(
         &config,
         format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{http_extra}{extra}",
             storage.display()
         ),
     )
@@ -101,7 +115,8 @@ fn start_registry() -> Registry {
         .spawn()
         .expect("start the registry");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while http_status(&addr, "/v2/") != Some(200) {
+    // Any answer will do: a TLS registry answers plain HTTP with 400, a token one with 401.
+    while http_status(&addr, "/v2/").is_none() {
         assert!(
             Instant::now() < deadline,
             "registry did not answer on {addr}: {}",
@@ -400,9 +415,39 @@ pub fn push_index(repo: &str, tag: &str, entries: &[(Pushed, &str)], flavour: Fl
     }
 }
 
+/// Push an OCI image to another registry than the shared one (`addr` = `127.0.0.1:PORT`).
+pub fn push_image_to(addr: &str, repo: &str, tag: &str, layers: &[Layer], config: &Value) {
+    let config_bytes = serde_json::to_vec(config).expect("config json");
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": sha256(&config_bytes), "size": config_bytes.len()},
+        "layers": layers.iter().map(|l| json!({
+            "mediaType": OCI_LAYER_GZIP, "digest": l.digest, "size": l.blob.len(),
+        })).collect::<Vec<_>>(),
+    });
+    let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest json");
+    let mut blobs: Vec<(Vec<u8>, String)> = layers
+        .iter()
+        .map(|l| (l.blob.clone(), l.digest.clone()))
+        .collect();
+    blobs.push((config_bytes.clone(), sha256(&config_bytes)));
+    push_at(addr, repo, tag, blobs, &manifest_bytes, OCI_MANIFEST);
+}
+
 /// Push `blobs` then the manifest at `repo:tag` and at its digest.
 fn push(repo: &str, tag: &str, blobs: Vec<(Vec<u8>, String)>, manifest: &[u8], media_type: &str) {
-    let reg = registry();
+    push_at(&registry().addr, repo, tag, blobs, manifest, media_type)
+}
+
+fn push_at(
+    addr: &str,
+    repo: &str,
+    tag: &str,
+    blobs: Vec<(Vec<u8>, String)>,
+    manifest: &[u8],
+    media_type: &str,
+) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -413,9 +458,7 @@ fn push(repo: &str, tag: &str, blobs: Vec<(Vec<u8>, String)>, manifest: &[u8], m
             use_monolithic_push: true,
             ..Default::default()
         });
-        let reference: Reference = format!("{}/{repo}:{tag}", reg.addr)
-            .parse()
-            .expect("reference");
+        let reference: Reference = format!("{addr}/{repo}:{tag}").parse().expect("reference");
         client
             .auth(
                 &reference,
@@ -532,4 +575,82 @@ pub fn file_node(content: &[u8], mode: u32, uid: u32, gid: u32, links: u64) -> N
         sha: sha256(content),
         links,
     }
+}
+
+/// A test CA and a server certificate it signed for `names`, as PEM files in `dir`:
+/// `ca.pem`, `cert.pem`, `key.pem`.
+pub fn test_ca(dir: &Path, names: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(
+        DnType::CommonName,
+        format!("devoxx test CA {}", super::marker()),
+    );
+    let ca_key = KeyPair::generate().expect("ca key");
+    let ca = ca_params.self_signed(&ca_key).expect("ca cert");
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let leaf = CertificateParams::new(names)
+        .expect("leaf params")
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .expect("leaf cert");
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    fs::write(&paths.0, ca.pem()).expect("write ca.pem");
+    fs::write(&paths.1, leaf.pem()).expect("write cert.pem");
+    fs::write(&paths.2, leaf_key.serialize_pem()).expect("write key.pem");
+    paths
+}
+
+/// `http:` lines serving TLS with this certificate and key.
+pub fn tls_config(cert: &Path, key: &Path) -> String {
+    format!(
+        "  tls:\n    certificate: {}\n    key: {}\n",
+        cert.display(),
+        key.display()
+    )
+}
+
+/// Make `cmd` run with `/etc/hosts` replaced by `hosts` in a private mount namespace of its
+/// own: the names resolve there only, the host's file never changes.
+pub fn with_hosts(cmd: &mut Command, hosts: &Path) {
+    use nix::mount::{mount, MsFlags};
+    use std::os::unix::process::CommandExt;
+    let hosts = std::ffi::CString::new(hosts.as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: only syscalls between fork and exec (no allocation: the path is prepared above).
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )?;
+            mount(
+                Some(hosts.as_c_str()),
+                c"/etc/hosts",
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )?;
+            Ok(())
+        });
+    }
+}
+
+/// A hosts file in `dir` resolving `names` (and localhost) to 127.0.0.1.
+pub fn hosts_file(dir: &Path, names: &[&str]) -> PathBuf {
+    let path = dir.join("hosts");
+    fs::write(
+        &path,
+        format!("127.0.0.1 localhost {}\n::1 localhost\n", names.join(" ")),
+    )
+    .expect("write hosts");
+    path
 }

@@ -1,0 +1,200 @@
+//! `pull` the way Docker Hub really serves it, offline (tests/common/hub.rs): TLS with a test
+//! CA, a `Bearer` challenge answered by a token server, blob GETs redirected to a CDN host.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use base64::Engine;
+use common::hub::{Hub, TokenPolicy, CDN_HOST};
+use common::registry::{image_config, push_image, with_hosts, Flavour, LayerBuilder};
+use common::{marker, TestRoot};
+use serde_json::json;
+
+/// Push a one-layer image with a random `/marker` to the shared storage: its marker.
+fn push_marker_image(repo: &str, tag: &str) -> String {
+    let content = marker();
+    let layers = vec![LayerBuilder::new()
+        .file("marker", content.as_bytes(), 0o644)
+        .build()];
+    let config = image_config(&layers, "amd64", json!({"Cmd": ["/bin/sh"]}));
+    push_image(repo, tag, &layers, &config, Flavour::Oci);
+    content
+}
+
+/// `devoxx-docker ARGS` in the hub's name space, trusting its CA, with `env`.
+fn pull(
+    hub: &Hub,
+    root: &TestRoot,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> assert_cmd::assert::Assert {
+    let mut cmd = root.std_cmd();
+    cmd.env_remove("SSL_CERT_DIR")
+        .env_remove("DEVOXX_REGISTRY_MIRROR")
+        .env("SSL_CERT_FILE", &hub.ca)
+        .env(
+            "DOCKER_CONFIG",
+            root.store().with_file_name("no-docker-config"),
+        )
+        .arg("pull")
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    with_hosts(&mut cmd, &hub.hosts);
+    assert_cmd::Command::from_std(cmd)
+        .timeout(std::time::Duration::from_secs(120))
+        .assert()
+}
+
+fn marker_of(root: &TestRoot) -> String {
+    let entries: Vec<_> = fs::read_dir(root.store())
+        .expect("store")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    fs::read_to_string(root.store().join(&entries[0]).join("rootfs/marker")).expect("marker")
+}
+
+fn is_empty_store(root: &Path) -> bool {
+    fs::read_dir(root)
+        .map(|rd| {
+            rd.flatten()
+                .all(|e| e.file_name().to_string_lossy().starts_with('.'))
+        })
+        .unwrap_or(true)
+}
+
+fn stderr(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+}
+
+#[test]
+fn alpine_through_a_mirror_shaped_like_the_hub() {
+    require_root!();
+    let tag = marker();
+    let content = push_marker_image("library/alpine", &tag);
+    let hub = Hub::start(TokenPolicy::default());
+    let root = TestRoot::new();
+    let a = pull(
+        &hub,
+        &root,
+        &[&format!("alpine:{tag}")],
+        &[("DEVOXX_REGISTRY_MIRROR", &format!("https://{}", hub.host))],
+    )
+    .success();
+    assert!(
+        stderr(&a).contains(&format!("pulling from mirror https://{}", hub.host)),
+        "{}",
+        stderr(&a)
+    );
+    assert_eq!(marker_of(&root), content);
+    // One anonymous token for the repository, reused for manifest, config and layer.
+    let tokens = hub.tokens_for("library/alpine");
+    assert_eq!(tokens.len(), 1, "{tokens:#?}");
+    assert!(!tokens[0].headers.contains_key("authorization"));
+    // Both blobs came from the CDN, which never saw a token.
+    let cdn = hub.cdn_requests.lock().expect("lock").clone();
+    assert!(
+        cdn.len() >= 2,
+        "blobs must go through the redirect: {cdn:#?}"
+    );
+    for r in &cdn {
+        assert!(
+            !r.headers.contains_key("authorization"),
+            "token leaked to {CDN_HOST}: {r:#?}"
+        );
+        assert!(
+            r.headers
+                .get("host")
+                .is_some_and(|h| h.starts_with(CDN_HOST)),
+            "{r:#?}"
+        );
+    }
+}
+
+#[test]
+fn private_registry_with_credentials_from_docker_config() {
+    require_root!();
+    let (user, password) = (marker(), format!("{}:{}", marker(), marker()));
+    let repo = format!("private/app-{}", marker());
+    let tag = marker();
+    let content = push_marker_image(&repo, &tag);
+    let hub = Hub::start(TokenPolicy {
+        private_user: Some((user.clone(), password.clone())),
+        ..Default::default()
+    });
+    let reference = format!("{}/{repo}:{tag}", hub.host);
+
+    let root = TestRoot::new();
+    let a = pull(&hub, &root, &[&reference], &[]).code(125);
+    let err = stderr(&a);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("authentication refused"), "{err}");
+    assert!(is_empty_store(&root.store()));
+
+    let config_dir = tempfile::tempdir().expect("tempdir");
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    fs::write(
+        config_dir.path().join("config.json"),
+        json!({"auths": {format!("https://{}", hub.host): {"auth": auth}}}).to_string(),
+    )
+    .expect("config.json");
+    pull(
+        &hub,
+        &root,
+        &[&reference],
+        &[("DOCKER_CONFIG", config_dir.path().to_str().expect("utf-8"))],
+    )
+    .success();
+    assert_eq!(marker_of(&root), content);
+    let tokens = hub.tokens_for(&repo);
+    let with_auth: Vec<_> = tokens
+        .iter()
+        .filter(|r| r.headers.contains_key("authorization"))
+        .collect();
+    assert_eq!(with_auth.len(), 1, "{tokens:#?}");
+    for r in hub.cdn_requests.lock().expect("lock").iter() {
+        assert!(!r.headers.contains_key("authorization"), "{r:#?}");
+    }
+}
+
+#[test]
+fn a_refused_token_is_renewed_once() {
+    require_root!();
+    let repo = format!("renew-{}", marker());
+    let tag = marker();
+    let content = push_marker_image(&repo, &tag);
+    let policy = TokenPolicy::default();
+    policy.refused_tokens.store(1, Ordering::SeqCst);
+    let hub = Hub::start(policy);
+    let root = TestRoot::new();
+    pull(&hub, &root, &[&format!("{}/{repo}:{tag}", hub.host)], &[]).success();
+    assert_eq!(marker_of(&root), content);
+    assert_eq!(hub.tokens_for(&repo).len(), 2, "one refused, one renewed");
+}
+
+#[test]
+fn rate_limit_is_one_line() {
+    require_root!();
+    let repo = format!("busy-{}", marker());
+    let tag = marker();
+    push_marker_image(&repo, &tag);
+    let hub = Hub::start(TokenPolicy::default());
+    hub.cdn_rate_limited.store(true, Ordering::SeqCst);
+    let root = TestRoot::new();
+    let a = pull(&hub, &root, &[&format!("{}/{repo}:{tag}", hub.host)], &[]).code(125);
+    let err = stderr(&a);
+    assert!(
+        err.lines()
+            .last()
+            .is_some_and(|l| l.contains("rate limited")),
+        "{err}"
+    );
+    assert!(is_empty_store(&root.store()));
+}
