@@ -1,9 +1,9 @@
 //! Images: parse a reference, fetch it from a registry, unpack its layers safely, and keep it
 //! in the store at `<root>/<name>/{config.json,rootfs}`.
 
-pub mod in_use;
 pub mod credentials;
 pub mod endpoint;
+pub mod in_use;
 pub mod progress;
 pub mod reference;
 pub mod registry;
