@@ -123,12 +123,21 @@ impl Meta {
         let header = entry.header();
         Ok(Meta {
             mode: header.mode().map_err(|e| bad("mode", &e))? & 0o7777,
-            uid: id_from(header.uid()).map_err(|e| bad("uid", &e))?,
-            gid: id_from(header.gid()).map_err(|e| bad("gid", &e))?,
+            uid: header_id(&header.as_old().uid, header.uid()).map_err(|e| bad("uid", &e))?,
+            gid: header_id(&header.as_old().gid, header.gid()).map_err(|e| bad("gid", &e))?,
             mtime: header.mtime().unwrap_or(0),
             xattrs,
         })
     }
+}
+
+/// A header's uid/gid field: an empty one (only NULs or spaces) is 0, as Go's archive/tar
+/// reads it; anything else must parse as a valid id.
+fn header_id(field: &[u8], parsed: io::Result<u64>) -> std::result::Result<u32, String> {
+    if field.iter().all(|&b| b == 0 || b == b' ') {
+        return Ok(0);
+    }
+    id_from(parsed)
 }
 
 /// A tar uid/gid as a Linux id: `u32::MAX` is the kernel's "no id" and anything larger
