@@ -306,8 +306,14 @@ fn veth_of_a_killed_runtime_is_reclaimed_by_the_next_run() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let (veth, container) = loop {
         let new: Vec<_> = dx_veths().difference(&veths_before).cloned().collect();
-        let pids = processes_with(&mark);
-        if let ([veth], [pid, ..]) = (new.as_slice(), pids.as_slice()) {
+        // The runtime's command line carries the marker too: the container is the one in
+        // another network namespace.
+        let host_netns = fs::read_link("/proc/self/ns/net").expect("own netns");
+        let in_container: Vec<i32> = processes_with(&mark)
+            .into_iter()
+            .filter(|p| fs::read_link(format!("/proc/{p}/ns/net")).is_ok_and(|n| n != host_netns))
+            .collect();
+        if let ([veth], [pid, ..]) = (new.as_slice(), in_container.as_slice()) {
             break (veth.clone(), *pid);
         }
         assert!(
