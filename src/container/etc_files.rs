@@ -51,12 +51,6 @@ impl EtcFiles {
         }
     }
 
-    /// Former entry point, kept for the caller in `process.rs`: volumes are now recognised by
-    /// their mount identity, so their targets are not needed (see [`EtcFiles::provide`]).
-    pub fn install(&self, _volume_targets: &[&Path]) -> Result<()> {
-        self.provide()
-    }
-
     /// Provide the files inside the container (after pivot_root, so every path resolves in
     /// the container's root). See the module documentation for where writing is allowed.
     pub fn provide(&self) -> Result<()> {

@@ -27,8 +27,9 @@ use nix::sys::stat::{umask, Mode};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{access, AccessFlags, Pid};
 
+use super::etc_files::EtcFiles;
 use super::network::{self, NetworkMode};
-use super::rootfs::{self, EtcFiles, Layer};
+use super::rootfs::{self, Layer};
 use super::security::Security;
 use super::spec::{ProcessSpec, DEFAULT_PATH};
 use super::{namespaces, volume};
@@ -381,8 +382,7 @@ fn set_up_and_exec(
     volume::mount_all(config.volumes, &config.layer.merged, !privileged)?;
     rootfs::pivot_into(&config.layer.merged)?;
     rootfs::mount_pseudo_filesystems(privileged)?;
-    let volume_targets: Vec<&Path> = config.volumes.iter().map(|v| v.target.as_path()).collect();
-    config.etc.install(&volume_targets)?;
+    config.etc.provide()?;
     enter_workdir(&config.spec.workdir)?;
     let program = find_executable(&config.spec.argv[0], &path_of(&config.spec.env))?;
     umask(Mode::from_bits_truncate(0o022));

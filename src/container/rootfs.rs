@@ -18,7 +18,6 @@ use crate::error::IoContext;
 use crate::{Error, Result};
 
 /// Re-exported for the callers that still name it here.
-pub use super::etc_files::EtcFiles;
 
 /// Where one container's writable layer lives: `<root>/.containers/<id>/{upper,work}`, the
 /// merged view being mounted on `<id>` itself (in the container's mount namespace only), which
