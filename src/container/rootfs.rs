@@ -17,8 +17,6 @@ use nix::sys::stat::{mknod, Mode, SFlag};
 use crate::error::IoContext;
 use crate::{Error, Result};
 
-/// Re-exported for the callers that still name it here.
-
 /// Where one container's writable layer lives: `<root>/.containers/<id>/{upper,work}`, the
 /// merged view being mounted on `<id>` itself (in the container's mount namespace only), which
 /// saves a directory to create and remove on every run.
