@@ -55,10 +55,12 @@ const SUBNET_RULE: &str = "ip saddr 10.88.0.0/16 oifname != \"devoxx0\" masquera
 
 /// Masquerade rule lines of the runtime's nftables table (empty when it does not exist).
 fn masquerade_rules() -> Vec<String> {
-    let out = Command::new("nft")
-        .args(["list", "table", "ip", "devoxx-docker"])
-        .output()
-        .expect("run nft");
+    masquerade_rules_in(&["list", "table", "ip", "devoxx-docker"])
+}
+
+/// Masquerade rule lines `nft ARGS` prints.
+fn masquerade_rules_in(args: &[&str]) -> Vec<String> {
+    let out = Command::new("nft").args(args).output().expect("run nft");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| l.contains("masquerade"))
@@ -74,16 +76,18 @@ fn per_container_rules() -> Vec<String> {
         .collect()
 }
 
-/// The bridge exists and so does exactly one subnet rule.
+/// The bridge exists and so does exactly one subnet rule in the runtime's chain (other chains
+/// of the table may hold an older version's rules: not this runtime's to judge or remove).
 fn assert_subnet_nat() {
     assert!(
         std::path::Path::new("/sys/class/net/devoxx0").exists(),
         "bridge devoxx0 missing"
     );
-    let subnet: Vec<_> = masquerade_rules()
-        .into_iter()
-        .filter(|r| r.starts_with(SUBNET_RULE))
-        .collect();
+    let subnet: Vec<_> =
+        masquerade_rules_in(&["list", "chain", "ip", "devoxx-docker", "subnet-nat"])
+            .into_iter()
+            .filter(|r| r.starts_with(SUBNET_RULE))
+            .collect();
     assert_eq!(subnet.len(), 1, "want one subnet NAT rule: {subnet:?}");
 }
 
