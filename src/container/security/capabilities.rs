@@ -76,6 +76,12 @@ pub fn limit_to(keep: &CapsHashSet) -> Result<()> {
     let fail = |what: &str, e: caps::errors::CapsError| {
         Error::Runtime(format!("capabilities: {what}: {e}"))
     };
+    let held = caps::read(None, CapSet::Permitted).map_err(|e| fail("permitted set", e))?;
+    if let Some(missing) = keep.iter().find(|cap| !held.contains(cap)) {
+        return Err(Error::Host(format!(
+            "cannot grant {missing}: the runtime itself does not hold it (drop it from --cap-add)"
+        )));
+    }
     for cap in caps::runtime::thread_all_supported() {
         if !keep.contains(&cap) {
             caps::drop(None, CapSet::Bounding, cap).map_err(|e| fail("bounding set", e))?;
