@@ -12,24 +12,9 @@ use common::registry::{
     push_image_with_layer_type, push_index, registry, snapshot, Flavour, Layer, LayerBuilder, Node,
 };
 use common::run::{wait_bounded, Background, RUN_TIMEOUT};
-use common::{is_root, marker, TestRoot};
+use common::{is_root, marker, stored_images, TestRoot};
 use predicates::prelude::*;
 use serde_json::json;
-
-/// Skip (visibly) unless root: pull needs it.
-/// Visible images in a store (entries not starting with a dot).
-fn stored_images(store: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(store)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| !n.starts_with('.'))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
 
 /// What a pull left in staging besides its lock files (must be nothing).
 fn staging_leftovers(store: &Path) -> Vec<String> {

@@ -13,7 +13,7 @@ use common::registry::{
     hosts_file, image_config, push_image, registry, spawn_registry_on, test_ca, tls_config,
     with_hosts, Flavour, LayerBuilder,
 };
-use common::{marker, TestRoot};
+use common::{marker, stored_images, TestRoot};
 use serde_json::json;
 
 const HOST: &str = "registry.devoxx.test";
@@ -51,22 +51,8 @@ fn pull(
         .assert()
 }
 
-/// Visible entries of the store (what a failed pull must not change).
-fn store_entries(root: &TestRoot) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(root.store())
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| !n.starts_with('.'))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
 fn marker_of(root: &TestRoot) -> String {
-    let entries = store_entries(root);
+    let entries = stored_images(&root.store());
     assert_eq!(entries.len(), 1, "{entries:?}");
     fs::read_to_string(root.store().join(&entries[0]).join("rootfs/marker")).expect("marker")
 }
@@ -108,7 +94,7 @@ fn a_private_ca_is_trusted_through_ssl_cert_file_only() {
             err.contains("SSL_CERT_FILE"),
             "says how to trust a CA: {err}"
         );
-        assert!(store_entries(&root).is_empty(), "store unchanged");
+        assert!(stored_images(&root.store()).is_empty(), "store unchanged");
         let staging: Vec<_> = fs::read_dir(root.store().join(".staging"))
             .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
             .unwrap_or_default();
@@ -156,7 +142,7 @@ fn plain_http_only_for_hosts_listed_as_insecure() {
     let root = TestRoot::new();
     let err = one_line_error(pull(&root, &hosts, &reference, &[]));
     assert!(err.contains(&host), "{err}");
-    assert!(store_entries(&root).is_empty());
+    assert!(stored_images(&root.store()).is_empty());
 
     pull(
         &root,

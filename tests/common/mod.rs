@@ -330,3 +330,17 @@ pub mod hub;
 pub mod registry;
 pub mod run;
 pub mod volume;
+
+/// Visible images in a store (entries not starting with a dot).
+pub fn stored_images(store: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(store)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
