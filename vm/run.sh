@@ -9,6 +9,8 @@
 #
 # Env: VM_ACCEL=kvm|tcg (default: KVM only if a 3 s probe guest proves it works, else TCG)
 #      VM_TIMEOUT (s, whole test run, default 900)   VM_BOOT_TIMEOUT (s, until init reports, 60)
+#      VM_IDLE_TIMEOUT (s without a console line once booted, default 420)
+#      VM_RETRIES (test mode: reboots after the guest itself failed — lockup, panic, hang; default 1)
 #      VM_SHELL_TIMEOUT (s, default 3600)   VM_MEM (2G)   VM_CPUS (2)   VM_APPEND (kernel args)
 #      KERNEL / KERNEL_MODULES, VM_TESTS, VM_TEST_ARGS, VM_TOOLS: see kernel.sh and build-guest.sh
 set -euo pipefail
@@ -63,7 +65,9 @@ accel_args() {
 
 # Fill QARGS: the QEMU command line shared by both modes (console added by each mode).
 set_qemu_args() {
-    local append="console=ttyS0 panic=-1 quiet loglevel=3 cgroup_no_v1=all mitigations=off cryptomgr.notests devoxx.mode=$mode ${VM_APPEND:-}"
+    # A soft lockup panics (printing every CPU's backtrace) and QEMU exits at once (-no-reboot),
+    # instead of a livelocked guest burning the whole VM_TIMEOUT.
+    local append="console=ttyS0 panic=-1 softlockup_panic=1 panic_print=0x40 quiet loglevel=3 cgroup_no_v1=all mitigations=off cryptomgr.notests devoxx.mode=$mode ${VM_APPEND:-}"
     # shellcheck disable=SC2206
     QARGS=(-nodefaults -no-user-config -display none -no-reboot
         -m "${VM_MEM:-2G}" -smp "${VM_CPUS:-2}" $accel_line
@@ -76,7 +80,8 @@ since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'; 
 # Kill QEMU (our child) if we are interrupted.
 stop_qemu() { [ -n "${qpid:-}" ] && kill "$qpid" 2>/dev/null; return 0; }
 
-# Wait for init's "BOOTED" line (hang detection), then for QEMU to exit. Returns QEMU's status.
+# Wait for init's "BOOTED" line (hang detection), then for QEMU to exit (`idle`: killing it if it
+# falls silent, see watch_idle). Returns QEMU's status.
 watch_boot() {
     local boot_timeout="${VM_BOOT_TIMEOUT:-60}" start=$SECONDS
     until grep -q 'devoxx-vm: BOOTED' "$console_log" 2>/dev/null && boot_seconds="$(since "$t_start")"; do
@@ -89,10 +94,42 @@ watch_boot() {
         fi
         sleep 0.2
     done
+    [ "${1:-}" = idle ] && watch_idle
     local rc=0
     wait "$qpid" || rc=$?
     qpid=""
     return $rc
+}
+
+# Once booted, a guest that prints nothing for VM_IDLE_TIMEOUT seconds has hung: a hung test is
+# reported by the guest itself (libtest's 60 s notice, init's 300 s timeout per test binary), so
+# only a dead guest stays silent that long. Kill QEMU then, rather than at VM_TIMEOUT.
+watch_idle() {
+    local idle_timeout="${VM_IDLE_TIMEOUT:-420}" size last_size=-1 last_change=$SECONDS
+    while kill -0 "$qpid" 2>/dev/null; do
+        size="$(stat -c %s "$console_log" 2>/dev/null || echo 0)"
+        if [ "$size" != "$last_size" ]; then
+            last_size="$size" last_change=$SECONDS
+        elif [ $((SECONDS - last_change)) -ge "$idle_timeout" ]; then
+            log "the guest printed nothing for ${idle_timeout}s (VM_IDLE_TIMEOUT) — it hung; killing QEMU"
+            echo "devoxx-vm-host: guest hung (no output for ${idle_timeout}s)" >> "$console_log"
+            stop_qemu
+            break
+        fi
+        sleep 1
+    done
+}
+
+# Why the guest itself failed (kernel soft lockup or panic, a silent hang), from the console;
+# empty if it did not.
+guest_failure() {
+    tr -d '\r' < "$console_log" | grep -m1 -oE 'BUG: soft lockup.*|Kernel panic.*|devoxx-vm-host: guest hung.*' || true
+}
+
+# The console from the kernel's first complaint on (the lockup's backtraces), at most 80 lines.
+show_kernel_failure() {
+    tr -d '\r' < "$console_log" | sed -n '/BUG: soft lockup\|Kernel panic\|devoxx-vm-host:/,$p' |
+        head -n 80 | sed 's/^/  | /' >&2
 }
 
 # Turn the console log into the host's verdict: per-test failures, totals, exit status.
@@ -106,7 +143,12 @@ report() {
         else
             log "the guest stopped (QEMU status $qemu_rc) without a result line — see $console_log"
         fi
-        tr -d '\r' < "$console_log" | tail -n 20 | sed 's/^/  | /' >&2
+        if [ -n "$(guest_failure)" ]; then
+            log "the guest itself failed: $(guest_failure)"
+            show_kernel_failure
+        else
+            tr -d '\r' < "$console_log" | tail -n 20 | sed 's/^/  | /' >&2
+        fi
         echo "vm-test: 0 passed, 1 failed"
         return 1
     fi
@@ -130,14 +172,31 @@ start_qemu() {
     trap 'stop_qemu; exit 130' INT TERM
 }
 
-run_test() {
+# One boot of the test guest; its verdict (see report).
+run_test_once() {
     local timeout="${VM_TIMEOUT:-900}" rc=0
     start_qemu "$timeout"
     tail -s 0.2 -n +1 -f --pid="$qpid" "$console_log" | sed -u 's/\r$//' &
     local streamer=$!
-    watch_boot || rc=$?
+    watch_boot idle || rc=$?
     wait "$streamer" || true # tail ends once QEMU has, after printing the last lines
     report "$rc" "$timeout"
+}
+
+# The suite's verdict. A guest that itself failed (a kernel soft lockup of both vCPUs under TCG
+# was seen once on a CI host) gave no verdict on the suite at all: it is booted again, VM_RETRIES
+# times, saying so. Test failures and leaks are never retried.
+run_test() {
+    local attempt=0 retries="${VM_RETRIES:-1}" failure
+    while :; do
+        run_test_once && return 0
+        failure="$(guest_failure)"
+        [ -n "$failure" ] && [ "$attempt" -lt "$retries" ] || return 1
+        attempt=$((attempt + 1))
+        cp "$console_log" "$console_log.failed-$attempt"
+        log "RETRY $attempt/$retries: the guest itself failed ($failure), not a test;" \
+            "booting it again (its console: $console_log.failed-$attempt)"
+    done
 }
 
 # Boot the grading guest; its console (the DEVOXX-GRADE lines) goes to the log only.
