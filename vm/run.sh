@@ -67,7 +67,12 @@ accel_args() {
 set_qemu_args() {
     # A soft lockup panics (printing every CPU's backtrace) and QEMU exits at once (-no-reboot),
     # instead of a livelocked guest burning the whole VM_TIMEOUT.
-    local append="console=ttyS0 panic=-1 softlockup_panic=1 panic_print=0x40 quiet loglevel=3 cgroup_no_v1=all mitigations=off cryptomgr.notests devoxx.mode=$mode ${VM_APPEND:-}"
+    local append="console=ttyS0 panic=-1 softlockup_panic=1 panic_print=0x40 quiet loglevel=3 cgroup_no_v1=all mitigations=off cryptomgr.notests devoxx.mode=$mode"
+    # Under TCG the vCPUs' TSCs are emulated per thread and drift apart when the host is busy.
+    # The kernel usually notices ("TSCs unsynchronized") and uses the HPET; when its check passes
+    # by chance it keeps the TSC, and TCG guests are known to lock up on it. Always the HPET here.
+    case "$accel_line" in *tcg*) append="$append clocksource=hpet tsc=unstable" ;; esac
+    append="$append ${VM_APPEND:-}"
     # shellcheck disable=SC2206
     QARGS=(-nodefaults -no-user-config -display none -no-reboot
         -m "${VM_MEM:-2G}" -smp "${VM_CPUS:-2}" $accel_line
