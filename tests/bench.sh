@@ -127,4 +127,3 @@ end=${EPOCHREALTIME/./}
 left=$(find "$WORK/store/.containers" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
 [ "$left" = 0 ] || { echo "bench: $left container state dir(s) left after the concurrent runs" >&2; exit 1; }
 echo "bench: $AT_ONCE-at-once seconds = $(awk -v u=$((end - start)) 'BEGIN { printf "%.2f", u / 1e6 }')"
-echo "# not measured here: pull skopeo+umoci/this and pull peak-rss-mib (need a ~100 MB 5-layer image in a loopback registry)"

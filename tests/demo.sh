@@ -18,12 +18,9 @@ done
 
 work=$(mktemp -d /tmp/devoxx-demo.XXXXXX)
 export DEVOXX_ROOT="${DEVOXX_ROOT:-$work/fs}"
-registry_pid=""
+. "$(dirname "$0")/registry.sh"
 cleanup() {
-    if [ -n "$registry_pid" ]; then
-        kill "$registry_pid" 2>/dev/null || true
-        wait "$registry_pid" 2>/dev/null || true # the registry's own status (143) is not ours
-    fi
+    stop_registry
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -31,32 +28,10 @@ trap 'exit 130' INT TERM
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-# A free loopback port: random, retried while something listens there.
-port=$(( 20000 + $(od -An -N2 -tu2 /dev/urandom) % 20000 ))
-while ss -Hltn "sport = :$port" | grep -q .; do port=$((port + 1)); done
-addr="127.0.0.1:$port"
-
-step "start a local registry on $addr (storage in $work/registry)"
-cat >"$work/registry.yml" <<EOF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $work/registry
-http:
-  addr: $addr
-EOF
-"$REGISTRY" serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-registry_pid=$!
-tries=0
-until "$BUSYBOX" wget -q -O /dev/null "http://$addr/v2/" 2>/dev/null; do
-    tries=$((tries + 1))
-    [ $tries -lt 100 ] || { cat "$work/registry.log" >&2; echo "demo: registry did not start" >&2; exit 1; }
-    sleep 0.1
-done
+step "start a local registry on loopback (storage in $work/registry)"
+start_registry "$work/registry"
+addr=$REGISTRY_ADDR
+echo "listening on $addr"
 
 step "build a busybox image (OCI layout, umoci)"
 umoci init --layout "$work/oci"

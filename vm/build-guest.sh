@@ -10,7 +10,8 @@
 # Env:   GUEST=grade    the grading guest instead (vm/grade.sh): no test suite, the grader, the
 #                       probe and the tools a workshop machine has; a submission is added later
 #                       as a second cpio archive (the kernel unpacks concatenated archives)
-#        GUEST=bench    the test guest without test binaries, plus bash, runc and crun (make vm-bench)
+#        GUEST=bench    the test guest without test binaries, plus bash, runc, crun, GNU time and the
+#                       registry, skopeo and umoci (the pull bench) (make vm-bench)
 #        VM_TOOLS       host programs to ship (default: see below; missing ones are noted, not fatal)
 #        VM_TESTS       names of test binaries to run (e.g. "vm_smoke cgroups"); default: all
 #        VM_TEST_ARGS   extra arguments for every test binary (a name filter, --include-ignored...)
@@ -220,7 +221,7 @@ main() {
         put_grader; tools="${VM_TOOLS:-$grade_tools}"
     else
         put_suite; tools="${VM_TOOLS:-$small_tools $(mentioned_tools)}"
-        [ "$guest" = bench ] && tools="$small_tools bash runc crun"
+        [ "$guest" = bench ] && tools="$small_tools bash runc crun $big_tools /usr/bin/time"
     fi
     for t in $tools; do put_tool "$t"; done
     copy_collected
