@@ -376,7 +376,9 @@ fn cpu_quota_throttles_threads_spinning_on_every_core() {
         share <= allowed + 0.1,
         "{share:.2} CPU used under --cpus {cpus}"
     );
-    assert!(share > 0.05, "it did run ({share:.2} CPU)");
+    // It really ran, at a rate of the quota's order (not below: a lower bound of a fixed 0.05
+    // failed whenever the random quota was 0.05 itself).
+    assert!(share > allowed / 4.0, "it did run ({share:.2} CPU)");
     assert!(throttled > 0, "the kernel throttled it");
     assert_cgroup_gone(&cg);
     assert_no_leaks(&root, &mounts, &mark);
