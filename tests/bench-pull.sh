@@ -25,6 +25,8 @@ done
 WORK=$(mktemp -d /tmp/devoxx-bench-pull.XXXXXX)
 # shellcheck source=tests/registry.sh
 . "$(dirname "$0")/registry.sh"
+# shellcheck source=tests/bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
 trap 'stop_registry; rm -rf "$WORK"' EXIT
 
 # The image: umoci adds one layer per repack; every layer holds LAYER_MIB of fresh random data.
@@ -43,17 +45,6 @@ build_image() {
     rm -rf "$WORK/bundle"
 }
 
-# One timed run of "$@" (output discarded), in microseconds; "fail" when it failed.
-time_one() {
-    local start end
-    start=${EPOCHREALTIME/./}
-    "$@" >/dev/null 2>"$WORK/last.err" || { echo fail; return; }
-    end=${EPOCHREALTIME/./}
-    echo $((end - start))
-}
-
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
-
 # Each contender starts from nothing: an empty store, no OCI layout, no bundle.
 this() {
     rm -rf "$WORK/store"
@@ -70,27 +61,12 @@ start_registry "$WORK/registry"
 skopeo copy --quiet --dest-tls-verify=false "oci:$WORK/oci:bench" "docker://$REGISTRY_ADDR/bench:latest"
 echo "# image: 5 layers of $LAYER_MIB MiB, $(du -sm "$WORK/oci/blobs" | cut -f1) MiB of blobs, in a registry on $REGISTRY_ADDR"
 
-contenders=(this skopeo_umoci)
-declare -A samples
-for c in "${contenders[@]}"; do samples[$c]=""; done
-for _ in $(seq "$RUNS"); do
-    for c in "${contenders[@]}"; do
-        t=$(time_one "$c")
-        [ "$t" != fail ] || { echo "bench: pull by $c failed: $(tail -n 3 "$WORK/last.err")" >&2; exit 1; }
-        samples[$c]+="$t "
-    done
-done
+measure "$RUNS" s this skopeo_umoci
 # The pull really produced the image: every layer's data is in the rootfs, byte for byte.
 rootfs=$(find "$WORK/store" -mindepth 2 -maxdepth 2 -name rootfs -type d | head -n 1)
 for i in 1 2 3 4 5; do
     cmp -s "$rootfs/layer$i/data" "$WORK/unpacked/rootfs/layer$i/data" ||
         { echo "bench: layer $i differs between the two pulls" >&2; exit 1; }
 done
-
-declare -A med
-for c in "${contenders[@]}"; do
-    med[$c]=$(printf '%s\n' ${samples[$c]} | median)
-    printf '# %-12s median %8.2f s over %d pulls\n' "$c" "$(awk -v u="${med[$c]}" 'BEGIN { print u / 1e6 }')" "$RUNS"
-done
-echo "bench: pull skopeo+umoci/this = $(awk -v a="${med[skopeo_umoci]}" -v b="${med[this]}" 'BEGIN { printf "%.2f", a / b }')"
+echo "bench: pull skopeo+umoci/this = $(ratio "${med[skopeo_umoci]}" "${med[this]}")"
 echo "bench: pull peak-rss-mib = $(sort -n "$WORK/rss-kib" | tail -n 1 | awk '{ printf "%.1f", $1 / 1024 }')"

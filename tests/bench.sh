@@ -57,16 +57,8 @@ cat >"$BUNDLE/config.json" <<EOF
 }
 EOF
 
-# One timed run of "$@" (output discarded), in microseconds; "fail" when it failed.
-time_one() {
-    local start end
-    start=${EPOCHREALTIME/./}
-    "$@" >/dev/null 2>&1 || { echo fail; return; }
-    end=${EPOCHREALTIME/./}
-    echo $((end - start))
-}
-
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+# shellcheck source=tests/bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
 
 n=0
 this() { "$BIN" run bench /bin/true; }
@@ -88,25 +80,10 @@ for oci in runc crun; do
     fi
 done
 
-declare -A samples
 for c in "${contenders[@]}"; do
     [ "$(time_one "$c")" != fail ] || { echo "bench: $c failed" >&2; "$c" >&2 || true; exit 1; } # warm-up
-    samples[$c]=""
 done
-for _ in $(seq "$RUNS"); do
-    for c in "${contenders[@]}"; do
-        t=$(time_one "$c")
-        [ "$t" != fail ] || { echo "bench: $c failed" >&2; exit 1; }
-        samples[$c]+="$t "
-    done
-done
-declare -A med
-for c in "${contenders[@]}"; do
-    med[$c]=$(printf '%s\n' ${samples[$c]} | median)
-    printf '# %-9s median %8.2f ms over %d runs\n' "$c" "$(awk -v u="${med[$c]}" 'BEGIN { print u / 1000 }')" "$RUNS"
-done
-
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+measure "$RUNS" ms "${contenders[@]}"
 echo "bench: run/floor = $(ratio "${med[this]}" "${med[floor]}")"
 echo "bench: run/floor no-limits = $(ratio "${med[nolimits]}" "${med[floor]}")"
 [ -n "${med[runc_run]:-}" ] && echo "bench: runc/this = $(ratio "${med[runc_run]}" "${med[this]}")"
