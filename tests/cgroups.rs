@@ -702,3 +702,139 @@ fn sub_cgroups_made_inside_the_container_cgroup_are_removed_with_it() {
     );
     assert!(processes_with(&nested_mark).is_empty());
 }
+
+/// The runtime's switch that forces clone(2) + a `cgroup.procs` write (kernels without clone3).
+const NO_CLONE3: &str = "DEVOXX_NO_CLONE3";
+
+/// Skip a test of this project's own start path when another runtime is under test.
+macro_rules! require_own_runtime {
+    () => {
+        if std::env::var_os("DEVOXX_RUNTIME").is_some_and(|v| !v.is_empty()) {
+            skip!("tests this project's own start path (clone3 and its fallback)");
+        }
+    };
+}
+
+/// `/bin/sh -c 'cat /proc/self/cgroup; exit CODE'` in a container; `(code, output)`.
+fn own_cgroup_and_exit(cmd: &mut std::process::Command, image: &str, code: u64) -> Finished {
+    let script = format!("cat /proc/self/cgroup; exit {code}");
+    let child = cmd
+        .args(["run", image, "/bin/sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the runtime");
+    wait_finished(child, FINISH)
+}
+
+/// With clone3 forced off (as on a kernel < 5.7, or under a seccomp filter refusing it), the
+/// container is still moved into its cgroup before its command runs: the command's very first
+/// look at `/proc/self/cgroup` finds it there.
+#[test]
+fn the_clone3_fallback_still_starts_the_command_in_its_cgroup() {
+    require_cgroups!();
+    require_own_runtime!();
+    let (root, image, mounts) = setup();
+    let code = random_in(1..=100);
+    let done = own_cgroup_and_exit(root.std_cmd().env(NO_CLONE3, "1"), &image, code);
+    assert_eq!(done.status.code(), Some(code as i32), "{}", done.stderr);
+    assert!(
+        done.stdout.lines().any(|l| l.contains(":/devoxx-docker/")),
+        "the command ran outside its cgroup: {}",
+        done.stdout
+    );
+    assert_no_leaks(&root, &mounts, &marker());
+}
+
+/// A cgroup v2 the test makes next to `devoxx-docker/` that admits one process: the runtime.
+struct OnePidCgroup(PathBuf);
+
+impl OnePidCgroup {
+    fn new() -> OnePidCgroup {
+        let dir = PathBuf::from(V2_ROOT).join(format!("devoxx-test-{}", marker()));
+        fs::create_dir(&dir).expect("mkdir a test cgroup");
+        let cgroup = OnePidCgroup(dir);
+        fs::write(cgroup.0.join("pids.max"), "1").expect("pids.max in the test cgroup");
+        cgroup
+    }
+
+    /// `cmd` (the runtime) started from inside this cgroup: a shell joins it and execs.
+    fn wrap(&self, cmd: &std::process::Command) -> std::process::Command {
+        let mut wrapped = std::process::Command::new("sh");
+        wrapped
+            .args(["-c", r#"echo 0 > "$0/cgroup.procs" && exec "$@""#])
+            .arg(&self.0)
+            .arg(cmd.get_program());
+        for (key, value) in cmd.get_envs() {
+            if let Some(value) = value {
+                wrapped.env(key, value);
+            }
+        }
+        wrapped
+    }
+
+    /// Forks the kernel refused in this cgroup (`pids.events` `max`).
+    fn refused_forks(&self) -> u64 {
+        fs::read_to_string(self.0.join("pids.events"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("max ")?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for OnePidCgroup {
+    fn drop(&mut self) {
+        for _ in 0..100 {
+            if fs::remove_dir(&self.0).is_ok() || !self.0.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// cgroup v2: clone3 creates the container in its own cgroup (`CLONE_INTO_CGROUP`), so it never
+/// exists in the runtime's. Shown from a runtime whose cgroup admits one process (itself): the
+/// start succeeds only if the child is never charged there, while the forced fallback (clone in
+/// the runtime's cgroup, then a move) has its fork refused by the kernel there.
+#[test]
+fn v2_the_container_is_born_in_its_cgroup_never_in_the_runtimes() {
+    require_root!();
+    if !is_v2() {
+        skip!("{V2_SKIP}");
+    }
+    require_own_runtime!();
+    let (root, image, mounts) = setup();
+    // A first run enables the pids controller below the root, as every run does.
+    assert!(own_cgroup_and_exit(&mut root.std_cmd(), &image, 0)
+        .status
+        .success());
+    let cgroup = OnePidCgroup::new();
+    let code = random_in(1..=100);
+    let done = own_cgroup_and_exit(&mut cgroup.wrap(&root.std_cmd()), &image, code);
+    assert_eq!(done.status.code(), Some(code as i32), "{}", done.stderr);
+    assert!(
+        done.stdout
+            .lines()
+            .any(|l| l.starts_with("0::/devoxx-docker/")),
+        "{}",
+        done.stdout
+    );
+    assert_eq!(
+        cgroup.refused_forks(),
+        0,
+        "nothing was charged to the runtime's cgroup"
+    );
+    let mut fallback = root.std_cmd();
+    fallback.env(NO_CLONE3, "1");
+    let done = own_cgroup_and_exit(&mut cgroup.wrap(&fallback), &image, code);
+    assert_eq!(done.status.code(), Some(125), "{}", done.stderr);
+    one_line_matching(&done.stderr, "clone the container process");
+    assert!(
+        cgroup.refused_forks() >= 1,
+        "the fallback forked in the runtime's cgroup"
+    );
+    assert_no_leaks(&root, &mounts, &marker());
+}

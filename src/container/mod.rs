@@ -5,6 +5,7 @@
 //! any failure drops exactly what exists so far, the container process first.
 
 pub mod cgroup;
+pub mod clone3;
 pub mod etc_files;
 pub mod namespaces;
 pub mod network;
@@ -47,7 +48,6 @@ pub fn run(paths: &Paths, options: RunOptions) -> Result<i32> {
     require_root("run")?;
     let plan = plan(paths, &options)?;
     process::block_signals()?;
-    state::reclaim_stale(paths);
     let result = execute(paths, &plan);
     // When this container was the last user of a retired image tree (rmi --force, re-pull).
     image::in_use::reclaim_retired(paths);
@@ -105,10 +105,10 @@ fn execute(paths: &Paths, plan: &Plan) -> Result<i32> {
         security: &plan.security,
     };
     let terminal = TerminalGuard::capture();
-    let mut child = process::start(&config, namespaces::clone_flags(plan.network.needs_netns()))?;
+    let flags = namespaces::clone_flags(plan.network.needs_netns());
+    let mut child = process::start(&config, flags, cgroup.clone_target())?;
     let pid = child.pid().as_raw();
-    let network = match cgroup
-        .add_process(pid)
+    let network = match place_in_cgroup(&cgroup, &child)
         .and_then(|()| network::setup_host_side(plan.network, &state.id, pid))
     {
         Ok(network) => network,
@@ -116,6 +116,8 @@ fn execute(paths: &Paths, plan: &Plan) -> Result<i32> {
     };
     child.release_and_wait_exec()?;
     drop(image_lock);
+    // Off the start path: the command already runs; our own state is locked, so kept.
+    state::reclaim_stale(paths);
     let exit = child.wait(plan.stop_timeout)?;
     drop(terminal);
     let code = process::exit_code(exit.status);
@@ -125,6 +127,14 @@ fn execute(paths: &Paths, plan: &Plan) -> Result<i32> {
     // Leaving scope tears down in reverse creation order: network, child, cgroup, state.
     let _ = (&network, &child);
     Ok(code)
+}
+
+/// Move the child into its cgroup unless clone3 created it there.
+fn place_in_cgroup(cgroup: &Cgroup, child: &process::Child) -> Result<()> {
+    if child.born_in_cgroup() {
+        return Ok(());
+    }
+    cgroup.add_process(child.pid().as_raw())
 }
 
 /// The contract's one line when the kernel OOM-killed the container.

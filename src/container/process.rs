@@ -1,8 +1,9 @@
 //! Start the container process, wait for it, forward signals, report its exit status.
 //!
 //! Protocol between the runtime (parent) and the container's init (child):
-//! - clone(2) creates the child directly in its new namespaces; it builds its root while the
-//!   parent puts it in its cgroup and wires the host side of its network, then blocks on a
+//! - clone3(2) creates the child directly in its new namespaces and, on cgroup v2, in its cgroup
+//!   (see [`super::clone3`]; clone(2) elsewhere, the parent then moves it); it builds its root
+//!   while the parent wires the host side of its network, then blocks on a
 //!   *sync pipe* until the parent says go, right before exec (EOF instead of a byte means the
 //!   runtime is gone: the child exits), so the user's command never runs outside its cgroup;
 //! - anything failing before exec is written as one line `CODE\tMESSAGE` to a close-on-exec
@@ -11,7 +12,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -24,7 +25,7 @@ use nix::sys::signal::{
 };
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::stat::{umask, Mode};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::{access, AccessFlags, Pid};
 
 use super::etc_files::EtcFiles;
@@ -32,7 +33,7 @@ use super::network::{self, NetworkMode};
 use super::rootfs::{self, Layer};
 use super::security::Security;
 use super::spec::{ProcessSpec, DEFAULT_PATH};
-use super::{namespaces, volume};
+use super::{clone3, namespaces, volume};
 use crate::error::IoContext;
 use crate::{Error, Result};
 
@@ -82,13 +83,22 @@ pub fn block_signals() -> Result<()> {
 #[derive(Debug)]
 pub struct Child {
     pid: Pid,
+    /// From clone3: waits and signals go through it (never a recycled pid).
+    pidfd: Option<OwnedFd>,
+    born_in_cgroup: bool,
     sync_tx: Option<OwnedFd>,
     err_rx: Option<OwnedFd>,
     reaped: bool,
 }
 
-/// clone(2) the child into `flags` namespaces; it waits for [`Child::release`].
-pub fn start(config: &ChildConfig, flags: nix::sched::CloneFlags) -> Result<Child> {
+/// Create the child in `flags` namespaces; it waits for [`Child::release_and_wait_exec`].
+/// With `cgroup` (a cgroup v2 directory) it is born there by clone3 ([`Child::born_in_cgroup`]);
+/// otherwise, or where the kernel lacks clone3, by clone(2), and the caller must place it.
+pub fn start(
+    config: &ChildConfig,
+    flags: nix::sched::CloneFlags,
+    cgroup: Option<BorrowedFd>,
+) -> Result<Child> {
     let argv = to_cstrings(&config.spec.argv)?;
     let envp = to_cstrings(&config.spec.env)?;
     let (sync_rx, sync_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "pipe")?;
@@ -98,18 +108,62 @@ pub fn start(config: &ChildConfig, flags: nix::sched::CloneFlags) -> Result<Chil
         err_tx: err_tx.as_raw_fd(),
         parent_ends: [sync_tx.as_raw_fd(), err_rx.as_raw_fd()],
     };
-    let mut stack = vec![0u8; CHILD_STACK_SIZE];
-    let callback = Box::new(|| child_main(config, &argv, &envp, &fds));
-    // SAFETY: the runtime is single-threaded here and the child gets its own copy of the
-    // address space (no CLONE_VM); it only runs `child_main`, which ends in execve or exit.
-    let pid = unsafe { nix::sched::clone(callback, &mut stack, flags, Some(libc::SIGCHLD)) }
-        .ctx(|| "clone the container process")?;
+    let run_child = || child_main(config, &argv, &envp, &fds);
+    let target = cgroup.filter(|_| !clone3::forced_off());
+    let (pid, pidfd) = match target.map(|dir| clone_into_cgroup(flags, dir, run_child)) {
+        Some(Ok((pid, pidfd))) => (pid, Some(pidfd)),
+        Some(Err(e)) if !clone3::unsupported(e) => {
+            return Err(Error::io("clone3 the container process", e.into()))
+        }
+        _ => (clone_classic(flags, run_child)?, None),
+    };
     Ok(Child {
         pid,
+        born_in_cgroup: pidfd.is_some(),
+        pidfd,
         sync_tx: Some(sync_tx),
         err_rx: Some(err_rx),
         reaped: false,
     })
+}
+
+/// clone3 into `cgroup`; the child runs `run_child` and exits with its code, never returning.
+fn clone_into_cgroup(
+    flags: nix::sched::CloneFlags,
+    cgroup: BorrowedFd,
+    run_child: impl FnOnce() -> isize,
+) -> nix::Result<(Pid, OwnedFd)> {
+    // SAFETY: the runtime is single-threaded here (as for clone below); the child only runs
+    // `child_main`, which ends in execve or returns its exit code for `_exit` — a panic too
+    // is caught, so the child never unwinds into the parent's frames.
+    match unsafe { clone3::fork_into_cgroup(flags, cgroup) }? {
+        clone3::Forked::Parent { pid, pidfd } => Ok((pid, pidfd)),
+        clone3::Forked::Child => {
+            let code =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(run_child)).unwrap_or(125);
+            // SAFETY: ends the child without running the parent's atexit handlers/destructors.
+            unsafe { libc::_exit(code as libc::c_int) }
+        }
+    }
+}
+
+/// clone(2) on a fresh stack (kernels without clone3 / CLONE_INTO_CGROUP, cgroup v1).
+fn clone_classic(
+    flags: nix::sched::CloneFlags,
+    mut run_child: impl FnMut() -> isize,
+) -> Result<Pid> {
+    let mut stack = vec![0u8; CHILD_STACK_SIZE];
+    // SAFETY: the runtime is single-threaded here and the child gets its own copy of the
+    // address space (no CLONE_VM); it only runs `child_main`, which ends in execve or exit.
+    unsafe {
+        nix::sched::clone(
+            Box::new(&mut run_child),
+            &mut stack,
+            flags,
+            Some(libc::SIGCHLD),
+        )
+    }
+    .ctx(|| "clone the container process")
 }
 
 fn to_cstrings(items: &[String]) -> Result<Vec<CString>> {
@@ -123,6 +177,33 @@ impl Child {
     /// The child's pid in the host's PID namespace (for cgroup placement and network set-up).
     pub fn pid(&self) -> Pid {
         self.pid
+    }
+
+    /// Whether clone3 created it in its cgroup (else the caller must move it there).
+    pub fn born_in_cgroup(&self) -> bool {
+        self.born_in_cgroup
+    }
+
+    /// Send `signal` through the pidfd when there is one, else to the (unreaped) pid.
+    fn signal(&self, signal: Signal) {
+        let sent = self.pidfd.as_ref().and_then(|fd| {
+            let signal = rustix::process::Signal::from_named_raw(signal as i32)?;
+            Some(rustix::process::pidfd_send_signal(fd, signal))
+        });
+        if sent.is_none() {
+            let _ = kill(self.pid, signal);
+        }
+    }
+
+    /// waitid(2) on the pidfd when there is one, else waitpid(2).
+    fn wait_status(&self, flags: Option<WaitPidFlag>) -> nix::Result<WaitStatus> {
+        match &self.pidfd {
+            Some(fd) => waitid(
+                Id::PIDFd(fd.as_fd()),
+                WaitPidFlag::WEXITED | flags.unwrap_or(WaitPidFlag::empty()),
+            ),
+            None => waitpid(self.pid, flags),
+        }
     }
 
     /// Let the child build its root and exec; then wait until it has exec'd (Ok) or reported
@@ -181,9 +262,9 @@ impl Child {
                     let stopping = matches!(signal, Signal::SIGINT | Signal::SIGTERM);
                     if stopping && stop_requested {
                         killed_by_runtime = true;
-                        let _ = kill(self.pid, Signal::SIGKILL);
+                        self.signal(Signal::SIGKILL);
                     } else {
-                        let _ = kill(self.pid, signal);
+                        self.signal(signal);
                         if stopping {
                             stop_requested = true;
                             // A timeout too large for the clock means "never".
@@ -193,7 +274,7 @@ impl Child {
                 }
                 Ok(None) => {
                     killed_by_runtime = true;
-                    let _ = kill(self.pid, Signal::SIGKILL);
+                    self.signal(Signal::SIGKILL);
                     deadline = None;
                 }
                 Err(Errno::EINTR) => {}
@@ -203,7 +284,7 @@ impl Child {
     }
 
     fn try_reap(&mut self) -> Result<Option<WaitStatus>> {
-        match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+        match self.wait_status(Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => Ok(None),
             Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
                 self.reaped = true;
@@ -217,7 +298,7 @@ impl Child {
 
     fn reap_blocking(&mut self) -> Result<WaitStatus> {
         loop {
-            match waitpid(self.pid, None) {
+            match self.wait_status(None) {
                 Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
                     self.reaped = true;
                     return Ok(status);
@@ -232,7 +313,7 @@ impl Child {
 impl Drop for Child {
     fn drop(&mut self) {
         if !self.reaped {
-            let _ = kill(self.pid, Signal::SIGKILL);
+            self.signal(Signal::SIGKILL);
             let _ = self.reap_blocking();
         }
     }

@@ -2,7 +2,8 @@
 //! apply memory/cpu/pids limits before the command starts, report OOM kills, remove it after.
 //!
 //! The pinned API used by `container::process`: [`Limits::parse`] (before anything is
-//! created), [`Cgroup::create`], [`Cgroup::add_process`] (before the command execs),
+//! created), [`Cgroup::create`], [`Cgroup::clone_target`] (v2: clone3 creates the container
+//! in it), [`Cgroup::add_process`] (otherwise, before the command execs),
 //! [`Cgroup::oom_killed`] (after a SIGKILL), drop (= kill leftovers + rmdir), [`reclaim_stale`].
 
 mod dir;
@@ -12,6 +13,7 @@ pub mod v1;
 pub mod v2;
 
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 
 pub use dir::CgroupDir;
@@ -70,6 +72,15 @@ impl Cgroup {
             Backend::V2(g) => g.add_process(pid),
             Backend::V1(g) => g.add_process(pid),
             Backend::Absent => Ok(()),
+        }
+    }
+
+    /// On cgroup v2, a descriptor of the cgroup for clone3's `CLONE_INTO_CGROUP`: the
+    /// container is born in it and [`Cgroup::add_process`] is not needed.
+    pub fn clone_target(&self) -> Option<BorrowedFd<'_>> {
+        match &self.backend {
+            Backend::V2(g) => g.clone_target(),
+            Backend::V1(_) | Backend::Absent => None,
         }
     }
 

@@ -1,7 +1,11 @@
 //! cgroup v2 (unified) backend: one directory `/sys/fs/cgroup/devoxx-docker/<id>` carries
 //! every limit, once the controllers are enabled in each ancestor's `cgroup.subtree_control`.
 
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 
 use super::dir::CgroupDir;
 use super::layout::{Controller, PARENT};
@@ -12,6 +16,8 @@ use crate::{Error, Result};
 #[derive(Debug)]
 pub struct Group {
     dir: CgroupDir,
+    /// `O_PATH` descriptor of `dir`, for clone3's `CLONE_INTO_CGROUP`.
+    target: Option<OwnedFd>,
 }
 
 impl Group {
@@ -31,9 +37,9 @@ impl Group {
         let parent = ensure_parent(&root.join(PARENT))?;
         enable_controllers(&CgroupDir::new(root), available, &needed)?;
         enable_controllers(&parent, available, &needed)?;
-        let group = Group {
-            dir: CgroupDir::create(parent.path().join(id))?,
-        };
+        let dir = CgroupDir::create(parent.path().join(id))?;
+        let target = open_target(dir.path());
+        let group = Group { dir, target };
         apply_limits(&group.dir, limits)?;
         Ok(group)
     }
@@ -41,6 +47,11 @@ impl Group {
     /// The cgroup directory, for messages and host-side inspection.
     pub fn dir(&self) -> &CgroupDir {
         &self.dir
+    }
+
+    /// The descriptor clone3 creates the container in (None: move it with [`Self::add_process`]).
+    pub fn clone_target(&self) -> Option<BorrowedFd<'_>> {
+        self.target.as_ref().map(|fd| fd.as_fd())
     }
 
     /// Move `pid` into the cgroup.
@@ -62,6 +73,13 @@ impl Drop for Group {
             warn_not_removed(self.dir.path(), &e);
         }
     }
+}
+
+/// `O_PATH|O_DIRECTORY` on the new cgroup. A failure only costs the migration clone3 saves,
+/// so it is not an error.
+fn open_target(dir: &Path) -> Option<OwnedFd> {
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    nix::fcntl::open(dir, flags, Mode::empty()).ok()
 }
 
 /// Make `wanted` controllers available to the children of `dir`. Tries them all in one write
@@ -217,12 +235,12 @@ mod tests {
     fn oom_kill_counter_is_read_from_memory_events() {
         let (_tmp, dir) =
             fixture(&[("memory.events", "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")]);
-        let group = Group { dir };
+        let group = Group { dir, target: None };
         assert!(group.oom_killed());
         std::mem::forget(group); // a fixture, not a cgroup: nothing to remove
         let (_tmp, dir) =
             fixture(&[("memory.events", "low 0\nhigh 0\nmax 3\noom 0\noom_kill 0\n")]);
-        let group = Group { dir };
+        let group = Group { dir, target: None };
         assert!(!group.oom_killed());
         std::mem::forget(group);
     }
