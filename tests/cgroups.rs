@@ -706,15 +706,6 @@ fn sub_cgroups_made_inside_the_container_cgroup_are_removed_with_it() {
 /// The runtime's switch that forces clone(2) + a `cgroup.procs` write (kernels without clone3).
 const NO_CLONE3: &str = "DEVOXX_NO_CLONE3";
 
-/// Skip a test of this project's own start path when another runtime is under test.
-macro_rules! require_own_runtime {
-    () => {
-        if std::env::var_os("DEVOXX_RUNTIME").is_some_and(|v| !v.is_empty()) {
-            skip!("tests this project's own start path (clone3 and its fallback)");
-        }
-    };
-}
-
 /// `/bin/sh -c 'cat /proc/self/cgroup; exit CODE'` in a container; `(code, output)`.
 fn own_cgroup_and_exit(cmd: &mut std::process::Command, image: &str, code: u64) -> Finished {
     let script = format!("cat /proc/self/cgroup; exit {code}");
@@ -734,7 +725,6 @@ fn own_cgroup_and_exit(cmd: &mut std::process::Command, image: &str, code: u64) 
 #[test]
 fn the_clone3_fallback_still_starts_the_command_in_its_cgroup() {
     require_cgroups!();
-    require_own_runtime!();
     let (root, image, mounts) = setup();
     let code = random_in(1..=100);
     let done = own_cgroup_and_exit(root.std_cmd().env(NO_CLONE3, "1"), &image, code);
@@ -805,7 +795,6 @@ fn v2_the_container_is_born_in_its_cgroup_never_in_the_runtimes() {
     if !is_v2() {
         skip!("{V2_SKIP}");
     }
-    require_own_runtime!();
     let (root, image, mounts) = setup();
     // A first run enables the pids controller below the root, as every run does.
     assert!(own_cgroup_and_exit(&mut root.std_cmd(), &image, 0)
