@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::OciDistributionError;
+use oci_client::errors::{OciDistributionError, OciEnvelope, OciErrorCode};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
@@ -380,29 +380,7 @@ impl Registry {
                 "{r}: access denied by {host} (image missing or private)"
             )),
             OciDistributionError::RegistryError { envelope, .. } => {
-                let codes: Vec<String> = envelope
-                    .errors
-                    .iter()
-                    .map(|e| format!("{:?}", e.code))
-                    .collect();
-                let msg: Vec<&str> = envelope.errors.iter().map(|e| e.message.as_str()).collect();
-                if codes.iter().any(|c| c == "TooManyRequests") {
-                    Error::Registry(rate_limited(r, host, &msg.join("; ")))
-                } else if codes.iter().any(|c| {
-                    matches!(
-                        c.as_str(),
-                        "ManifestUnknown" | "NameUnknown" | "NotFound" | "BlobUnknown"
-                    )
-                }) {
-                    Error::Registry(format!("{r}: image or tag not found ({})", msg.join("; ")))
-                } else if codes
-                    .iter()
-                    .any(|c| matches!(c.as_str(), "Unauthorized" | "Denied"))
-                {
-                    Error::Registry(format!("{r}: access denied by {host}: {}", msg.join("; ")))
-                } else {
-                    Error::Registry(format!("{r}: registry {host} refused: {}", msg.join("; ")))
-                }
+                Error::Registry(envelope_message(r, host, &envelope))
             }
             OciDistributionError::ServerError { code: 404, .. } => {
                 Error::Registry(format!("{r}: image or tag not found"))
@@ -538,6 +516,32 @@ fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// One line for an OCI error envelope, by its error codes (compared as the enum: the Hub's
+/// `TOOMANYREQUESTS` is `Toomanyrequests`, whose Debug text once failed a string comparison).
+fn envelope_message(r: &str, host: &str, envelope: &OciEnvelope) -> String {
+    let has =
+        |wanted: &dyn Fn(&OciErrorCode) -> bool| envelope.errors.iter().any(|e| wanted(&e.code));
+    let msg: Vec<&str> = envelope.errors.iter().map(|e| e.message.as_str()).collect();
+    let msg = msg.join("; ");
+    if has(&|c| matches!(c, OciErrorCode::Toomanyrequests)) {
+        rate_limited(r, host, &msg)
+    } else if has(&|c| {
+        matches!(
+            c,
+            OciErrorCode::ManifestUnknown
+                | OciErrorCode::NameUnknown
+                | OciErrorCode::NotFound
+                | OciErrorCode::BlobUnknown
+        )
+    }) {
+        format!("{r}: image or tag not found ({msg})")
+    } else if has(&|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied)) {
+        format!("{r}: access denied by {host}: {msg}")
+    } else {
+        format!("{r}: registry {host} refused: {msg}")
+    }
+}
+
 /// HTTP 429: the registry's pull rate limit.
 fn rate_limited(r: &str, host: &str, msg: &str) -> String {
     let why = if msg.is_empty() {
@@ -577,6 +581,40 @@ mod tests {
 
     fn doc(json: &str) -> Document {
         serde_json::from_str(json).unwrap()
+    }
+
+    fn envelope(code: &str, message: &str) -> OciEnvelope {
+        serde_json::from_value(serde_json::json!({"errors": [{"code": code, "message": message}]}))
+            .unwrap()
+    }
+
+    /// The error bodies registries send, as the distribution spec spells the codes.
+    #[test]
+    fn envelope_codes_give_their_own_line() {
+        let line = |code: &str| envelope_message("img", "reg.example", &envelope(code, "why"));
+        assert!(
+            line("TOOMANYREQUESTS").contains("rate limited by reg.example (why)"),
+            "{}",
+            line("TOOMANYREQUESTS")
+        );
+        for code in [
+            "MANIFEST_UNKNOWN",
+            "NAME_UNKNOWN",
+            "NOT_FOUND",
+            "BLOB_UNKNOWN",
+        ] {
+            assert!(
+                line(code).contains("image or tag not found (why)"),
+                "{code}"
+            );
+        }
+        for code in ["UNAUTHORIZED", "DENIED"] {
+            assert!(
+                line(code).contains("access denied by reg.example: why"),
+                "{code}"
+            );
+        }
+        assert!(line("SOMETHING_ELSE").contains("registry reg.example refused: why"));
     }
 
     #[test]
