@@ -538,8 +538,13 @@ fn container_ignoring_the_signal_is_killed_after_stop_timeout(#[case] sig: Signa
     assert_clean(&root, &before, &[&img, &mark]);
 }
 
-#[test]
-fn sigkill_to_the_runtime_takes_the_container_down_and_next_run_reclaims_its_state() {
+#[rstest]
+#[case::next_run_starts(&["/bin/probe", "exit", "0"], 0)]
+#[case::next_run_fails_to_start(&["/no/such/command"], 127)]
+fn sigkill_to_the_runtime_takes_the_container_down_and_next_run_reclaims_its_state(
+    #[case] next_command: &[&str],
+    #[case] next_code: i32,
+) {
     require_root!();
     let root = TestRoot::new();
     let (img, _) = image(&root);
@@ -558,14 +563,17 @@ fn sigkill_to_the_runtime_takes_the_container_down_and_next_run_reclaims_its_sta
         std::thread::sleep(Duration::from_millis(20));
     }
     let orphan_alive = !processes_with(&mark).is_empty();
-    let next = run(&root, &["run", &img, "/bin/probe", "exit", "0"]);
+    let mut next_args = vec!["run", img.as_str()];
+    next_args.extend_from_slice(next_command);
+    // Reclaim runs whether the next container starts or fails before its exec.
+    let next = run(&root, &next_args);
 
     assert_eq!(killed.code, 137, "the runtime itself was SIGKILLed");
     assert!(
         !orphan_alive,
         "container PID 1 survived its runtime's SIGKILL"
     );
-    next.assert_ok();
+    next.assert_code(next_code);
     assert_clean(&root, &before, &[&img, &mark]);
 }
 

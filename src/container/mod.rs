@@ -49,6 +49,10 @@ pub fn run(paths: &Paths, options: RunOptions) -> Result<i32> {
     let plan = plan(paths, &options)?;
     process::block_signals()?;
     let result = execute(paths, &plan);
+    if result.is_err() {
+        // A start that failed never reached the reclaim after release.
+        state::reclaim_stale(paths);
+    }
     // When this container was the last user of a retired image tree (rmi --force, re-pull).
     image::in_use::reclaim_retired(paths);
     result
