@@ -85,7 +85,6 @@ pub struct Child {
     pid: Pid,
     /// From clone3: waits and signals go through it (never a recycled pid).
     pidfd: Option<OwnedFd>,
-    born_in_cgroup: bool,
     sync_tx: Option<OwnedFd>,
     err_rx: Option<OwnedFd>,
     reaped: bool,
@@ -119,7 +118,6 @@ pub fn start(
     };
     Ok(Child {
         pid,
-        born_in_cgroup: pidfd.is_some(),
         pidfd,
         sync_tx: Some(sync_tx),
         err_rx: Some(err_rx),
@@ -181,7 +179,8 @@ impl Child {
 
     /// Whether clone3 created it in its cgroup (else the caller must move it there).
     pub fn born_in_cgroup(&self) -> bool {
-        self.born_in_cgroup
+        // Only clone3 gives a pidfd, and only with CLONE_INTO_CGROUP.
+        self.pidfd.is_some()
     }
 
     /// Send `signal` through the pidfd when there is one, else to the (unreaped) pid.
