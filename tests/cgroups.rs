@@ -13,8 +13,8 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use common::cgroup::{
-    assert_cgroup_gone, cgroup_parents, cpu_and_age, find_container, host_layout, is_v2, signal,
-    wait_catching, wait_finished, ContainerCgroup, Finished, V2_ROOT, V2_SKIP,
+    assert_cgroup_gone, cgroup_parents, cpu_and_age, find_container, find_namespaced, host_layout,
+    is_v2, signal, wait_catching, wait_finished, ContainerCgroup, Finished, V2_ROOT, V2_SKIP,
 };
 use common::run::{wait_bounded, RUN_TIMEOUT};
 use common::{assert_no_leaks, host_mounts, is_root, marker, processes_with, random_in, TestRoot};
@@ -134,6 +134,7 @@ fn default_limits_are_the_workshops_and_go_after_sigterm() {
     assert_eq!(cg.memory_limit(), Some(104_857_600));
     assert_eq!(cg.cpu_max(), (Some(50_000), 100_000));
     assert_eq!(cg.pids_max(), None);
+    assert!(!cg.joined_v1("pids"), "no --pids-limit: no v1 pids cgroup");
     assert_ne!(
         cg.swap_blocked(),
         Some(false),
@@ -187,17 +188,40 @@ fn random_limits_land_in_the_cgroup_and_go_after_signal(#[case] sig: Signal) {
     stop_and_check(&root, child, sig, &cg, &mounts, &mark);
 }
 
+/// No limit is no limit: on v2 the container still has its cgroup (clone3 puts it there for
+/// free) with nothing written; on v1 it joins no hierarchy at all (joining costs an RCU grace
+/// period and would limit nothing).
 #[test]
 fn zero_and_max_mean_no_limit() {
     require_cgroups!();
     let (root, image, mounts) = setup();
     let memory = if random_in(0..=1) == 0 { "0" } else { "max" };
     let mark = marker();
-    let (child, cg) = sleeping(&root, &["--memory", memory, "--cpus", "0"], &image, &mark);
-    assert_eq!(cg.memory_limit(), None, "--memory {memory}");
-    assert_eq!(cg.cpu_max().0, None, "--cpus 0");
-    assert_eq!(cg.pids_max(), None);
-    stop_and_check(&root, child, Signal::SIGTERM, &cg, &mounts, &mark);
+    let options = ["--stop-timeout", "1", "--memory", memory, "--cpus", "0"];
+    let child = spawn(
+        &root,
+        &options,
+        &image,
+        &["/bin/probe", "sleep", "30", &mark],
+    );
+    let pid = find_namespaced(&mark, FIND).expect("the container's command runs");
+    if is_v2() {
+        let cg = ContainerCgroup::of(pid).expect("on v2 every container has its cgroup");
+        assert_eq!(cg.memory_limit(), None, "--memory {memory}");
+        assert_eq!(cg.cpu_max().0, None, "--cpus 0");
+        assert_eq!(cg.pids_max(), None);
+        stop_and_check(&root, child, Signal::SIGTERM, &cg, &mounts, &mark);
+    } else {
+        let cgroups = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        assert!(
+            !cgroups.contains("/devoxx-docker/"),
+            "without limits no v1 hierarchy is joined: {cgroups}"
+        );
+        signal(&child, Signal::SIGTERM);
+        let done = wait_finished(child, FINISH);
+        assert!(done.status.code().is_some(), "{:?}", done.status);
+        assert_no_leaks(&root, &mounts, &mark);
+    }
 }
 
 #[test]
@@ -397,7 +421,18 @@ fn cpus_zero_is_never_throttled() {
         &["/bin/probe", "spin", "1.5", "2", &mark],
     );
     let cg = find_container(&mark, FIND).expect("container found");
-    assert_eq!(cg.cpu_max().0, None);
+    if is_v2() {
+        assert_eq!(cg.cpu_max().0, None);
+    } else {
+        assert!(
+            !cg.joined_v1("cpu"),
+            "--cpus 0: no v1 cpu cgroup to throttle it"
+        );
+        assert!(
+            cg.joined_v1("memory"),
+            "the default memory limit is in force"
+        );
+    }
     let ((cpu, age), throttled) = watch_spin(&cg);
     let done = wait_finished(child, FINISH);
     assert_eq!(done.status.code(), Some(0), "stderr: {}", done.stderr);

@@ -128,6 +128,17 @@ impl ContainerCgroup {
         (!found.dirs().is_empty()).then_some(found)
     }
 
+    /// Whether the container joined a cgroup of its own in the v1 hierarchy of `controller`
+    /// (always false on v2, which has one hierarchy).
+    pub fn joined_v1(&self, controller: &str) -> bool {
+        match controller {
+            "memory" => self.memory.is_some(),
+            "cpu" => self.cpu.is_some(),
+            "pids" => self.pids.is_some(),
+            _ => false,
+        }
+    }
+
     /// Every directory of this cgroup (must all be gone after the run).
     pub fn dirs(&self) -> Vec<PathBuf> {
         [&self.v2, &self.memory, &self.cpu, &self.pids]
@@ -252,6 +263,26 @@ pub fn find_container(marker: &str, timeout: Duration) -> Option<ContainerCgroup
             .find_map(ContainerCgroup::of)
         {
             return Some(found);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// Wait until a process carrying `marker` runs in a PID namespace below ours (the container's
+/// command, whatever its cgroups), so a container that has no cgroup can be found too.
+pub fn find_namespaced(marker: &str, timeout: Duration) -> Option<i32> {
+    let deadline = Instant::now() + timeout;
+    let nested = |pid: &i32| {
+        fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("NSpid:"))
+                .is_some_and(|ids| ids.split_whitespace().count() > 1)
+        })
+    };
+    while Instant::now() < deadline {
+        if let Some(pid) = processes_with(marker).into_iter().find(nested) {
+            return Some(pid);
         }
         std::thread::sleep(Duration::from_millis(20));
     }

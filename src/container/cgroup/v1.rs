@@ -1,5 +1,7 @@
-//! cgroup v1 / hybrid backend: one `devoxx-docker/<id>` directory per hierarchy (memory, cpu,
-//! pids), each carrying that controller's limit; the process joins all of them.
+//! cgroup v1 / hybrid backend: one `devoxx-docker/<id>` directory in each hierarchy (memory,
+//! cpu, pids) whose controller carries one of the container's limits, and in no other: joining
+//! a v1 cgroup is a migration, whose first write waits for an RCU grace period (~5 ms, more
+//! than the rest of the start), so a container without limits joins none.
 
 use std::path::PathBuf;
 
@@ -15,17 +17,19 @@ pub struct Group {
 }
 
 impl Group {
-    /// Create `devoxx-docker/<id>` in every hierarchy found and apply `limits`.
+    /// Create `devoxx-docker/<id>` in each hierarchy that carries one of `limits`, and apply
+    /// them.
     pub fn create(
         hierarchies: &[(Controller, PathBuf)],
         id: &str,
         limits: &Limits,
     ) -> Result<Group> {
         let available: Vec<Controller> = hierarchies.iter().map(|(c, _)| *c).collect();
-        require(&available, &needed(limits), "the cgroup v1 hierarchies")?;
+        let needed = needed(limits);
+        require(&available, &needed, "the cgroup v1 hierarchies")?;
         // Built one directory at a time, so a failure drops (removes) exactly what exists.
         let mut group = Group { dirs: Vec::new() };
-        for (controller, mount) in hierarchies {
+        for (controller, mount) in hierarchies.iter().filter(|(c, _)| needed.contains(c)) {
             let parent = ensure_parent(&mount.join(PARENT))?;
             let dir = CgroupDir::create(parent.path().join(id))?;
             group.dirs.push((*controller, dir));
@@ -46,7 +50,7 @@ impl Group {
             .map(|(_, d)| d)
     }
 
-    /// Move `pid` into the cgroup of every hierarchy.
+    /// Move `pid` into the cgroup of every hierarchy that carries a limit.
     pub fn add_process(&self, pid: i32) -> Result<()> {
         self.dirs().try_for_each(|d| d.add(pid))
     }
@@ -217,9 +221,9 @@ mod tests {
     }
 
     #[test]
-    fn create_in_hierarchies_then_drop_removes_them() {
+    fn without_limits_no_hierarchy_is_joined() {
         let tmp = tempfile::tempdir().unwrap();
-        let hierarchies: Vec<(Controller, PathBuf)> = [Controller::Memory, Controller::Cpu]
+        let hierarchies: Vec<(Controller, PathBuf)> = Controller::ALL
             .into_iter()
             .map(|c| (c, tmp.path().join(c.name())))
             .collect();
@@ -227,13 +231,38 @@ mod tests {
             fs::create_dir(mount).unwrap();
         }
         let group = Group::create(&hierarchies, "c0ffee", &Limits::default()).unwrap();
-        for (_, mount) in &hierarchies {
-            assert!(mount.join(PARENT).join("c0ffee").is_dir());
-        }
-        drop(group);
+        assert_eq!(group.dirs().count(), 0);
+        group.add_process(std::process::id() as i32).unwrap();
         for (_, mount) in &hierarchies {
             assert!(!mount.join(PARENT).join("c0ffee").exists());
-            assert!(mount.join(PARENT).is_dir(), "the shared parent stays");
+        }
+    }
+
+    #[test]
+    fn only_the_limited_hierarchy_is_created() {
+        let tmp = tempfile::tempdir().unwrap();
+        let hierarchies: Vec<(Controller, PathBuf)> = Controller::ALL
+            .into_iter()
+            .map(|c| (c, tmp.path().join(c.name())))
+            .collect();
+        for (_, mount) in &hierarchies {
+            fs::create_dir(mount).unwrap();
+        }
+        let limits = Limits {
+            pids: Some(9),
+            ..Limits::default()
+        };
+        // A plain directory has no pids.max: the one write fails, and it names the only
+        // hierarchy that was created (memory and cpu come first and are skipped).
+        let err = Group::create(&hierarchies, "c0ffee", &limits).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("pids/devoxx-docker/c0ffee/pids.max"),
+            "{err}"
+        );
+        for (c, mount) in &hierarchies {
+            let parent_made = mount.join(PARENT).is_dir();
+            assert_eq!(parent_made, *c == Controller::Pids, "{}", c.name());
         }
     }
 
