@@ -9,6 +9,7 @@ pub mod container;
 pub mod error;
 pub mod grade;
 pub mod image;
+pub mod trace;
 
 pub use error::{Error, Result};
 

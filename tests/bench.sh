@@ -90,6 +90,29 @@ echo "bench: run/floor no-limits = $(ratio "${med[nolimits]}" "${med[floor]}")"
 [ -n "${med[crun_run]:-}" ] && echo "bench: crun/this = $(ratio "${med[crun_run]}" "${med[this]}")"
 echo "bench: bridge/host = $(ratio "${med[bridge]}" "${med[this]}")"
 
+# Where the time of one default run goes: DEVOXX_TRACE_START=1 stamps each step (CLOCK_MONOTONIC,
+# in the runtime and in the container's init before its exec). Median offsets from `main` (the
+# runtime's `run` entry) over TRACE_RUNS runs; `outside` is what the wall clock saw beyond
+# main→done: the runtime's own exec, loading and argument parsing, and its exit.
+trace_runs=${BENCH_TRACE_RUNS:-10}
+for i in $(seq "$trace_runs"); do
+    start=${EPOCHREALTIME/./}
+    DEVOXX_TRACE_START=1 "$BIN" run bench /bin/true 2>"$WORK/trace.$i" >/dev/null
+    end=${EPOCHREALTIME/./}
+    echo "wall $((end - start))" >>"$WORK/trace.$i"
+done
+awk '
+    FNR == 1 { origin = "" }
+    $2 == "trace" { if (origin == "") origin = $4; t = $4 - origin; at[$3] = at[$3] " " t; if ($3 == "done") span = t }
+    $1 == "wall" { at["outside"] = at["outside"] " " ($2 - span) }
+    END {
+        for (step in at) {
+            n = split(substr(at[step], 2), v, " ")
+            for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { x = v[j]; v[j] = v[j - 1]; v[j - 1] = x }
+            printf "%.2f %s\n", (n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2) / 1000, step
+        }
+    }' "$WORK"/trace.* | sort -n | awk -v runs="$trace_runs" '{ printf "# trace %-12s %s%7.2f ms\n", $2, ($2 == "outside" ? " " : "+"), $1 } END { print "# trace: median offsets from main over " runs " runs (DEVOXX_TRACE_START=1)" }'
+
 # AT_ONCE containers started together: all must succeed and leave no container state behind.
 start=${EPOCHREALTIME/./}
 pids=()

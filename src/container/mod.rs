@@ -22,7 +22,7 @@ use std::time::Duration;
 use crate::config::Paths;
 use crate::error::IoContext;
 use crate::image::{self, Image};
-use crate::{require_root, Result};
+use crate::{require_root, trace, Result};
 use cgroup::{Cgroup, Limits};
 use etc_files::EtcFiles;
 use network::NetworkMode;
@@ -46,7 +46,9 @@ struct Plan {
 /// `devoxx-docker run`: returns the container's exit code (128+N on signal N).
 pub fn run(paths: &Paths, options: RunOptions) -> Result<i32> {
     require_root("run")?;
+    trace::mark("main");
     let plan = plan(paths, &options)?;
+    trace::mark("planned");
     process::block_signals()?;
     let result = execute(paths, &plan);
     if result.is_err() {
@@ -55,6 +57,7 @@ pub fn run(paths: &Paths, options: RunOptions) -> Result<i32> {
     }
     // When this container was the last user of a retired image tree (rmi --force, re-pull).
     image::in_use::reclaim_retired(paths);
+    trace::mark("done");
     result
 }
 
@@ -99,7 +102,9 @@ fn execute(paths: &Paths, plan: &Plan) -> Result<i32> {
     let layer = Layer::new(&plan.image.rootfs, &state_dir);
     layer.create_dirs()?;
     let etc = EtcFiles::for_container(&plan.process.hostname, !plan.network.needs_netns());
+    trace::mark("prepared");
     let cgroup = Cgroup::create(&state.id, &plan.limits)?;
+    trace::mark("cgroup");
     let config = ChildConfig {
         spec: &plan.process,
         layer: &layer,
@@ -111,6 +116,7 @@ fn execute(paths: &Paths, plan: &Plan) -> Result<i32> {
     let terminal = TerminalGuard::capture();
     let flags = namespaces::clone_flags(plan.network.needs_netns());
     let mut child = process::start(&config, flags, cgroup.clone_target())?;
+    trace::mark("cloned");
     let pid = child.pid().as_raw();
     let network = match place_in_cgroup(&cgroup, &child)
         .and_then(|()| network::setup_host_side(plan.network, &state.id, pid))
@@ -118,11 +124,15 @@ fn execute(paths: &Paths, plan: &Plan) -> Result<i32> {
         Ok(network) => network,
         Err(e) => return Err(child.earlier_failure().unwrap_or(e)),
     };
+    trace::mark("placed");
     child.release_and_wait_exec()?;
+    trace::mark("execed");
     drop(image_lock);
     // Off the start path: the command already runs; our own state is locked, so kept.
     state::reclaim_stale(paths);
+    trace::mark("reclaimed");
     let exit = child.wait(plan.stop_timeout)?;
+    trace::mark("exited");
     drop(terminal);
     let code = process::exit_code(exit.status);
     if code == 128 + libc::SIGKILL && !exit.killed_by_runtime && cgroup.oom_killed() {

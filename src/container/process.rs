@@ -35,7 +35,7 @@ use super::security::Security;
 use super::spec::{ProcessSpec, DEFAULT_PATH};
 use super::{clone3, namespaces, volume};
 use crate::error::IoContext;
-use crate::{Error, Result};
+use crate::{trace, Error, Result};
 
 /// Signals sent to the runtime that are passed on to the container (the contract).
 pub const FORWARDED: [Signal; 4] = [
@@ -449,6 +449,7 @@ fn set_up_and_exec(
     envp: &[CString],
     sync_rx: RawFd,
 ) -> Result<std::convert::Infallible> {
+    trace::mark("child");
     namespaces::die_with_parent()?;
     // Build the root while the parent places us in our cgroup (a cgroup migration can wait
     // for an RCU grace period): only the user's command must start inside it, so the go
@@ -463,13 +464,17 @@ fn set_up_and_exec(
     rootfs::pivot_into(&config.layer.merged)?;
     rootfs::mount_pseudo_filesystems(privileged)?;
     config.etc.provide()?;
+    trace::mark("child-root");
     enter_workdir(&config.spec.workdir)?;
     let program = find_executable(&config.spec.argv[0], &path_of(&config.spec.env))?;
     umask(Mode::from_bits_truncate(0o022));
+    trace::mark("child-ready");
     wait_for_parent(sync_rx)?;
+    trace::mark("child-go");
     namespaces::reset_signals()?;
     close_inherited_fds()?;
     config.security.apply()?;
+    trace::mark("child-exec");
     let error = nix::unistd::execve(&program, argv, envp).unwrap_err();
     Err(exec_error(&config.spec.argv[0], error))
 }
