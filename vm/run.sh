@@ -8,6 +8,7 @@
 #          Ctrl-A X quits QEMU.
 #
 # Env: VM_ACCEL=kvm|tcg (default: KVM only if a 3 s probe guest proves it works, else TCG)
+#      VM_TCG_THREAD=single|multi (TCG threading; default single: see accel_args)
 #      VM_TIMEOUT (s, whole test run, default 900)   VM_BOOT_TIMEOUT (s, until init reports, 60)
 #      VM_IDLE_TIMEOUT (s without a console line once booted, default 420)
 #      VM_RETRIES (test mode: reboots after the guest itself failed — lockup, panic, hang; default 1)
@@ -50,7 +51,12 @@ kvm_works() {
     return 1
 }
 
-# QEMU accelerator arguments: VM_ACCEL forces, else KVM if it proves itself, else multi-threaded TCG.
+# QEMU accelerator arguments: VM_ACCEL forces, else KVM if it proves itself, else TCG.
+# TCG is single-threaded (both vCPUs on one host thread) unless VM_TCG_THREAD=multi: with
+# multi-threaded TCG the guest kernel live-patches its code (static keys flip when the first
+# memory cgroup, cgroup BPF program or netfilter hook appears) while the other vCPU runs it, and
+# both vCPUs were seen trapping on the patch site's int3 forever (a soft lockup, in CI and on a
+# busy host); one TCG thread executes cross-modified code coherently.
 accel_args() {
     local accel="${VM_ACCEL:-}"
     if [ -z "$accel" ]; then
@@ -58,7 +64,7 @@ accel_args() {
     fi
     case "$accel" in
         kvm) echo "-accel kvm -cpu host" ;;
-        tcg) echo "-accel tcg,thread=multi -cpu max" ;;
+        tcg) echo "-accel tcg,thread=${VM_TCG_THREAD:-single} -cpu max" ;;
         *) die "VM_ACCEL must be kvm or tcg, not '$accel'" ;;
     esac
 }
