@@ -5,6 +5,7 @@ pub mod credentials;
 pub mod endpoint;
 pub mod in_use;
 pub mod progress;
+pub mod ratelimit;
 pub mod reference;
 pub mod registry;
 pub mod store;
