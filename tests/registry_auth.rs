@@ -311,3 +311,137 @@ fn rate_limit_says_when_it_resets() {
         "{line}"
     );
 }
+
+/// A fake `docker-credential-<name>` in its own directory: records its arguments and stdin
+/// next to itself, then runs `body` (shell). Returns the name and the directory to put on PATH.
+fn fake_helper(dir: &Path, body: &str) -> String {
+    let name = format!("t{}", marker());
+    let script = dir.join(format!("docker-credential-{name}"));
+    let log = dir.join("asked");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s' \"$*\" > '{args}'\ncat > '{log}'\n{body}\n",
+            args = dir.join("args").display(),
+            log = log.display()
+        ),
+    )
+    .expect("write helper");
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod helper");
+    name
+}
+
+/// PATH with `dir` first.
+fn path_with(dir: &Path) -> String {
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+#[test]
+fn credential_helpers_from_docker_config() {
+    require_root!();
+    let (user, password) = (marker(), format!("{}:{}", marker(), marker()));
+    let repo = format!("private/helped-{}", marker());
+    let tag = marker();
+    let content = push_marker_image(&repo, &tag);
+    let hub = Hub::start(TokenPolicy {
+        private_user: Some((user.clone(), password.clone())),
+        ..Default::default()
+    });
+    let reference = format!("{}/{repo}:{tag}", hub.host);
+    let bin = tempfile::tempdir().expect("tempdir");
+    let config_dir = tempfile::tempdir().expect("tempdir");
+    let config = config_dir.path().to_str().expect("utf-8").to_owned();
+    let path = path_with(bin.path());
+    let env = [("DOCKER_CONFIG", config.as_str()), ("PATH", path.as_str())];
+
+    // credHelpers for this host wins over credsStore and over a wrong `auths` entry.
+    let helper = fake_helper(
+        bin.path(),
+        &format!(
+            r#"printf '{{"ServerURL":"%s","Username":"{user}","Secret":"{password}"}}' "$(cat '{}')""#,
+            bin.path().join("asked").display()
+        ),
+    );
+    let wrong = base64::engine::general_purpose::STANDARD.encode("nobody:wrong");
+    fs::write(
+        config_dir.path().join("config.json"),
+        json!({
+            "credsStore": format!("absent-{}", marker()),
+            "credHelpers": {hub.host.clone(): helper},
+            "auths": {hub.host.clone(): {"auth": wrong}},
+        })
+        .to_string(),
+    )
+    .expect("config.json");
+    let root = TestRoot::new();
+    pull(&hub, &root, &[&reference], &env).success();
+    assert_eq!(marker_of(&root), content);
+    assert_eq!(
+        fs::read_to_string(bin.path().join("asked")).expect("helper ran"),
+        hub.host,
+        "docker asks a private registry's helper for host:port"
+    );
+    assert_eq!(
+        fs::read_to_string(bin.path().join("args")).expect("args"),
+        "get"
+    );
+    let want = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    );
+    let authorized: Vec<_> = hub
+        .tokens_for(&repo)
+        .into_iter()
+        .filter(|r| r.headers.get("authorization") == Some(&want))
+        .collect();
+    assert_eq!(authorized.len(), 1, "{:#?}", hub.tokens_for(&repo));
+
+    // A failing credsStore: one line naming the helper and what it said; store unchanged.
+    let why = format!("keychain locked {}", marker());
+    let failing = fake_helper(bin.path(), &format!("echo '{why}'; exit 1"));
+    fs::write(
+        config_dir.path().join("config.json"),
+        json!({"credsStore": failing}).to_string(),
+    )
+    .expect("config.json");
+    let a = pull(&hub, &root, &[&reference], &env).code(125);
+    let err = stderr(&a);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("docker-credential-{failing}")) && err.contains(&why),
+        "{err}"
+    );
+    assert_eq!(marker_of(&root), content);
+
+    // A helper that holds nothing for the host means anonymous, as with docker: a public
+    // repository still pulls.
+    let public = format!("public-{}", marker());
+    let public_content = push_marker_image(&public, &tag);
+    let empty = fake_helper(
+        bin.path(),
+        "echo 'credentials not found in native keychain'; exit 1",
+    );
+    fs::write(
+        config_dir.path().join("config.json"),
+        json!({"credsStore": empty}).to_string(),
+    )
+    .expect("config.json");
+    let other = TestRoot::new();
+    pull(
+        &hub,
+        &other,
+        &[&format!("{}/{public}:{tag}", hub.host)],
+        &env,
+    )
+    .success();
+    assert_eq!(marker_of(&other), public_content);
+    assert!(hub
+        .tokens_for(&public)
+        .iter()
+        .all(|r| !r.headers.contains_key("authorization")));
+}

@@ -134,8 +134,8 @@ struct Platform {
 impl Registry {
     /// `r`'s repository at `endpoint`: HTTPS verified against the system store (or
     /// `SSL_CERT_FILE`/`SSL_CERT_DIR`), plain HTTP only where `endpoint` says so; credentials
-    /// from docker's `config.json` for that host.
-    pub fn new(r: &ImageRef, endpoint: &Endpoint) -> Registry {
+    /// from docker's `config.json` (or its credential helper) for that host.
+    pub fn new(r: &ImageRef, endpoint: &Endpoint) -> Result<Registry> {
         let reference = Reference::with_tag(
             endpoint.host.clone(),
             r.repository.clone(),
@@ -153,14 +153,15 @@ impl Registry {
             max_concurrent_download: 1,
             ..Default::default()
         };
-        Registry {
+        Ok(Registry {
             client: Client::new(config),
             reference,
-            auth: credentials::for_host(&endpoint.host),
+            auth: credentials::for_host(&endpoint.host)
+                .map_err(|e| Error::Registry(format!("{}: {e}", r.canonical())))?,
             display: r.canonical(),
             host: endpoint.display(),
             scheme: if endpoint.plain_http { "http" } else { "https" },
-        }
+        })
     }
 
     /// Run a registry call; when the registry refuses our token (it expired mid-pull), ask
