@@ -118,9 +118,19 @@ fn alpine_through_a_mirror_shaped_like_the_hub() {
     }
 }
 
-#[test]
-fn private_registry_with_credentials_from_docker_config() {
-    require_root!();
+/// A hub whose `private/` repositories need a random user and password, serving one of them.
+struct Private {
+    hub: Hub,
+    user: String,
+    password: String,
+    repo: String,
+    tag: String,
+    reference: String,
+    /// The image's marker.
+    content: String,
+}
+
+fn private_hub() -> Private {
     let (user, password) = (marker(), format!("{}:{}", marker(), marker()));
     let repo = format!("private/app-{}", marker());
     let tag = marker();
@@ -130,36 +140,52 @@ fn private_registry_with_credentials_from_docker_config() {
         ..Default::default()
     });
     let reference = format!("{}/{repo}:{tag}", hub.host);
+    Private {
+        hub,
+        user,
+        password,
+        repo,
+        tag,
+        reference,
+        content,
+    }
+}
+
+#[test]
+fn private_registry_with_credentials_from_docker_config() {
+    require_root!();
+    let p = private_hub();
 
     let root = TestRoot::new();
-    let a = pull(&hub, &root, &[&reference], &[]).code(125);
+    let a = pull(&p.hub, &root, &[&p.reference], &[]).code(125);
     let err = stderr(&a);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("authentication refused"), "{err}");
     assert!(is_empty_store(&root.store()));
 
     let config_dir = tempfile::tempdir().expect("tempdir");
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let auth =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", p.user, p.password));
     fs::write(
         config_dir.path().join("config.json"),
-        json!({"auths": {format!("https://{}", hub.host): {"auth": auth}}}).to_string(),
+        json!({"auths": {format!("https://{}", p.hub.host): {"auth": auth}}}).to_string(),
     )
     .expect("config.json");
     pull(
-        &hub,
+        &p.hub,
         &root,
-        &[&reference],
+        &[&p.reference],
         &[("DOCKER_CONFIG", config_dir.path().to_str().expect("utf-8"))],
     )
     .success();
-    assert_eq!(marker_of(&root), content);
-    let tokens = hub.tokens_for(&repo);
+    assert_eq!(marker_of(&root), p.content);
+    let tokens = p.hub.tokens_for(&p.repo);
     let with_auth: Vec<_> = tokens
         .iter()
         .filter(|r| r.headers.contains_key("authorization"))
         .collect();
     assert_eq!(with_auth.len(), 1, "{tokens:#?}");
-    for r in hub.cdn_requests.lock().expect("lock").iter() {
+    for r in p.hub.cdn_requests.lock().expect("lock").iter() {
         assert!(!r.headers.contains_key("authorization"), "{r:#?}");
     }
 }
@@ -344,15 +370,7 @@ fn path_with(dir: &Path) -> String {
 #[test]
 fn credential_helpers_from_docker_config() {
     require_root!();
-    let (user, password) = (marker(), format!("{}:{}", marker(), marker()));
-    let repo = format!("private/helped-{}", marker());
-    let tag = marker();
-    let content = push_marker_image(&repo, &tag);
-    let hub = Hub::start(TokenPolicy {
-        private_user: Some((user.clone(), password.clone())),
-        ..Default::default()
-    });
-    let reference = format!("{}/{repo}:{tag}", hub.host);
+    let p = private_hub();
     let bin = tempfile::tempdir().expect("tempdir");
     let config_dir = tempfile::tempdir().expect("tempdir");
     let config = config_dir.path().to_str().expect("utf-8").to_owned();
@@ -363,7 +381,9 @@ fn credential_helpers_from_docker_config() {
     let helper = fake_helper(
         bin.path(),
         &format!(
-            r#"printf '{{"ServerURL":"%s","Username":"{user}","Secret":"{password}"}}' "$(cat '{}')""#,
+            r#"printf '{{"ServerURL":"%s","Username":"{}","Secret":"{}"}}' "$(cat '{}')""#,
+            p.user,
+            p.password,
             bin.path().join("asked").display()
         ),
     );
@@ -372,18 +392,18 @@ fn credential_helpers_from_docker_config() {
         config_dir.path().join("config.json"),
         json!({
             "credsStore": format!("absent-{}", marker()),
-            "credHelpers": {hub.host.clone(): helper},
-            "auths": {hub.host.clone(): {"auth": wrong}},
+            "credHelpers": {p.hub.host.clone(): helper},
+            "auths": {p.hub.host.clone(): {"auth": wrong}},
         })
         .to_string(),
     )
     .expect("config.json");
     let root = TestRoot::new();
-    pull(&hub, &root, &[&reference], &env).success();
-    assert_eq!(marker_of(&root), content);
+    pull(&p.hub, &root, &[&p.reference], &env).success();
+    assert_eq!(marker_of(&root), p.content);
     assert_eq!(
         fs::read_to_string(bin.path().join("asked")).expect("helper ran"),
-        hub.host,
+        p.hub.host,
         "docker asks a private registry's helper for host:port"
     );
     assert_eq!(
@@ -392,14 +412,15 @@ fn credential_helpers_from_docker_config() {
     );
     let want = format!(
         "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", p.user, p.password))
     );
-    let authorized: Vec<_> = hub
-        .tokens_for(&repo)
+    let authorized: Vec<_> = p
+        .hub
+        .tokens_for(&p.repo)
         .into_iter()
         .filter(|r| r.headers.get("authorization") == Some(&want))
         .collect();
-    assert_eq!(authorized.len(), 1, "{:#?}", hub.tokens_for(&repo));
+    assert_eq!(authorized.len(), 1, "{:#?}", p.hub.tokens_for(&p.repo));
 
     // A failing credsStore: one line naming the helper and what it said; store unchanged.
     let why = format!("keychain locked {}", marker());
@@ -409,19 +430,19 @@ fn credential_helpers_from_docker_config() {
         json!({"credsStore": failing}).to_string(),
     )
     .expect("config.json");
-    let a = pull(&hub, &root, &[&reference], &env).code(125);
+    let a = pull(&p.hub, &root, &[&p.reference], &env).code(125);
     let err = stderr(&a);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
         err.contains(&format!("docker-credential-{failing}")) && err.contains(&why),
         "{err}"
     );
-    assert_eq!(marker_of(&root), content);
+    assert_eq!(marker_of(&root), p.content);
 
     // A helper that holds nothing for the host means anonymous, as with docker: a public
     // repository still pulls.
     let public = format!("public-{}", marker());
-    let public_content = push_marker_image(&public, &tag);
+    let public_content = push_marker_image(&public, &p.tag);
     let empty = fake_helper(
         bin.path(),
         "echo 'credentials not found in native keychain'; exit 1",
@@ -433,14 +454,15 @@ fn credential_helpers_from_docker_config() {
     .expect("config.json");
     let other = TestRoot::new();
     pull(
-        &hub,
+        &p.hub,
         &other,
-        &[&format!("{}/{public}:{tag}", hub.host)],
+        &[&format!("{}/{public}:{}", p.hub.host, p.tag)],
         &env,
     )
     .success();
     assert_eq!(marker_of(&other), public_content);
-    assert!(hub
+    assert!(p
+        .hub
         .tokens_for(&public)
         .iter()
         .all(|r| !r.headers.contains_key("authorization")));
