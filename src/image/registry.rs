@@ -722,6 +722,47 @@ mod tests {
         assert!(line("SOMETHING_ELSE").contains("registry reg.example refused: why"));
     }
 
+    /// Only a 429 (bare, or the Hub's envelope) leads to the extra request, at its own URL.
+    #[test]
+    fn rate_limited_urls() {
+        let server = |code| OciDistributionError::ServerError {
+            code,
+            url: "https://cdn.example/b?sig=1".into(),
+            message: String::new(),
+        };
+        assert_eq!(
+            rate_limited_url(&server(429)),
+            Some("https://cdn.example/b?sig=1")
+        );
+        assert_eq!(rate_limited_url(&server(503)), None);
+        let registry = |code: &str| OciDistributionError::RegistryError {
+            envelope: envelope(code, "why"),
+            url: "https://reg.example/v2/a/manifests/1".into(),
+        };
+        assert_eq!(
+            rate_limited_url(&registry("TOOMANYREQUESTS")),
+            Some("https://reg.example/v2/a/manifests/1")
+        );
+        assert_eq!(rate_limited_url(&registry("DENIED")), None);
+    }
+
+    /// Credentials go to the registry's own origin only, never to a CDN or over plain HTTP.
+    #[test]
+    fn origins() {
+        let url = |u: &str| reqwest::Url::parse(u).unwrap();
+        let registry = url("https://reg.example");
+        assert!(same_origin(&registry, &url("https://reg.example:443/v2/x")));
+        assert!(!same_origin(&registry, &url("http://reg.example/v2/x")));
+        assert!(!same_origin(
+            &registry,
+            &url("https://reg.example:5000/v2/x")
+        ));
+        assert!(!same_origin(
+            &registry,
+            &url("https://cdn.reg.example/v2/x")
+        ));
+    }
+
     #[test]
     fn index_picks_linux_amd64() {
         let a = format!("sha256:{}", "a".repeat(64));
