@@ -5,6 +5,7 @@ pub mod credentials;
 pub mod endpoint;
 pub mod in_use;
 pub mod progress;
+pub mod ratelimit;
 pub mod reference;
 pub mod registry;
 pub mod store;
@@ -164,9 +165,13 @@ fn present_at_pinned_digest(paths: &Paths, r: &ImageRef, name: &str) -> Result<O
 async fn connect(r: &ImageRef, mirrors: &[Endpoint]) -> Result<(Registry, registry::Resolved)> {
     let mut failures = Vec::new();
     for ep in endpoint::candidates(r, mirrors) {
-        let registry = Registry::new(r, &ep);
-        match registry.resolve(r.digest.as_deref()).await {
-            Ok(resolved) => {
+        let attempt = async {
+            let registry = Registry::new(r, &ep)?;
+            let resolved = registry.resolve(r.digest.as_deref()).await?;
+            Ok::<_, Error>((registry, resolved))
+        };
+        match attempt.await {
+            Ok((registry, resolved)) => {
                 if ep.mirror {
                     crate::note!("{}: pulling from {}", r.canonical(), ep.display());
                 } else if !failures.is_empty() {

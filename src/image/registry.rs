@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::io::Write;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::credentials;
 use super::endpoint::Endpoint;
+use super::ratelimit;
 use super::reference::ImageRef;
 use crate::error::IoContext;
 use crate::{Error, Result};
@@ -42,6 +43,12 @@ const CONFIG_TYPES: [&str; 2] = [
 ];
 /// Manifests and configs are small; anything bigger is hostile.
 const MAX_DOCUMENT: usize = 8 << 20;
+/// How long connecting to a registry (or its CDN) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a registry may stay silent mid-answer.
+const READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// The whole of the one request that reads a 429's headers.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 /// The platform an index resolves to (the runtime only runs linux/amd64 images).
 pub const PLATFORM: (&str, &str) = ("linux", "amd64");
 
@@ -81,6 +88,8 @@ pub struct Registry {
     display: String,
     /// The host as the user knows it, for messages.
     host: String,
+    /// `http` or `https`: how the registry itself is spoken to.
+    scheme: &'static str,
 }
 
 #[derive(Deserialize)]
@@ -125,8 +134,8 @@ struct Platform {
 impl Registry {
     /// `r`'s repository at `endpoint`: HTTPS verified against the system store (or
     /// `SSL_CERT_FILE`/`SSL_CERT_DIR`), plain HTTP only where `endpoint` says so; credentials
-    /// from docker's `config.json` for that host.
-    pub fn new(r: &ImageRef, endpoint: &Endpoint) -> Registry {
+    /// from docker's `config.json` (or its credential helper) for that host.
+    pub fn new(r: &ImageRef, endpoint: &Endpoint) -> Result<Registry> {
         let reference = Reference::with_tag(
             endpoint.host.clone(),
             r.repository.clone(),
@@ -139,18 +148,20 @@ impl Registry {
         };
         let config = ClientConfig {
             protocol,
-            connect_timeout: Some(Duration::from_secs(15)),
-            read_timeout: Some(Duration::from_secs(120)),
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            read_timeout: Some(READ_TIMEOUT),
             max_concurrent_download: 1,
             ..Default::default()
         };
-        Registry {
+        Ok(Registry {
             client: Client::new(config),
             reference,
-            auth: credentials::for_host(&endpoint.host),
+            auth: credentials::for_host(&endpoint.host)
+                .map_err(|e| Error::Registry(format!("{}: {e}", r.canonical())))?,
             display: r.canonical(),
             host: endpoint.display(),
-        }
+            scheme: if endpoint.plain_http { "http" } else { "https" },
+        })
     }
 
     /// Run a registry call; when the registry refuses our token (it expired mid-pull), ask
@@ -246,13 +257,16 @@ impl Registry {
             .chain(MANIFEST_TYPES.iter())
             .copied()
             .collect();
-        let (body, _) = self
+        let body = self
             .renewing(|| {
                 self.client
                     .pull_manifest_raw(&reference, &self.auth, &accepted)
             })
-            .await
-            .map_err(|e| self.registry_error(e))?;
+            .await;
+        let (body, _) = match body {
+            Ok(answer) => answer,
+            Err(e) => return Err(self.explain(e).await),
+        };
         if body.len() > MAX_DOCUMENT {
             return Err(Error::Image(format!(
                 "{}: manifest too large",
@@ -279,10 +293,7 @@ impl Registry {
             )));
         }
         let desc = descriptor(&resolved.config_digest, resolved.config_size);
-        let mut stream = self
-            .renewing(|| self.client.pull_blob_stream(&self.reference, &desc))
-            .await
-            .map_err(|e| self.registry_error(e))?;
+        let mut stream = self.blob_stream(&desc).await?;
         let mut body = Vec::new();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| self.stream_error(e))?;
@@ -315,10 +326,7 @@ impl Registry {
         mut progress: impl FnMut(u64),
     ) -> Result<()> {
         let desc = descriptor(&layer.digest, layer.size);
-        let mut stream = self
-            .renewing(|| self.client.pull_blob_stream(&self.reference, &desc))
-            .await
-            .map_err(|e| self.registry_error(e))?;
+        let mut stream = self.blob_stream(&desc).await?;
         let file = std::fs::File::create(dest).ctx(|| format!("create {}", dest.display()))?;
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
         let mut hasher = Sha256::new();
@@ -347,8 +355,70 @@ impl Registry {
         Ok(())
     }
 
-    /// One line for the user: what went wrong talking to the registry.
-    fn registry_error(&self, e: OciDistributionError) -> Error {
+    /// A blob's byte stream (the registry may redirect it to a CDN).
+    async fn blob_stream(&self, desc: &OciDescriptor) -> Result<oci_client::client::SizedStream> {
+        match self
+            .renewing(|| self.client.pull_blob_stream(&self.reference, desc))
+            .await
+        {
+            Ok(stream) => Ok(stream),
+            Err(e) => Err(self.explain(e).await),
+        }
+    }
+
+    /// [`Self::registry_error`], with the reset time a 429 answer carried when there is one.
+    async fn explain(&self, e: OciDistributionError) -> Error {
+        let reset = match rate_limited_url(&e) {
+            Some(url) => self.reset_time(url).await,
+            None => None,
+        };
+        self.registry_error(e, reset.as_deref())
+    }
+
+    /// One more request (HEAD, which no registry counts against the limit) to the URL that
+    /// answered 429, to read the headers oci-client does not pass on. The registry's own URLs
+    /// get a fresh pull token (Docker Hub answers 401, without limits, to anonymous requests);
+    /// a CDN's get nothing. `None` when it fails or says no reset time.
+    async fn reset_time(&self, url: &str) -> Option<String> {
+        let url = reqwest::Url::parse(url).ok()?;
+        // reqwest's defaults are oci-client's: the same TLS roots (system store, or
+        // SSL_CERT_FILE / SSL_CERT_DIR), and no `Authorization` kept across a redirect.
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(PROBE_TIMEOUT)
+            .build()
+            .ok()?;
+        let mut request = client.head(url.clone());
+        if self.is_registry_url(&url) {
+            request = self.authorize(request).await;
+        }
+        let answer = request.send().await.ok()?;
+        ratelimit::describe(answer.headers(), SystemTime::now())
+    }
+
+    /// Same scheme, host and port as the registry (never a CDN a blob was redirected to).
+    fn is_registry_url(&self, url: &reqwest::Url) -> bool {
+        let registry = format!("{}://{}", self.scheme, self.reference.resolve_registry());
+        reqwest::Url::parse(&registry).is_ok_and(|r| same_origin(&r, url))
+    }
+
+    /// `request` with this pull's credentials: a bearer token when the registry hands one
+    /// out, else the configured user and password, else nothing.
+    async fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let token = self
+            .client
+            .auth(&self.reference, &self.auth, RegistryOperation::Pull)
+            .await;
+        match (token, &self.auth) {
+            (Ok(Some(token)), _) => request.bearer_auth(token),
+            (_, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
+            _ => request,
+        }
+    }
+
+    /// One line for the user: what went wrong talking to the registry; `reset` is when a
+    /// rate limit ends, as [`ratelimit::describe`] words it.
+    fn registry_error(&self, e: OciDistributionError, reset: Option<&str>) -> Error {
         let r = &self.display;
         let host = &self.host;
         match e {
@@ -380,7 +450,7 @@ impl Registry {
                 "{r}: access denied by {host} (image missing or private)"
             )),
             OciDistributionError::RegistryError { envelope, .. } => {
-                Error::Registry(envelope_message(r, host, &envelope))
+                Error::Registry(envelope_message(r, host, &envelope, reset))
             }
             OciDistributionError::ServerError { code: 404, .. } => {
                 Error::Registry(format!("{r}: image or tag not found"))
@@ -390,7 +460,7 @@ impl Registry {
             } => Error::Registry(format!("{r}: access denied by {host}")),
             OciDistributionError::ServerError {
                 code: 429, message, ..
-            } => Error::Registry(rate_limited(r, host, &one_line(&message))),
+            } => Error::Registry(rate_limited(r, host, &one_line(&message), reset)),
             OciDistributionError::ServerError { code, message, .. } => Error::Registry(format!(
                 "{r}: registry {host} answered HTTP {code}: {}",
                 one_line(&message)
@@ -518,13 +588,13 @@ fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
 
 /// One line for an OCI error envelope, by its error codes (compared as the enum: the Hub's
 /// `TOOMANYREQUESTS` is `Toomanyrequests`, whose Debug text once failed a string comparison).
-fn envelope_message(r: &str, host: &str, envelope: &OciEnvelope) -> String {
+fn envelope_message(r: &str, host: &str, envelope: &OciEnvelope, reset: Option<&str>) -> String {
     let has =
         |wanted: &dyn Fn(&OciErrorCode) -> bool| envelope.errors.iter().any(|e| wanted(&e.code));
     let msg: Vec<&str> = envelope.errors.iter().map(|e| e.message.as_str()).collect();
     let msg = msg.join("; ");
     if has(&|c| matches!(c, OciErrorCode::Toomanyrequests)) {
-        rate_limited(r, host, &msg)
+        rate_limited(r, host, &msg, reset)
     } else if has(&|c| {
         matches!(
             c,
@@ -542,17 +612,41 @@ fn envelope_message(r: &str, host: &str, envelope: &OciEnvelope) -> String {
     }
 }
 
-/// HTTP 429: the registry's pull rate limit.
-fn rate_limited(r: &str, host: &str, msg: &str) -> String {
+/// HTTP 429: the registry's pull rate limit, and when it resets if the registry said.
+fn rate_limited(r: &str, host: &str, msg: &str, reset: Option<&str>) -> String {
     let why = if msg.is_empty() {
         String::new()
     } else {
         format!(" ({msg})")
     };
+    let when = reset.map(|w| format!("; {w}")).unwrap_or_default();
     format!(
-        "{r}: rate limited by {host}{why}; retry later, log in (docker config.json) or use a \
-         registry mirror (--registry-mirror)"
+        "{r}: rate limited by {host}{why}{when}; retry later, log in (docker config.json) or \
+         use a registry mirror (--registry-mirror)"
     )
+}
+
+/// The URL that answered 429 (a bare status, or the Hub's `TOOMANYREQUESTS` envelope).
+fn rate_limited_url(e: &OciDistributionError) -> Option<&str> {
+    match e {
+        OciDistributionError::ServerError { code: 429, url, .. } => Some(url),
+        OciDistributionError::RegistryError { envelope, url }
+            if envelope
+                .errors
+                .iter()
+                .any(|e| matches!(e.code, OciErrorCode::Toomanyrequests)) =>
+        {
+            Some(url)
+        }
+        _ => None,
+    }
+}
+
+/// Scheme, host and port alike (as oci-client decides where credentials may go).
+fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
@@ -591,11 +685,22 @@ mod tests {
     /// The error bodies registries send, as the distribution spec spells the codes.
     #[test]
     fn envelope_codes_give_their_own_line() {
-        let line = |code: &str| envelope_message("img", "reg.example", &envelope(code, "why"));
+        let line =
+            |code: &str| envelope_message("img", "reg.example", &envelope(code, "why"), None);
         assert!(
             line("TOOMANYREQUESTS").contains("rate limited by reg.example (why)"),
             "{}",
             line("TOOMANYREQUESTS")
+        );
+        let with_reset = envelope_message(
+            "img",
+            "reg.example",
+            &envelope("TOOMANYREQUESTS", "why"),
+            Some("resets in 3 s (at X)"),
+        );
+        assert!(
+            with_reset.contains("rate limited by reg.example (why); resets in 3 s (at X); retry"),
+            "{with_reset}"
         );
         for code in [
             "MANIFEST_UNKNOWN",
@@ -615,6 +720,47 @@ mod tests {
             );
         }
         assert!(line("SOMETHING_ELSE").contains("registry reg.example refused: why"));
+    }
+
+    /// Only a 429 (bare, or the Hub's envelope) leads to the extra request, at its own URL.
+    #[test]
+    fn rate_limited_urls() {
+        let server = |code| OciDistributionError::ServerError {
+            code,
+            url: "https://cdn.example/b?sig=1".into(),
+            message: String::new(),
+        };
+        assert_eq!(
+            rate_limited_url(&server(429)),
+            Some("https://cdn.example/b?sig=1")
+        );
+        assert_eq!(rate_limited_url(&server(503)), None);
+        let registry = |code: &str| OciDistributionError::RegistryError {
+            envelope: envelope(code, "why"),
+            url: "https://reg.example/v2/a/manifests/1".into(),
+        };
+        assert_eq!(
+            rate_limited_url(&registry("TOOMANYREQUESTS")),
+            Some("https://reg.example/v2/a/manifests/1")
+        );
+        assert_eq!(rate_limited_url(&registry("DENIED")), None);
+    }
+
+    /// Credentials go to the registry's own origin only, never to a CDN or over plain HTTP.
+    #[test]
+    fn origins() {
+        let url = |u: &str| reqwest::Url::parse(u).unwrap();
+        let registry = url("https://reg.example");
+        assert!(same_origin(&registry, &url("https://reg.example:443/v2/x")));
+        assert!(!same_origin(&registry, &url("http://reg.example/v2/x")));
+        assert!(!same_origin(
+            &registry,
+            &url("https://reg.example:5000/v2/x")
+        ));
+        assert!(!same_origin(
+            &registry,
+            &url("https://cdn.reg.example/v2/x")
+        ));
     }
 
     #[test]

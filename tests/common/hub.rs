@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -29,10 +29,16 @@ const ISSUER: &str = "devoxx-test-issuer";
 /// One request a test server received.
 #[derive(Debug, Clone)]
 pub struct Request {
+    pub method: String,
     pub target: String,
+    /// When it arrived.
+    pub at: SystemTime,
     /// Header names lowercased.
     pub headers: BTreeMap<String, String>,
 }
+
+/// Response headers, as `(name, value)`.
+pub type Headers = Vec<(String, String)>;
 
 /// What the token server requires and hands out.
 #[derive(Default)]
@@ -42,7 +48,12 @@ pub struct TokenPolicy {
     /// The first N tokens are signed by a key the registry does not trust (refused like an
     /// expired token).
     pub refused_tokens: AtomicUsize,
+    /// Seconds from issue to a token's `exp` (300 when unset).
+    pub lifetime: Option<u64>,
 }
+
+/// Token lifetime when [`TokenPolicy::lifetime`] is unset.
+const DEFAULT_LIFETIME: u64 = 300;
 
 /// The running fixture.
 pub struct Hub {
@@ -54,8 +65,13 @@ pub struct Hub {
     pub hosts: PathBuf,
     pub token_requests: Arc<Mutex<Vec<Request>>>,
     pub cdn_requests: Arc<Mutex<Vec<Request>>>,
-    /// When set, the CDN answers 429 with a `Retry-After`.
-    pub cdn_rate_limited: Arc<AtomicBool>,
+    /// When set, the CDN answers every request 429 with these headers.
+    pub cdn_rate_limit: Arc<Mutex<Option<Headers>>>,
+    /// When set, the CDN holds its first blob answer until the newest token has expired by
+    /// the client's clock (a second past its `exp`).
+    pub cdn_hold_until_expiry: Arc<AtomicBool>,
+    /// The `exp` of the newest token issued (Unix seconds).
+    pub last_token_exp: Arc<AtomicU64>,
     pub policy: Arc<TokenPolicy>,
     _registry: Registry,
     _dir: tempfile::TempDir,
@@ -75,26 +91,29 @@ impl Hub {
         let policy = Arc::new(policy);
 
         let token_requests = Arc::new(Mutex::new(Vec::new()));
+        let last_token_exp = Arc::new(AtomicU64::new(0));
         let token_port = {
             let (requests, policy) = (token_requests.clone(), policy.clone());
+            let last_exp = last_token_exp.clone();
             serve(move |req| {
                 requests.lock().expect("lock").push(req.clone());
-                token_answer(req, &policy, &signer, &untrusted)
+                token_answer(req, &policy, &signer, &untrusted, &last_exp)
             })
         };
         let storage = registry().storage.clone();
         let cdn_requests = Arc::new(Mutex::new(Vec::new()));
-        let cdn_rate_limited = Arc::new(AtomicBool::new(false));
+        let cdn_rate_limit = Arc::new(Mutex::new(None::<Headers>));
+        let cdn_hold_until_expiry = Arc::new(AtomicBool::new(false));
         let cdn_port = {
-            let (requests, limited) = (cdn_requests.clone(), cdn_rate_limited.clone());
+            let (requests, limit) = (cdn_requests.clone(), cdn_rate_limit.clone());
+            let (hold, last_exp) = (cdn_hold_until_expiry.clone(), last_token_exp.clone());
             serve(move |req| {
                 requests.lock().expect("lock").push(req.clone());
-                if limited.load(Ordering::SeqCst) {
-                    return (
-                        429,
-                        vec![("Retry-After".into(), "42".into())],
-                        b"slow down".to_vec(),
-                    );
+                if let Some(headers) = limit.lock().expect("lock").clone() {
+                    return (429, headers, b"slow down".to_vec());
+                }
+                if hold.swap(false, Ordering::SeqCst) {
+                    sleep_past_exp(last_exp.load(Ordering::SeqCst));
                 }
                 cdn_answer(&storage, &req.target)
             })
@@ -111,7 +130,9 @@ impl Hub {
             hosts,
             token_requests,
             cdn_requests,
-            cdn_rate_limited,
+            cdn_rate_limit,
+            cdn_hold_until_expiry,
+            last_token_exp,
             policy,
             _registry: reg,
             _dir: dir,
@@ -155,16 +176,13 @@ impl Signer {
         }
     }
 
-    fn token(&self, subject: &str, repo: &str) -> String {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock")
-            .as_secs();
+    fn token(&self, subject: &str, repo: &str, exp: u64) -> String {
+        let now = unix_now();
         let header =
             json!({"alg": "ES256", "typ": "JWT", "x5c": [STANDARD.encode(&self.cert_der)]});
         let claims = json!({
             "iss": ISSUER, "sub": subject, "aud": SERVICE,
-            "exp": now + 300, "nbf": now - 10, "iat": now, "jti": super::marker(),
+            "exp": exp, "nbf": now - 10, "iat": now, "jti": super::marker(),
             "access": [{"type": "repository", "name": repo, "actions": ["pull"]}],
         });
         let signing_input = format!(
@@ -178,9 +196,32 @@ impl Signer {
     }
 }
 
-type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+type Answer = (u16, Headers, Vec<u8>);
 
-fn token_answer(req: &Request, policy: &TokenPolicy, good: &Signer, bad: &Signer) -> Answer {
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// Sleep until whole Unix seconds exceed `exp`: oci-client (like any client comparing whole
+/// seconds) then holds a token with that `exp` expired.
+fn sleep_past_exp(exp: u64) {
+    let past = UNIX_EPOCH + Duration::from_secs(exp + 1) + Duration::from_millis(200);
+    if let Ok(wait) = past.duration_since(SystemTime::now()) {
+        std::thread::sleep(wait);
+    }
+}
+
+fn token_answer(
+    req: &Request,
+    policy: &TokenPolicy,
+    good: &Signer,
+    bad: &Signer,
+    last_exp: &AtomicU64,
+) -> Answer {
     let scope = query_param(&req.target, "scope").unwrap_or_default();
     let repo = scope
         .strip_prefix("repository:")
@@ -201,8 +242,11 @@ fn token_answer(req: &Request, policy: &TokenPolicy, good: &Signer, bad: &Signer
         .refused_tokens
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok();
-    let token = if refused { bad } else { good }.token(&subject, &repo);
-    let body = json!({"token": token, "access_token": token, "expires_in": 300});
+    let lifetime = policy.lifetime.unwrap_or(DEFAULT_LIFETIME);
+    let exp = unix_now() + lifetime;
+    last_exp.store(exp, Ordering::SeqCst);
+    let token = if refused { bad } else { good }.token(&subject, &repo, exp);
+    let body = json!({"token": token, "access_token": token, "expires_in": lifetime});
     (
         200,
         vec![("Content-Type".into(), "application/json".into())],
@@ -282,7 +326,10 @@ fn answer(stream: TcpStream, handler: &dyn Fn(&Request) -> Answer) -> std::io::R
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
-    let target = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let at = SystemTime::now();
+    let mut words = line.split_whitespace();
+    let method = words.next().unwrap_or("GET").to_owned();
+    let target = words.next().unwrap_or("/").to_owned();
     let mut headers = BTreeMap::new();
     loop {
         let mut h = String::new();
@@ -293,7 +340,13 @@ fn answer(stream: TcpStream, handler: &dyn Fn(&Request) -> Answer) -> std::io::R
             headers.insert(k.trim().to_lowercase(), v.trim().to_owned());
         }
     }
-    let (status, extra, body) = handler(&Request { target, headers });
+    let head_only = method == "HEAD";
+    let (status, extra, body) = handler(&Request {
+        method,
+        target,
+        at,
+        headers,
+    });
     let mut out = stream;
     let mut head = format!(
         "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
@@ -304,6 +357,8 @@ fn answer(stream: TcpStream, handler: &dyn Fn(&Request) -> Answer) -> std::io::R
     }
     head.push_str("\r\n");
     out.write_all(head.as_bytes())?;
-    out.write_all(&body)?;
+    if !head_only {
+        out.write_all(&body)?;
+    }
     out.flush()
 }
