@@ -127,6 +127,7 @@ macro_rules! require_bridge_host {
 }
 
 #[test]
+#[serial(bridge)] // every run reclaims stale veths: it would race the killed-runtime test
 fn none_has_only_loopback_and_it_is_up() {
     if !is_root() {
         skip!("needs root (network namespaces)");
@@ -182,6 +183,7 @@ fn host_shares_the_host_interfaces() {
 }
 
 #[test]
+#[serial(bridge)] // a failed run reclaims stale state too
 fn unknown_network_mode_is_a_usage_error() {
     let root = TestRoot::new();
     let mode = marker();
