@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 use base64::Engine;
 use common::hub::{unix_now, Hub, TokenPolicy, CDN_HOST};
-use common::registry::{image_config, push_image, with_hosts, Flavour, LayerBuilder};
+use common::registry::{image_config, push_image, registry, with_hosts, Flavour, LayerBuilder};
 use common::{marker, random_in, TestRoot};
 use serde_json::json;
 
@@ -116,6 +116,51 @@ fn alpine_through_a_mirror_shaped_like_the_hub() {
             "{r:#?}"
         );
     }
+}
+
+/// docker's `registry-mirrors` semantics past the manifest: a mirror that resolves the reference
+/// but then fails a blob (here its CDN answers 429) is dropped for the next one, which serves
+/// the whole image; one line names the source and what the first mirror failed at.
+#[test]
+fn a_mirror_failing_after_the_manifest_is_skipped_for_the_next() {
+    require_root!();
+    let tag = marker();
+    let content = push_marker_image("library/alpine", &tag);
+    let hub = Hub::start(TokenPolicy::default());
+    *hub.cdn_rate_limit.lock().expect("lock") = Some(Vec::new());
+    let next = format!("http://{}", registry().addr);
+    let root = TestRoot::new();
+    let mirrors = format!("https://{},{next}", hub.host);
+    let a = pull(
+        &hub,
+        &root,
+        &[&format!("alpine:{tag}")],
+        &[("DEVOXX_REGISTRY_MIRROR", &mirrors)],
+    )
+    .success();
+    let err = stderr(&a);
+    let served: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains(&format!("pulling from mirror {next}")))
+        .collect();
+    assert_eq!(served.len(), 1, "{err}");
+    assert!(
+        served[0].contains(&format!("earlier mirrors failed: {}", hub.host))
+            && served[0].contains("rate limited"),
+        "{err}"
+    );
+    assert!(
+        !hub.cdn_requests.lock().expect("lock").is_empty(),
+        "the first mirror resolved and was asked for a blob"
+    );
+    assert_eq!(marker_of(&root), content);
+    assert_eq!(
+        fs::read_dir(root.store().join(".staging"))
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0,
+        "the first mirror's staging was dropped"
+    );
 }
 
 /// A hub whose `private/` repositories need a random user and password, serving one of them.

@@ -160,39 +160,25 @@ fn present_at_pinned_digest(paths: &Paths, r: &ImageRef, name: &str) -> Result<O
     }
 }
 
-/// The first endpoint that resolves `r` (mirrors, then its own registry), with one line
-/// saying which one answered when mirrors were in play.
-async fn connect(r: &ImageRef, mirrors: &[Endpoint]) -> Result<(Registry, registry::Resolved)> {
+/// Pull `r` from the first endpoint that delivers all of it: mirrors in order, then its own
+/// registry. As with docker's `registry-mirrors`, a mirror that fails at any step — resolving
+/// the reference, or a blob after the manifest — is skipped for the next endpoint (the staging
+/// it filled is dropped; every digest is verified whoever serves it); a local failure (disk,
+/// permissions) ends the pull, as the next endpoint would only repeat it.
+async fn fetch(paths: &Paths, r: &ImageRef, name: &str, mirrors: &[Endpoint]) -> Result<Image> {
     let mut failures = Vec::new();
     for ep in endpoint::candidates(r, mirrors) {
-        let attempt = async {
-            let registry = Registry::new(r, &ep)?;
-            let resolved = registry.resolve(r.digest.as_deref()).await?;
-            Ok::<_, Error>((registry, resolved))
-        };
-        match attempt.await {
-            Ok((registry, resolved)) => {
-                if ep.mirror {
-                    crate::note!("{}: pulling from {}", r.canonical(), ep.display());
-                } else if !failures.is_empty() {
-                    crate::note!(
-                        "{}: every mirror failed ({}); pulling from {}",
-                        r.canonical(),
-                        failures.join("; "),
-                        ep.display()
-                    );
-                }
-                return Ok((registry, resolved));
+        match fetch_from(paths, r, name, &ep, &failures).await {
+            Ok(image) => return Ok(image),
+            Err(e @ (Error::Registry(_) | Error::Image(_))) if ep.mirror => {
+                failures.push(format!("{}: {}", ep.host, mirror_reason(&e)));
             }
-            Err(e) if ep.mirror => failures.push(format!("{}: {}", ep.host, mirror_reason(&e))),
+            Err(e) if failures.is_empty() => return Err(e),
             Err(e) => {
-                if failures.is_empty() {
-                    return Err(e);
-                }
                 return Err(Error::Registry(format!(
                     "{e} (after every mirror failed: {})",
                     failures.join("; ")
-                )));
+                )))
             }
         }
     }
@@ -200,6 +186,26 @@ async fn connect(r: &ImageRef, mirrors: &[Endpoint]) -> Result<(Registry, regist
         "{}: no registry to pull from",
         r.canonical()
     )))
+}
+
+/// One line saying which source serves the pull once it resolved, when mirrors were in play,
+/// with what the mirrors before it failed at.
+fn announce_source(r: &ImageRef, ep: &Endpoint, failures: &[String]) {
+    let failed = failures.join("; ");
+    match (ep.mirror, failures.is_empty()) {
+        (true, true) => crate::note!("{}: pulling from {}", r.canonical(), ep.display()),
+        (true, false) => crate::note!(
+            "{}: pulling from {} (earlier mirrors failed: {failed})",
+            r.canonical(),
+            ep.display()
+        ),
+        (false, false) => crate::note!(
+            "{}: every mirror failed ({failed}); pulling from {}",
+            r.canonical(),
+            ep.display()
+        ),
+        (false, true) => {}
+    }
 }
 
 /// A mirror's error without the reference it repeats.
@@ -212,8 +218,17 @@ fn mirror_reason(e: &Error) -> String {
         .map_or(text.clone(), |(_, rest)| rest.to_owned())
 }
 
-async fn fetch(paths: &Paths, r: &ImageRef, name: &str, mirrors: &[Endpoint]) -> Result<Image> {
-    let (registry, resolved) = connect(r, mirrors).await?;
+/// The whole pull from one endpoint: resolve, config, layers, commit.
+async fn fetch_from(
+    paths: &Paths,
+    r: &ImageRef,
+    name: &str,
+    ep: &Endpoint,
+    failures: &[String],
+) -> Result<Image> {
+    let registry = Registry::new(r, ep)?;
+    let resolved = registry.resolve(r.digest.as_deref()).await?;
+    announce_source(r, ep, failures);
     let dir = paths.root.join(name);
     if let Some(meta) = store::read_meta(&dir) {
         if meta.digest == resolved.digest && dir.join("rootfs").is_dir() {
