@@ -220,8 +220,8 @@ mod tests {
         std::mem::forget(group);
     }
 
-    #[test]
-    fn without_limits_no_hierarchy_is_joined() {
+    /// One empty directory per controller, standing for its hierarchy's root.
+    fn empty_hierarchies() -> (tempfile::TempDir, Vec<(Controller, PathBuf)>) {
         let tmp = tempfile::tempdir().unwrap();
         let hierarchies: Vec<(Controller, PathBuf)> = Controller::ALL
             .into_iter()
@@ -230,6 +230,12 @@ mod tests {
         for (_, mount) in &hierarchies {
             fs::create_dir(mount).unwrap();
         }
+        (tmp, hierarchies)
+    }
+
+    #[test]
+    fn without_limits_no_hierarchy_is_joined() {
+        let (_tmp, hierarchies) = empty_hierarchies();
         let group = Group::create(&hierarchies, "c0ffee", &Limits::default()).unwrap();
         assert_eq!(group.dirs().count(), 0);
         group.add_process(std::process::id() as i32).unwrap();
@@ -240,14 +246,7 @@ mod tests {
 
     #[test]
     fn only_the_limited_hierarchy_is_created() {
-        let tmp = tempfile::tempdir().unwrap();
-        let hierarchies: Vec<(Controller, PathBuf)> = Controller::ALL
-            .into_iter()
-            .map(|c| (c, tmp.path().join(c.name())))
-            .collect();
-        for (_, mount) in &hierarchies {
-            fs::create_dir(mount).unwrap();
-        }
+        let (_tmp, hierarchies) = empty_hierarchies();
         let limits = Limits {
             pids: Some(9),
             ..Limits::default()
