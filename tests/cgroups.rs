@@ -38,6 +38,16 @@ macro_rules! require_cgroups {
     };
 }
 
+/// Skip unless we are root on a cgroup v2 host with controllers (the VM).
+macro_rules! require_v2 {
+    () => {
+        require_root!();
+        if !is_v2() {
+            skip!("{V2_SKIP}");
+        }
+    };
+}
+
 /// A test image plus the mount table before anything ran.
 fn setup() -> (TestRoot, String, String) {
     let root = TestRoot::new();
@@ -621,10 +631,7 @@ fn a_stale_cgroup_and_its_leftover_process_are_reclaimed_by_the_next_run() {
 
 #[test]
 fn v2_controllers_are_enabled_for_container_cgroups() {
-    require_root!();
-    if !is_v2() {
-        skip!("{V2_SKIP}");
-    }
+    require_v2!();
     let (root, image, mounts) = setup();
     let mark = marker();
     let (child, cg) = sleeping(&root, &["--pids-limit", "64"], &image, &mark);
@@ -649,10 +656,7 @@ fn v2_controllers_are_enabled_for_container_cgroups() {
 
 #[test]
 fn v2_oom_kill_is_counted_up_the_hierarchy() {
-    require_root!();
-    if !is_v2() {
-        skip!("{V2_SKIP}");
-    }
+    require_v2!();
     let (root, image, mounts) = setup();
     let events = PathBuf::from(V2_ROOT).join("devoxx-docker/memory.events");
     let count = || -> u64 {
@@ -826,10 +830,7 @@ impl Drop for OnePidCgroup {
 /// the runtime's cgroup, then a move) has its fork refused by the kernel there.
 #[test]
 fn v2_the_container_is_born_in_its_cgroup_never_in_the_runtimes() {
-    require_root!();
-    if !is_v2() {
-        skip!("{V2_SKIP}");
-    }
+    require_v2!();
     let (root, image, mounts) = setup();
     // A first run enables the pids controller below the root, as every run does.
     assert!(own_cgroup_and_exit(&mut root.std_cmd(), &image, 0)

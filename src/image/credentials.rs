@@ -14,6 +14,7 @@ use oci_client::secrets::RegistryAuth;
 use serde::Deserialize;
 
 use super::endpoint::is_hub;
+use super::registry::one_line;
 use crate::{Error, Result};
 
 /// The key docker files Docker Hub's credentials under (`auths`, credential helpers).
@@ -122,7 +123,7 @@ fn from_helper(helper: &str, server: &str) -> Result<RegistryAuth> {
         let said = [stdout.as_str(), String::from_utf8_lossy(&out.stderr).trim()]
             .into_iter()
             .find(|s| !s.is_empty())
-            .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+            .map(one_line)
             .unwrap_or_else(|| out.status.to_string());
         return Err(fail(said));
     }

@@ -657,7 +657,8 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     one_line(&cur.to_string())
 }
 
-fn one_line(s: &str) -> String {
+/// Any text as one line for an error message: whitespace runs folded, cut at 200 characters.
+pub(super) fn one_line(s: &str) -> String {
     let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
     if s.len() > 200 {
         format!(
