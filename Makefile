@@ -7,8 +7,9 @@ RELEASE    := target/release/devoxx-docker
 PROBE      := target/probe/x86_64-unknown-linux-gnu/release/probe
 # Debian/Ubuntu packages the suite needs: a static busybox for test images, a real registry.
 APT_DEPS   := busybox-static docker-registry skopeo umoci iproute2 nftables iptables tmux
-# What vm/ needs on top: QEMU, and zstd/xz to unpack compressed kernel modules (Ubuntu).
-VM_APT_DEPS := qemu-system-x86 zstd xz-utils
+# What vm/ needs on top: QEMU, zstd/xz to unpack compressed kernel modules (Ubuntu), Go for the
+# grader self-test's Go workshop solutions.
+VM_APT_DEPS := qemu-system-x86 zstd xz-utils golang-go
 # The OCI runtimes make bench / make vm-bench compare with (bench only, never the suite).
 BENCH_APT_DEPS := runc crun time
 SUBMISSION ?=
@@ -17,7 +18,7 @@ REPORT     ?= grade-report
 TEST_ARGS  ?=
 STRICT     ?=
 
-.PHONY: all build probe deps vm-deps bench-deps vm-bench test lint fmt clippy bench demo vm-test vm-shell vagrant-test grade grade-all grader-runtimes actionlint clean help
+.PHONY: all build probe deps vm-deps bench-deps vm-bench test lint fmt clippy bench demo vm-test vm-shell vagrant-test grade grade-all grader-runtimes grader-go actionlint clean help
 
 all: build ## Build the release binary into bin/devoxx-docker
 
@@ -93,7 +94,7 @@ vm-bench: vm-deps bench-deps build probe ## make bench inside the cgroup v2 VM (
 demo: deps build ## End to end without internet: local registry → push → pull → run (as root)
 	./tests/demo.sh $(BIN)
 
-vm-test: vm-deps build probe ## The whole suite inside a QEMU VM with cgroup v2 (TCG if KVM is broken)
+vm-test: vm-deps build probe grader-go ## The whole suite inside a QEMU VM with cgroup v2 (TCG if KVM is broken)
 	./vm/run.sh test
 
 grade: vm-deps build probe ## Grade a workshop submission in the VM: SUBMISSION=PATH [REPORT=DIR] [STEPS=a,b]
@@ -104,6 +105,9 @@ grade-all: vm-deps build probe ## Grade every submission in DIR (one VM each) an
 
 grader-runtimes: ## The deliberately broken runtimes of tests/grader/faults, in target/grader-runtimes/
 	./tests/grader/make-runtimes.sh target/grader-runtimes
+
+grader-go: ## The Go workshop solutions of tests/grader/, built into target/grader-go/ (vm-test grades them)
+	./tests/grader/build-go.sh target/grader-go
 
 vm-shell: vm-deps build probe ## Boot the test VM with a shell on the console
 	./vm/run.sh shell

@@ -55,7 +55,7 @@ fn runtimes() -> &'static Path {
     .path()
 }
 
-/// `tests/grader/faults`: fault name → the steps it must fail.
+/// `tests/grader/faults`: fault name → the steps it must fail (`step` or `step:check`).
 fn faults() -> BTreeMap<String, Vec<String>> {
     let text =
         std::fs::read_to_string(Path::new(MANIFEST).join("tests/grader/faults")).expect("faults");
@@ -77,11 +77,73 @@ fn delegate_controllers() {
     );
 }
 
+/// A submission to grade: its executable, and for a built one its directory (where it runs
+/// from and where its devoxx-grade.toml is).
+struct Submission {
+    runtime: PathBuf,
+    dir: Option<PathBuf>,
+}
+
+impl Submission {
+    /// A fault of make-runtimes.sh: a single file, or a built directory with its config.
+    fn fault(name: &str) -> Submission {
+        let path = runtimes().join(name);
+        if path.is_dir() {
+            Submission {
+                runtime: path.join("bin/devoxx-docker"),
+                dir: Some(path),
+            }
+        } else {
+            Submission {
+                runtime: path,
+                dir: None,
+            }
+        }
+    }
+
+    /// A Go solution `make grader-go` built into target/grader-go/NAME.
+    fn go(name: &str) -> Submission {
+        let dir = Path::new(MANIFEST).join("target/grader-go").join(name);
+        assert!(
+            dir.join("bin/devoxx-docker").is_file(),
+            "{} missing: make vm-test builds it (make grader-go)",
+            dir.display()
+        );
+        Submission {
+            runtime: dir.join("bin/devoxx-docker"),
+            dir: Some(dir),
+        }
+    }
+
+    fn grade(&self, name: &str, steps: &[&str]) -> Report {
+        let config = self.dir.as_ref().map(|d| d.join("devoxx-grade.toml"));
+        grade_in(
+            &self.runtime,
+            name,
+            steps,
+            config.as_deref().filter(|c| c.exists()),
+            self.dir.as_deref(),
+        )
+    }
+}
+
 /// Grade `runtime` (steps: all when empty) and return its report.
 fn grade(runtime: &Path, name: &str, steps: &[&str], config: Option<&Path>) -> Report {
+    grade_in(runtime, name, steps, config, None)
+}
+
+/// [`grade`], running the submission from `dir` (a temporary directory when `None`).
+fn grade_in(
+    runtime: &Path,
+    name: &str,
+    steps: &[&str],
+    config: Option<&Path>,
+    dir: Option<&Path>,
+) -> Report {
     delegate_controllers();
     let out = tempfile::tempdir().expect("tempdir");
-    let dir = tempfile::tempdir().expect("tempdir");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = dir.unwrap_or(tmp.path());
     let mut cmd = Command::new(GRADER);
     cmd.args(["check", "--name", name, "--busybox"])
         .arg(common::busybox())
@@ -90,11 +152,11 @@ fn grade(runtime: &Path, name: &str, steps: &[&str], config: Option<&Path>) -> R
         .arg("--runtime")
         .arg(runtime)
         .arg("--dir")
-        .arg(dir.path())
+        .arg(dir)
         .arg("--out")
         .arg(out.path())
         .arg("--scratch")
-        .arg(dir.path().join("scratch"));
+        .arg(tmp.path().join("scratch"));
     if !steps.is_empty() {
         cmd.arg("--steps").arg(steps.join(","));
     }
@@ -140,6 +202,50 @@ fn status_table(r: &Report) -> String {
         .collect()
 }
 
+/// Every required step passes but those `broken` names, whose first problem is the check
+/// named after `:` when one is.
+fn assert_grade(report: &Report, who: &str, broken: &[String]) {
+    for step in REQUIRED_STEPS {
+        let status = report.steps[step].status;
+        let wanted = broken.iter().find(|b| b.split(':').next() == Some(step));
+        match wanted {
+            Some(b) => {
+                assert_ne!(
+                    status,
+                    Status::Pass,
+                    "{who}: {step} must not pass:{}",
+                    status_table(report)
+                );
+                let problem = report.steps[step].first_problem().expect("a failing check");
+                assert!(
+                    !problem.hint.is_empty(),
+                    "{who}: {step}: a failing check gives a hint: {problem:?}"
+                );
+                if let Some((_, check)) = b.split_once(':') {
+                    assert_eq!(
+                        problem.name,
+                        check,
+                        "{who}: {step}'s first problem:{}",
+                        status_table(report)
+                    );
+                }
+            }
+            None => assert_eq!(
+                status,
+                Status::Pass,
+                "{who}: only {broken:?} may fail:{}",
+                status_table(report)
+            ),
+        }
+    }
+    assert_eq!(
+        report.passed(),
+        broken.is_empty(),
+        "{}",
+        status_table(report)
+    );
+}
+
 #[rstest]
 #[case::no_uts_ns("no-uts-ns")]
 #[case::no_pid_ns("no-pid-ns")]
@@ -150,43 +256,97 @@ fn status_table(r: &Report) -> String {
 #[case::volume_not_unmounted("volume-not-unmounted")]
 #[case::exit_always_0("exit-always-0")]
 #[case::hard_coded("hard-coded")]
+#[case::args_dropped("args-dropped")]
+#[case::hard_coded_volume_abs("hard-coded-volume-abs")]
+#[case::hard_coded_volume_rel("hard-coded-volume-rel")]
+#[case::veth_left("veth-left")]
+#[case::crash_after_network("crash-after-network")]
+#[case::copy_not_mount("copy-not-mount")]
+#[case::racy_cgroup("racy-cgroup")]
 #[serial(grade)]
 #[ignore = "VM only: make vm-test runs it (grading renames the host and leaks mounts on purpose)"]
-fn each_broken_runtime_fails_exactly_the_steps_it_breaks(#[case] fault: &str) {
+fn each_variant_fails_exactly_the_steps_it_breaks(#[case] fault: &str) {
     require_vm!();
     let broken = faults()
         .remove(fault)
         .unwrap_or_else(|| panic!("{fault} not in tests/grader/faults"));
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let report = grade(&runtimes().join(fault), fault, &REQUIRED_STEPS, None);
-    for step in REQUIRED_STEPS {
-        let status = report.steps[step].status;
-        if broken.iter().any(|b| b == step) {
-            assert_ne!(
-                status,
-                Status::Pass,
-                "{fault}: {step} must not pass:{}",
-                status_table(&report)
-            );
-            let problem = report.steps[step].first_problem().expect("a failing check");
-            assert!(
-                !problem.hint.is_empty(),
-                "{fault}: {step}: a failing check gives a hint: {problem:?}"
-            );
-        } else {
-            assert_eq!(
-                status,
-                Status::Pass,
-                "{fault}: only {broken:?} may fail:{}",
-                status_table(&report)
-            );
-        }
-    }
-    assert!(!report.passed());
-    // Whatever the broken runtime did to the guest, the grader undid.
+    let links_before = links();
+    let report = Submission::fault(fault).grade(fault, &REQUIRED_STEPS);
+    assert_grade(&report, fault, &broken);
+    // Whatever the runtime did to the guest, the grader undid.
     assert_eq!(
         std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default(),
         hostname
+    );
+    assert_eq!(
+        links(),
+        links_before,
+        "{fault}: no network link left on the host"
+    );
+}
+
+/// The network links of this (the host's) network namespace.
+fn links() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+#[serial(grade)]
+#[ignore = "VM only: make vm-test runs it (grading renames the host and leaks mounts on purpose)"]
+fn a_racy_cgroup_placement_gets_the_same_grade_ten_times() {
+    require_vm!();
+    let racy = Submission::fault("racy-cgroup");
+    let mut escapes = 0;
+    for i in 0..10 {
+        let report = racy.grade("racy-cgroup", &["cgroups"]);
+        assert_eq!(
+            report.steps["cgroups"].status,
+            Status::Pass,
+            "grading {i}:{}",
+            status_table(&report)
+        );
+        let warning = &report.extras["command-in-container-cgroup"];
+        if warning.status == Status::Fail {
+            escapes += 1;
+            assert!(
+                warning
+                    .hint
+                    .contains("place the child before it runs anything"),
+                "{warning:?}"
+            );
+        }
+    }
+    eprintln!("the command escaped its parent's cgroup in {escapes} of 10 gradings");
+}
+
+#[rstest]
+#[case::go_submission("go-submission", &[], Status::NotAttempted)]
+#[case::go_final("go-final", &["volumes:not-in-host-mount-table"], Status::Pass)]
+#[serial(grade)]
+#[ignore = "VM only: make vm-test runs it (grading renames the host and leaks mounts on purpose)"]
+fn each_go_workshop_solution_gets_its_grade(
+    #[case] name: &str,
+    #[case] broken: &[&str],
+    #[case] network: Status,
+) {
+    require_vm!();
+    let report = Submission::go(name).grade(name, &[]);
+    let broken: Vec<String> = broken.iter().map(|b| b.to_string()).collect();
+    assert_grade(&report, name, &broken);
+    assert_eq!(
+        report.steps["network"].status,
+        network,
+        "{name}:{}",
+        status_table(&report)
     );
 }
 

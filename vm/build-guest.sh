@@ -150,6 +150,10 @@ put_suite() {
     put "$runtime"
     put "$probe"
     put "$grader" # tests/grader.rs grades runtimes with it
+    # ... and the Go workshop solutions make grader-go built (static binaries, their configs).
+    if [ -d "$repo/target/grader-go" ]; then
+        tar -C "$repo/target" --exclude=./grader-go/.cache -cf - ./grader-go | tar -C "$stage$repo/target" -xf -
+    fi
     ln -s "$runtime" "$stage/usr/local/bin/devoxx-docker"
     : > "$list"
     write_env > "$stage/suite/env"
@@ -191,7 +195,7 @@ write_env() {
         CARGO_MANIFEST_DIR "$repo" \
         SUITE_DIR "$repo" \
         SUITE_ARGS "${VM_TEST_ARGS:-}" \
-        SUITE_BIN_TIMEOUT "${VM_BIN_TIMEOUT:-300}"
+        SUITE_BIN_TIMEOUT "${VM_BIN_TIMEOUT:-900}"
 }
 
 pack() {

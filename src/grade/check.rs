@@ -112,8 +112,8 @@ pub fn ensure_disposable_machine(force: bool) -> anyhow::Result<()> {
 /// Grade `job`, calling `emit` with each event as it happens; returns the whole report.
 pub fn grade(job: &Job, emit: &mut dyn FnMut(&Event)) -> anyhow::Result<Report> {
     let start = Instant::now();
-    let rootfs = seed::rootfs_of(&job.store, &job.config.image);
-    seed::seed(&rootfs, &job.busybox, &job.probe).context("seed the image")?;
+    let image = seed::Image::new(&job.store, &job.config.image, &job.busybox, &job.probe)
+        .context("seed the image")?;
     // A submission that never switches root runs the command from the host's /: the probe
     // must be there too, so such a submission fails the rootfs step only, not every step.
     let host_probe = std::path::Path::new("/bin/probe");
@@ -128,7 +128,7 @@ pub fn grade(job: &Job, emit: &mut dyn FnMut(&Event)) -> anyhow::Result<Report> 
         config: job.config.clone(),
         cgroup: super::invoke::run_cgroup(1024),
     };
-    let mut ctx = Ctx::new(sub, rootfs, job.scratch.clone());
+    let mut ctx = Ctx::new(sub, image, job.scratch.clone());
     let mut report = Report {
         submission: job.name.clone(),
         steps: Default::default(),

@@ -66,18 +66,82 @@ pub fn pids_with_marker(marker: &str) -> Vec<i32> {
         .collect()
 }
 
-/// The probe process of a run: argv[0] is the probe, argv[1] the subcommand, and the run's
-/// marker is among its arguments. The runtime's own argv holds the marker too, so argv[0]
-/// decides; when a runtime wraps the command (a shell), the probe is still found.
-pub fn find_probe(marker: &str, subcommand: &str) -> Option<i32> {
+/// The probe process of a run: called by the one-word name `grade-<marker>` the grader linked
+/// to it (argv[0]); the runtime's own argv holds that word too, but never as argv[0], and a
+/// runtime that wraps the command (a shell) still leaves the probe to be found.
+pub fn find_probe(marker: &str) -> Option<i32> {
+    let name = format!("grade-{marker}");
     pids_with_marker(marker).into_iter().find(|&p| {
-        let argv = cmdline(p);
-        argv.len() >= 2
-            && Path::new(&argv[0])
-                .file_name()
-                .is_some_and(|n| n == "probe")
-            && argv[1] == subcommand
+        cmdline(p)
+            .first()
+            .is_some_and(|a| Path::new(a).file_name().is_some_and(|n| *n == *name))
     })
+}
+
+/// Does `pid` catch SIGUSR1? The probe's `hold` and `gate` block it, then install a handler,
+/// then wait for it: readiness seen on the host (`SigCgt`; `SigBlk` is cleared for the signals
+/// sigtimedwait waits for), whatever the runtime did with the probe's stdout.
+pub fn catches_sigusr1(pid: i32) -> bool {
+    status_field(pid, "SigCgt")
+        .and_then(|m| u64::from_str_radix(&m, 16).ok())
+        .is_some_and(|m| m & (1 << (libc::SIGUSR1 - 1)) != 0)
+}
+
+/// The first process the runtime started on the way to `probe`: the probe's ancestor whose
+/// parent is `runtime` (the probe itself when the runtime started it directly). When the chain
+/// does not lead to the runtime (a double fork), the init of the probe's PID namespace, else
+/// the probe.
+pub fn first_process(probe: i32, runtime: i32) -> i32 {
+    let mut pid = probe;
+    for _ in 0..64 {
+        match ppid(pid) {
+            Some(p) if p == runtime => return pid,
+            Some(p) if p > 1 => pid = p,
+            _ => break,
+        }
+    }
+    let ns = ns_inode(&probe.to_string(), "pid");
+    all_pids()
+        .into_iter()
+        .find(|&p| nspid(p).last() == Some(&1) && ns_inode(&p.to_string(), "pid") == ns && p != 1)
+        .unwrap_or(probe)
+}
+
+/// The hostname in `pid`'s UTS namespace, read by joining it from a thread of our own.
+pub fn hostname_of(pid: i32) -> Option<String> {
+    let ns = fs::File::open(format!("/proc/{pid}/ns/uts")).ok()?;
+    std::thread::spawn(move || {
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWUTS).ok()?;
+        nix::unistd::gethostname()
+            .ok()
+            .map(|h| h.to_string_lossy().into_owned())
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
+/// How many processes `pid` sees in its `/proc` (through `/proc/<pid>/root`); `None` when no
+/// proc filesystem is mounted there.
+pub fn processes_seen(pid: i32) -> Option<usize> {
+    let proc_dir = format!("/proc/{pid}/root/proc");
+    let fs_type = nix::sys::statfs::statfs(proc_dir.as_str())
+        .ok()?
+        .filesystem_type();
+    if fs_type != nix::sys::statfs::PROC_SUPER_MAGIC {
+        return None;
+    }
+    let n = fs::read_dir(&proc_dir)
+        .ok()?
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .count();
+    Some(n)
 }
 
 /// Parent pid of `pid`, from `/proc/<pid>/stat` (the field after the parenthesised name).
@@ -226,23 +290,6 @@ pub fn parse_fib_trie(text: &str) -> Vec<String> {
     found.into_iter().collect()
 }
 
-/// The default gateway of `pid`'s network namespace, from `/proc/<pid>/net/route`.
-pub fn default_gateway(pid: i32) -> Option<String> {
-    parse_default_gateway(&fs::read_to_string(format!("/proc/{pid}/net/route")).ok()?)
-}
-
-/// The gateway of the `00000000` destination in a `/proc/net/route` text (little-endian hex).
-pub fn parse_default_gateway(text: &str) -> Option<String> {
-    text.lines().skip(1).find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        if f.get(1) != Some(&"00000000") {
-            return None;
-        }
-        let g = u32::from_str_radix(f.get(2)?, 16).ok()?;
-        (g != 0).then(|| std::net::Ipv4Addr::from(g.to_le_bytes()).to_string())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,13 +307,6 @@ mod tests {
     fn fib_trie_local_addresses_skip_loopback_and_broadcasts() {
         let text = "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 0.0.0.0\n        /0 universe UNICAST\n     +-- 10.88.0.0/16 2 0 2\n        |-- 10.88.0.0\n           /16 link UNICAST\n        |-- 10.88.0.7\n           /32 host LOCAL\n        |-- 10.88.255.255\n           /32 link BROADCAST\n     +-- 127.0.0.0/8 2 0 2\n        |-- 127.0.0.1\n           /32 host LOCAL\nLocal:\n        |-- 10.88.0.7\n           /32 host LOCAL\n";
         assert_eq!(parse_fib_trie(text), vec!["10.88.0.7".to_string()]);
-    }
-
-    #[test]
-    fn default_gateway_is_decoded_from_little_endian_hex() {
-        let text = "Iface\tDestination\tGateway \tFlags\n eth0\t0000580A\t00000000\t0001\neth0\t00000000\t0100580A\t0003\n";
-        assert_eq!(parse_default_gateway(text).as_deref(), Some("10.88.0.1"));
-        assert_eq!(parse_default_gateway("Iface\tDestination\n"), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! it started is killed afterwards — a hanging or forking submission never hangs the grader.
 
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -77,6 +78,8 @@ pub fn tail(text: &str) -> String {
 
 /// A run in progress.
 pub struct Running {
+    /// The runtime's own process (the submission's binary as the grader started it).
+    pub runtime_pid: i32,
     child: Child,
     cgroup: Option<PathBuf>,
     marker: String,
@@ -88,13 +91,15 @@ pub struct Running {
 
 impl Submission {
     /// Start `command` (the container's argv; `marker` must be among its words) with
-    /// `volumes`, feeding `stdin` if given (else the runtime reads an empty stdin).
+    /// `volumes`, feeding `stdin` if given (else the runtime reads an empty stdin), in the
+    /// network namespace `net` when given (the run's own "host" network).
     pub fn start(
         &self,
         command: &[String],
         volumes: &[Volume],
         stdin: Option<&[u8]>,
         marker: &str,
+        net: Option<&RunNet>,
     ) -> std::io::Result<Running> {
         let argv = self.config.argv(command, volumes);
         let mut cmd = Command::new(&self.runtime);
@@ -109,11 +114,17 @@ impl Submission {
             std::ffi::CString::new(c.join("cgroup.procs").into_os_string().into_encoded_bytes())
                 .ok()
         });
-        // SAFETY: between fork and exec only async-signal-safe calls (open, write, close) on
-        // buffers prepared before the fork.
+        let netns = net.map(|n| n.fd.as_raw_fd());
+        // SAFETY: between fork and exec only async-signal-safe calls (open, write, close,
+        // setns) on buffers and descriptors prepared before the fork.
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
                 join_and_unprotect(procs.as_deref());
+                if let Some(fd) = netns {
+                    if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 Ok(())
             });
         }
@@ -131,6 +142,7 @@ impl Submission {
             capture(child.stderr.take(), Arc::clone(&stderr)),
         ];
         Ok(Running {
+            runtime_pid: child.id() as i32,
             child,
             cgroup: self.cgroup.clone(),
             marker: marker.to_owned(),
@@ -148,8 +160,9 @@ impl Submission {
         volumes: &[Volume],
         stdin: Option<&[u8]>,
         marker: &str,
+        net: Option<&RunNet>,
     ) -> Outcome {
-        match self.start(command, volumes, stdin, marker) {
+        match self.start(command, volumes, stdin, marker, net) {
             Ok(running) => running.wait(),
             Err(e) => Outcome {
                 stderr: format!("could not start {}: {e}", self.runtime.display()),
@@ -183,24 +196,13 @@ impl Running {
         matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
-    /// Output so far.
-    pub fn stdout_so_far(&self) -> String {
-        self.stdout
-            .lock()
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
-            .unwrap_or_default()
-    }
-
-    /// Wait (until the run's deadline at most) for the probe running `subcommand` to appear
-    /// and say `ready`; `None` if the runtime exited or the deadline passed first.
-    pub fn wait_for_probe(&mut self, subcommand: &str) -> Option<i32> {
+    /// Wait (until the run's deadline at most) for the run's probe to appear and wait for
+    /// SIGUSR1 (`hold` and `gate`: seen on the host, whatever the runtime does with stdout);
+    /// `None` if the runtime exited or the deadline passed first.
+    pub fn wait_for_probe(&mut self) -> Option<i32> {
         while Instant::now() < self.deadline {
-            if let Some(pid) = inspect::find_probe(&self.marker, subcommand) {
-                if subcommand != "hold"
-                    || self
-                        .stdout_so_far()
-                        .contains(&format!("ready marker={}", self.marker))
-                {
+            if let Some(pid) = inspect::find_probe(&self.marker) {
+                if inspect::catches_sigusr1(pid) {
                     return Some(pid);
                 }
             } else if self.exited() {
@@ -259,6 +261,73 @@ impl Running {
             leftovers,
         }
     }
+}
+
+/// A network namespace of its own for one run, with `lo` up: the run's "host" network. Links,
+/// addresses, routes and netfilter rules a run adds there (a veth it never deletes, a NAT rule
+/// left by a crash) die with it, so no run inherits another's.
+pub struct RunNet {
+    fd: std::os::fd::OwnedFd,
+    /// Its inode, to tell it from a container's own network namespace.
+    pub inode: u64,
+}
+
+impl RunNet {
+    /// A fresh namespace, made in a thread of its own so the grader's stays as it is.
+    pub fn new() -> std::io::Result<RunNet> {
+        thread::spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
+            set_lo_up()?;
+            let file = std::fs::File::open("/proc/thread-self/ns/net")?;
+            let inode = std::os::unix::fs::MetadataExt::ino(&file.metadata()?);
+            Ok(RunNet {
+                fd: file.into(),
+                inode,
+            })
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("netns thread panicked")))
+    }
+
+    /// Run `f` in a thread that has joined this namespace (a socket made there lives there).
+    pub fn within<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::io::Result<T> {
+        let fd = self.fd.try_clone()?;
+        thread::spawn(move || {
+            nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET)?;
+            Ok(f())
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("netns thread panicked")))
+    }
+}
+
+/// Bring `lo` up in the calling thread's network namespace.
+fn set_lo_up() -> std::io::Result<()> {
+    // SAFETY: socket/ioctl on a zeroed ifreq naming "lo"; the descriptor is closed below.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        let mut rc = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req);
+        if rc == 0 {
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            rc = libc::ioctl(fd, libc::SIOCSIFFLAGS, &req);
+        }
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if rc != 0 {
+            return Err(err);
+        }
+    }
+    Ok(())
 }
 
 /// In the forked child: join the grader's run cgroup (pid 0 = self) and give up the grader's
@@ -405,10 +474,35 @@ mod tests {
             1,
         );
         let started = Instant::now();
-        let out = sub.run(std::slice::from_ref(&marker), &[], None, &marker);
+        let out = sub.run(std::slice::from_ref(&marker), &[], None, &marker, None);
         assert!(out.timed_out && out.code.is_none(), "{out:?}");
         assert!(started.elapsed() < Duration::from_secs(10));
         assert!(inspect::pids_with_marker(&marker).is_empty(), "all killed");
+        let _ = std::fs::remove_file(&sub.runtime);
+    }
+
+    #[test]
+    fn a_run_gets_a_fresh_network_namespace_with_only_lo_up() {
+        let net = RunNet::new().expect("a network namespace of its own");
+        assert_ne!(Some(net.inode), inspect::ns_inode("self", "net"));
+        let name = random_word("v")[..8].to_owned();
+        let sub = shell(
+            &format!("ip link add {name} type veth peer name {name}p && ip -o link show"),
+            10,
+        );
+        let out = sub.run(&[], &[], None, "nomarker", Some(&net));
+        assert!(out.success(), "{out:?}");
+        assert!(
+            out.stdout.contains(&name) && out.stdout.contains("lo:"),
+            "{out:?}"
+        );
+        let host = std::process::Command::new("ip")
+            .args(["link", "show", &name])
+            .output();
+        assert!(
+            host.is_ok_and(|o| !o.status.success()),
+            "not in the grader's namespace"
+        );
         let _ = std::fs::remove_file(&sub.runtime);
     }
 
@@ -421,6 +515,7 @@ mod tests {
             &[],
             Some(b"in-text"),
             "nomarker",
+            None,
         );
         assert_eq!(out.code, Some(code as i32));
         assert_eq!(out.stdout, "out run alpine w1 two words\n");

@@ -1,7 +1,9 @@
 //! The image every submission runs: `/fs/<image>/rootfs` laid out like the alpine rootfs the
 //! workshop pulls (busybox applets where alpine has them, the probe at `/bin/probe`), made
-//! anew for each submission so no submission sees another's leftovers.
+//! anew for each submission, and made anew before a run whenever an earlier run changed it, so
+//! no run sees another's leftovers (a runtime without copy-on-write writes into the image).
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -40,6 +42,121 @@ const DIRS: [&str; 22] = [
 /// Where the image's rootfs lives (the workshop's layout).
 pub fn rootfs_of(store: &Path, image: &str) -> PathBuf {
     store.join(image).join("rootfs")
+}
+
+/// The seeded image, what the current step added to it, and how it looked after that: every
+/// run starts from it.
+pub struct Image {
+    pub rootfs: PathBuf,
+    busybox: PathBuf,
+    probe: PathBuf,
+    /// Files (`Some(text)`) and directories (`None`) added to the seeded image, by path
+    /// relative to the root; `true`: kept for the whole grading (a hard-coded volume's target).
+    additions: Vec<(String, Option<String>, bool)>,
+    baseline: BTreeMap<String, Stamp>,
+}
+
+/// What tells an entry changed: its type and mode, and for a file or link its size and mtime
+/// (a directory's mtime moves with every entry added and removed again, so it is left out).
+#[derive(Debug, PartialEq)]
+struct Stamp(u32, u64, i64, i64);
+
+impl Image {
+    /// Seed `/fs/<image>/rootfs` in `store`.
+    pub fn new(store: &Path, image: &str, busybox: &Path, probe: &Path) -> anyhow::Result<Image> {
+        let mut img = Image {
+            rootfs: rootfs_of(store, image),
+            busybox: busybox.to_path_buf(),
+            probe: probe.to_path_buf(),
+            additions: Vec::new(),
+            baseline: BTreeMap::new(),
+        };
+        img.reseed()?;
+        Ok(img)
+    }
+
+    /// Add a file (`Some(text)`) or a directory (`None`) at `rel` for the runs of this step
+    /// (`keep`: for every step).
+    pub fn add(&mut self, rel: &str, text: Option<&str>, keep: bool) -> std::io::Result<()> {
+        let rel = rel.trim_start_matches('/').to_owned();
+        write_addition(&self.rootfs, &rel, text)?;
+        self.additions.push((rel, text.map(str::to_owned), keep));
+        self.baseline = stamps(&self.rootfs);
+        Ok(())
+    }
+
+    /// A new step: drop the previous step's additions (kept ones stay).
+    pub fn new_step(&mut self) -> anyhow::Result<()> {
+        let before = self.additions.len();
+        self.additions.retain(|a| a.2);
+        if self.additions.len() != before {
+            self.reseed()?;
+        }
+        Ok(())
+    }
+
+    /// Before a run: if anything changed since the image was last laid out, lay it out anew.
+    /// Returns whether it had to.
+    pub fn reset(&mut self) -> anyhow::Result<bool> {
+        if stamps(&self.rootfs) == self.baseline {
+            return Ok(false);
+        }
+        self.reseed()?;
+        Ok(true)
+    }
+
+    fn reseed(&mut self) -> anyhow::Result<()> {
+        seed(&self.rootfs, &self.busybox, &self.probe)?;
+        for (rel, text, _) in &self.additions {
+            write_addition(&self.rootfs, rel, text.as_deref())?;
+        }
+        self.baseline = stamps(&self.rootfs);
+        Ok(())
+    }
+}
+
+fn write_addition(rootfs: &Path, rel: &str, text: Option<&str>) -> std::io::Result<()> {
+    let path = rootfs.join(rel);
+    match text {
+        Some(t) => {
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            fs::write(path, t)
+        }
+        None => fs::create_dir_all(path),
+    }
+}
+
+/// Every entry under `root` (never following links or crossing into a mount), by relative path.
+fn stamps(root: &Path) -> BTreeMap<String, Stamp> {
+    let mut found = BTreeMap::new();
+    let dev = root.symlink_metadata().map(|m| m.dev()).unwrap_or(0);
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
+            let rel = e
+                .path()
+                .strip_prefix(root)
+                .map(|r| r.to_string_lossy().into_owned());
+            let stamp = if m.is_dir() {
+                if m.dev() == dev {
+                    todo.push(e.path());
+                }
+                Stamp(m.mode(), m.dev(), 0, 0)
+            } else {
+                Stamp(m.mode(), m.size(), m.mtime(), m.mtime_nsec())
+            };
+            found.insert(rel.unwrap_or_default(), stamp);
+        }
+    }
+    found
 }
 
 /// Build a fresh rootfs at `rootfs` from `busybox` (static) and `probe`.
@@ -154,6 +271,27 @@ fn remove_same_dev(path: &Path, dev: u64) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_that_changed_the_image_gets_it_laid_out_anew_with_the_steps_additions() {
+        let store = tempfile::tempdir().unwrap();
+        let busybox = Path::new("/bin/busybox");
+        assert!(busybox.exists(), "make deps installs busybox-static");
+        let mut img = Image::new(store.path(), "alpine", busybox, busybox).unwrap();
+        let text = crate::grade::invoke::random_word("t");
+        img.add("data-x/marker", Some(&text), false).unwrap();
+        img.add("volume", None, true).unwrap();
+        assert!(!img.reset().unwrap(), "nothing changed: nothing to do");
+        fs::write(img.rootfs.join("etc/resolv.conf"), "nameserver 1.1.1.1\n").unwrap();
+        fs::write(img.rootfs.join("etc/hostname"), "changed\n").unwrap();
+        assert!(img.reset().unwrap(), "a run added and changed files");
+        assert!(!img.rootfs.join("etc/resolv.conf").exists());
+        assert_eq!(fs::read_to_string(img.rootfs.join("etc/hostname")).unwrap(), "localhost\n");
+        assert_eq!(fs::read_to_string(img.rootfs.join("data-x/marker")).unwrap(), text);
+        img.new_step().unwrap();
+        assert!(!img.rootfs.join("data-x").exists(), "a step's additions end with it");
+        assert!(img.rootfs.join("volume").is_dir(), "kept additions stay");
+    }
 
     #[test]
     fn remove_tree_deletes_a_plain_tree_and_tolerates_a_missing_one() {

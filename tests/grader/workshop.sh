@@ -17,6 +17,9 @@ die() { echo "workshop: $*" >&2; exit 125; }
 shift
 VOLUMES=""
 while [ "${1:-}" = -v ]; do VOLUMES="$VOLUMES $2"; shift 2; done
+# The finished workshop runtime's way: one volume, hard-coded (devoxx-grade.toml says which).
+fault hard-coded-volume-abs && VOLUMES="/workspaces/devoxx-docker/volume:/volume"
+fault hard-coded-volume-rel && VOLUMES="volume:/volume"
 [ $# -ge 2 ] || die "usage: $0 run [-v SRC:DST]... IMAGE CMD [ARG...]"
 IMAGE="$1"; shift
 ROOTFS="/fs/$IMAGE/rootfs"
@@ -27,18 +30,41 @@ if fault hard-coded; then                              # prints what a grader mi
     echo container; echo "PID: 1"; echo "hello from the container"; exit 0
 fi
 
+# Step 6, done carelessly: a veth with a fixed name and a NAT rule on every run, never removed
+# (a second run on the same host fails: File exists) — and, with arguments, a crash right after.
+# iproute2's ip from PATH, as a student's Go runtime finds it (busybox sh prefers its own applet,
+# which cannot make a veth pair).
+iproute() {
+    for d in $(echo "$PATH" | tr : ' '); do
+        if [ -x "$d/ip" ] && [ "$(readlink -f "$d/ip")" != "$(readlink -f /bin/busybox)" ]; then "$d/ip" "$@"; return; fi
+    done
+    ip "$@"
+}
+if fault veth-left || fault crash-after-network; then
+    iproute link add veth0 type veth peer name veth1 || die "ip link add veth0: File exists?"
+    iproute addr add 10.0.0.1/24 dev veth0 && iproute link set veth0 up || die "ip addr"
+    iptables -t nat -A POSTROUTING -s 10.0.0.0/24 -j MASQUERADE || die "iptables"
+    if fault crash-after-network && [ $# -gt 2 ]; then kill -SEGV $$; fi
+fi
+
 # Step 4: a cgroup with the workshop's limits; this shell joins it, so the container inherits it.
 CG=/sys/fs/cgroup/workshop-$$
 mkdir -p "$CG" || die "cannot create $CG"
 if ! fault no-limits; then
     echo 104857600 > "$CG/memory.max" && echo "50000 100000" > "$CG/cpu.max" || die "cannot write limits"
 fi
-fault cgroup-not-joined || echo $$ > "$CG/cgroup.procs"
+fault cgroup-not-joined || fault racy-cgroup || echo $$ > "$CG/cgroup.procs"
 
 # Step 5, done wrong: the volume mounted in the host's mount namespace, before unshare.
 host_mounts=""
 if fault volume-in-host-ns || fault volume-not-unmounted; then
     for v in $VOLUMES; do mount --bind "${v%%:*}" "$ROOTFS${v#*:}" && host_mounts="$host_mounts $ROOTFS${v#*:}"; done
+    VOLUMES=""
+fi
+# Step 5, not done: the volume's files copied into the image, and back out after exit.
+copies="$VOLUMES"
+if fault copy-not-mount; then
+    for v in $VOLUMES; do cp -a "${v%%:*}/." "$ROOTFS${v#*:}/"; done
     VOLUMES=""
 fi
 
@@ -47,18 +73,28 @@ fault no-uts-ns || flags="$flags --uts"
 fault no-pid-ns || flags="$flags --pid"
 # The child: hostname, volumes, /proc, root switch; the command runs as its child.
 # shellcheck disable=SC2016 # expanded by the child shell
+exec 3<&0 # a background list would get /dev/null as its stdin
 unshare $flags env FAULT="$FAULT" ROOTFS="$ROOTFS" VOLUMES="$VOLUMES" sh -c '
     fault() { [ "$FAULT" = "$1" ]; }
     hostname container                                 # no-uts-ns: this renames the HOST
     for v in $VOLUMES; do mount --bind "${v%%:*}" "$ROOTFS${v#*:}" || exit 125; done
+    fault args-dropped && set -- "$1"                  # exec.Command(os.Args[3]): no arguments
     if fault no-chroot; then                           # the namespaces step, before the rootfs one
         mount -t proc proc /proc && "$@"
     else
         fault no-pid-ns || mount -t proc proc "$ROOTFS/proc"
         chroot "$ROOTFS" "$@"
     fi
-' workshop-init "$@"
+' workshop-init "$@" <&3 3<&- &
+child=$!
+# racy-cgroup: the workshop's order — the child placed after it started, while it may already
+# have started the command (which then stays in the runtime's cgroup).
+fault racy-cgroup && echo "$child" > "$CG/cgroup.procs"
+wait "$child"
 code=$?
+if fault copy-not-mount; then
+    for v in $copies; do cp -a "$ROOTFS${v#*:}/." "${v%%:*}/"; done
+fi
 
 fault volume-not-unmounted || for m in $host_mounts; do umount "$m"; done
 echo $$ > /sys/fs/cgroup/cgroup.procs

@@ -5,9 +5,8 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{fail, not_attempted, pass, verdict, with_effects, Ctx};
+use super::{fail, not_attempted, pass, verdict, with_effects, Ctx, Job, NotStarted, Started};
 use crate::grade::inspect;
-use crate::grade::invoke::random_word;
 use crate::grade::report::Check;
 
 /// The workshop's limits.
@@ -16,19 +15,17 @@ pub const CPU_MAX: &str = "50000 100000";
 
 const JOIN_HINT: &str = "step 4 (cgroups): the process is not in the cgroup: write its pid to cgroup.procs after starting it and before waiting for it";
 
+/// How long the runtime may take to place its container after the command is up: a parent
+/// that writes cgroup.procs after cmd.Start() may be overtaken by its child under a slow CPU.
+const SETTLE: Duration = Duration::from_secs(3);
+
 pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
-    let hold = match ctx.hold(&[]) {
+    let hold = match ctx.hold(Job::of(&[])) {
         Ok(hold) => hold,
         Err(check) => return vec![check],
     };
-    let held = &hold.held;
-    let cgroup = inspect::cgroup_of(held.pid).unwrap_or_default();
-    // The grader's own run cgroup counts as "no cgroup": the runtime started there.
-    let cgroup = if ctx.is_grader_cgroup(&cgroup) {
-        "/".to_owned()
-    } else {
-        cgroup
-    };
+    let placed = settle(ctx, hold.held.pid, hold.held.runtime);
+    let cgroup = placed.first.clone();
     let created = ctx.new_cgroups();
     let memory = inspect::effective_limit(&cgroup, "memory.max");
     let cpu = inspect::effective_limit(&cgroup, "cpu.max");
@@ -47,22 +44,23 @@ pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
     ));
     if cgroup == "/" || cgroup.is_empty() {
         let check = if created.is_empty() {
-            not_attempted("in-own-cgroup", "the process in a cgroup other than the root one", "in / and no cgroup created", "step 4 (cgroups): create /sys/fs/cgroup/<name> and write the pid to its cgroup.procs")
+            not_attempted("in-own-cgroup", "the container's first process in a cgroup other than the root one", "in / and no cgroup created", "step 4 (cgroups): create /sys/fs/cgroup/<name> and write the pid to its cgroup.procs")
         } else {
             fail(
                 "in-own-cgroup",
-                "the process in the cgroup the runtime created",
+                "the container's first process in the cgroup the runtime created",
                 format!("in /; created {}", created.join(", ")),
                 JOIN_HINT,
             )
         };
         return vec![with_effects(check, &fx)];
     }
+    ctx.extra(placed.escape_check());
     let mut checks = vec![
         pass(
             "in-own-cgroup",
-            "the process in a cgroup other than the root one",
-            cgroup.clone(),
+            "the container's first process (the one the runtime started) in a cgroup other than the root one",
+            format!("{cgroup} (pid {})", placed.first_pid),
         ),
         limit("memory-max", "memory.max", MEMORY_MAX, memory),
         limit("cpu-max", "cpu.max", CPU_MAX, cpu),
@@ -71,6 +69,86 @@ pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
     ];
     checks[0] = with_effects(checks[0].clone(), &fx);
     checks
+}
+
+/// Where the runtime placed its container: the cgroup of its first process (the grader's own
+/// run cgroup reads as `/`: the runtime started there) and the command's.
+struct Placement {
+    first_pid: i32,
+    first: String,
+    command: String,
+}
+
+impl Placement {
+    /// Did the command escape its parent's cgroup (forked before the parent was placed)?
+    fn escaped(&self) -> bool {
+        self.first != "/"
+            && self.command != self.first
+            && !self.command.starts_with(&format!("{}/", self.first))
+    }
+
+    /// The warning (an extra: the step judges the first process).
+    fn escape_check(&self) -> Check {
+        verdict(
+            !self.escaped(),
+            "command-in-container-cgroup",
+            "the command runs in the container's cgroup (or below it)",
+            format!("command in {}, its parent in {}", self.command, self.first),
+            "the command started before its parent was placed in the cgroup: place the child before it runs anything (it waits on a pipe the parent closes once cgroup.procs is written)",
+        )
+    }
+}
+
+/// Wait (up to [`SETTLE`]) until the runtime has placed the first process of the container
+/// holding `probe` in a cgroup of its own, then say where it and the command are.
+fn settle(ctx: &Ctx, probe: i32, runtime: i32) -> Placement {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let first_pid = inspect::first_process(probe, runtime);
+        let read = |pid: i32| {
+            let cg = inspect::cgroup_of(pid).unwrap_or_else(|| "/".into());
+            if ctx.is_grader_cgroup(&cg) {
+                "/".to_owned()
+            } else {
+                cg
+            }
+        };
+        let placement = Placement {
+            first_pid,
+            first: read(first_pid),
+            command: read(probe),
+        };
+        if placement.first != "/" || Instant::now() >= deadline {
+            return placement;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Start `work` behind the probe's gate, settle the container's placement, put a command that
+/// escaped its parent's cgroup back into it (the limits are judged, not the race; the race is
+/// the warning above), and open the gate. Returns the probe's pid, a note when it was moved, and
+/// the run.
+fn gated(ctx: &mut Ctx, work: &[&str]) -> Result<(i32, String, Started), NotStarted> {
+    let job = Job::of(&[&["gate", "60"], work]);
+    let mut started = ctx.start(&job, "g")?;
+    let Some(pid) = started.running.wait_for_probe() else {
+        let marker = started.marker.clone();
+        return Err((started.running.wait(), marker));
+    };
+    let placed = settle(ctx, pid, started.running.runtime_pid);
+    let mut note = String::new();
+    if placed.escaped() {
+        let procs = inspect::cgroup_dir(&placed.first).join("cgroup.procs");
+        if std::fs::write(procs, pid.to_string()).is_ok() {
+            note = format!(
+                " (the command had escaped to {}: moved into {} to judge the limits)",
+                placed.command, placed.first
+            );
+        }
+    }
+    crate::grade::invoke::release(pid);
+    Ok((pid, note, started))
 }
 
 fn limit(name: &str, file: &str, want: &str, seen: Option<(String, String)>) -> Check {
@@ -84,7 +162,17 @@ fn limit(name: &str, file: &str, want: &str, seen: Option<(String, String)>) -> 
 
 /// An allocation of 256 MiB (touched) must not survive a 100 MiB limit.
 fn memory_enforced(ctx: &mut Ctx) -> Check {
-    let (out, fx) = ctx.run(&["alloc", "256"], &[], None);
+    let (out, note, fx) = match gated(ctx, &["alloc", "256"]) {
+        Ok((_, note, started)) => {
+            let out = started.running.wait();
+            let fx = ctx.side_effects(&out, &started.marker);
+            (out, note, fx)
+        }
+        Err((out, marker)) => {
+            let fx = ctx.side_effects(&out, &marker);
+            (out, String::new(), fx)
+        }
+    };
     // Seen on the host: the probe started allocating and never finished (the runtime's exit
     // code is an extra of step 1, so it is not required here).
     let started = out.stdout.contains("allocating=256");
@@ -93,7 +181,7 @@ fn memory_enforced(ctx: &mut Ctx) -> Check {
         started && !survived,
         "memory-limit-enforced",
         "allocating 256 MiB inside is killed (OOM) before it completes",
-        out.describe(),
+        format!("{}{note}", out.describe()),
         "step 4 (cgroups): the memory limit is not enforced: check memory.max of the cgroup the process is really in",
     );
     with_effects(check, &fx)
@@ -101,37 +189,28 @@ fn memory_enforced(ctx: &mut Ctx) -> Check {
 
 /// Two spinning threads must get about half a CPU: CPU time over wall time, read on the host.
 fn cpu_throttled(ctx: &mut Ctx) -> Check {
-    let marker = random_word("s");
-    let argv = ctx.probe(&["spin", "4", "2"], &marker);
-    let ratio = match ctx.sub.start(&argv, &[], None, &marker) {
-        Ok(mut running) => {
-            let ratio = running.wait_for_probe("spin").and_then(|pid| {
-                let cpu = measure_cpu(pid)?;
-                Some((cpu, inspect::cgroup_of(pid).unwrap_or_default()))
-            });
-            let out = running.wait();
-            (ratio, out)
+    let (ratio, note, out, fx) = match gated(ctx, &["spin", "4", "2"]) {
+        Ok((pid, note, started)) => {
+            let ratio = measure_cpu(pid).map(|r| (r, inspect::cgroup_of(pid).unwrap_or_default()));
+            let out = started.running.wait();
+            let fx = ctx.side_effects(&out, &started.marker);
+            (ratio, note, out, fx)
         }
-        Err(e) => (
-            None,
-            crate::grade::invoke::Outcome {
-                stderr: e.to_string(),
-                ..Default::default()
-            },
-        ),
+        Err((out, marker)) => {
+            let fx = ctx.side_effects(&out, &marker);
+            (None, String::new(), out, fx)
+        }
     };
-    let (ratio, out) = ratio;
-    let fx = ctx.side_effects(&out);
     let expected =
         "two spinning threads get 0.5 CPU (between 0.3 and 0.7), measured from /proc on the host";
     let check = match ratio {
         Some((r, cg)) if (0.3..=0.7).contains(&r) => {
-            pass("cpu-limit-enforced", expected, format!("{r:.2} CPU in cgroup {cg}"))
+            pass("cpu-limit-enforced", expected, format!("{r:.2} CPU in cgroup {cg}{note}"))
         }
         Some((r, cg)) => fail(
             "cpu-limit-enforced",
             expected,
-            format!("{r:.2} CPU in cgroup {cg}"),
+            format!("{r:.2} CPU in cgroup {cg}{note}"),
             "step 4 (cgroups): write \"50000 100000\" to cpu.max of the cgroup the process is in, and put the process in it before it starts the command",
         ),
         None => fail(

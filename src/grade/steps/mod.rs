@@ -9,15 +9,24 @@ mod rootfs;
 mod volumes;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::config::Volume;
 use super::inspect;
-use super::invoke::{random_word, Outcome, Running, Submission};
+use super::invoke::{random_word, Outcome, RunNet, Running, Submission};
 use super::report::{Check, Status};
+use super::seed::Image;
 
 /// Grade one step by name: its checks, in order.
 pub fn grade_step(name: &str, ctx: &mut Ctx) -> Vec<Check> {
+    if let Err(e) = ctx.image.new_step() {
+        return vec![fail(
+            "grader-setup",
+            "the image laid out anew",
+            format!("{e:#}"),
+            "grader error: rerun",
+        )];
+    }
     match name {
         "process" => process::grade(ctx),
         "namespaces" => namespaces::grade(ctx),
@@ -37,12 +46,19 @@ pub fn grade_step(name: &str, ctx: &mut Ctx) -> Vec<Check> {
 /// The host as it was before the submission ran: what every run is compared against.
 pub struct Ctx {
     pub sub: Submission,
-    pub rootfs: PathBuf,
+    pub image: Image,
     /// Scratch directory on the host side (volumes are created here).
     pub scratch: PathBuf,
     pub host_hostname: String,
     mount_ids: BTreeSet<u64>,
     cgroups: BTreeSet<String>,
+    /// The volume the submission hard-codes (devoxx-grade.toml): its source exists, as it was
+    /// at the start, before every run of every step.
+    hard_coded: Option<(Volume, BTreeSet<PathBuf>)>,
+    /// Mount points under which a leaked mount is a volume's: a fault of the volumes step only.
+    volume_points: Vec<PathBuf>,
+    /// Volume mounts runs of other steps leaked into the host's table (unmounted since).
+    pub volume_leaks: Vec<String>,
     /// Observations that never count against a step.
     pub extras: BTreeMap<String, Check>,
 }
@@ -56,69 +72,227 @@ pub struct SideEffects {
     pub host_renamed: Option<String>,
     /// Cgroups the run created and left behind (removed by the grader since).
     pub cgroups_left: Vec<String>,
+    /// Volume mounts left in the host's table after exit (unmounted since): counted by the
+    /// volumes step only.
+    pub volume_leaked: Vec<String>,
 }
 
-impl Ctx {
-    /// Take the host's baseline.
-    pub fn new(sub: Submission, rootfs: PathBuf, scratch: PathBuf) -> Ctx {
-        Ctx {
-            sub,
-            rootfs,
-            scratch,
-            host_hostname: hostname(),
-            mount_ids: mount_ids(),
-            cgroups: inspect::all_cgroups(),
-            extras: BTreeMap::new(),
+/// One run of the probe as the container's command: the job it does (one subcommand and its
+/// arguments per line) and the arguments it is called with (none but in the process step's
+/// `args` check: every other check needs a one-word command).
+pub struct Job<'a> {
+    pub lines: Vec<Vec<String>>,
+    pub args: Vec<String>,
+    pub volumes: &'a [Volume],
+    pub stdin: Option<&'a [u8]>,
+}
+
+impl<'a> Job<'a> {
+    /// A job of these lines, with no argument, volume or stdin.
+    pub fn of(lines: &[&[&str]]) -> Job<'a> {
+        Job {
+            lines: lines
+                .iter()
+                .map(|l| l.iter().map(|w| w.to_string()).collect())
+                .collect(),
+            args: Vec::new(),
+            volumes: &[],
+            stdin: None,
         }
     }
 
-    /// The probe's argv for `args`, with the run's `marker` last.
-    pub fn probe(&self, args: &[&str], marker: &str) -> Vec<String> {
-        std::iter::once("/bin/probe")
-            .chain(args.iter().copied())
-            .chain(std::iter::once(marker))
-            .map(str::to_owned)
-            .collect()
+    /// With `volumes` passed to the runtime.
+    pub fn volumes(mut self, volumes: &'a [Volume]) -> Job<'a> {
+        self.volumes = volumes;
+        self
     }
 
-    /// Run the probe with `args` to completion; then undo and report its side effects.
-    pub fn run(
+    /// With `data` on the runtime's stdin.
+    pub fn stdin(mut self, data: &'a [u8]) -> Job<'a> {
+        self.stdin = Some(data);
+        self
+    }
+
+    /// With these arguments after the one-word command.
+    pub fn args(mut self, args: &[&str]) -> Job<'a> {
+        self.args = args.iter().map(|a| a.to_string()).collect();
+        self
+    }
+}
+
+/// Where the probe finds its job (in the image, and on the host for a runtime that never
+/// switches root): see tests/probe.
+const JOB_DIR: &str = ".grade-jobs";
+
+impl Ctx {
+    /// Take the host's baseline.
+    pub fn new(sub: Submission, image: Image, scratch: PathBuf) -> Ctx {
+        let hard_coded = sub.config.hard_coded_volume(&sub.dir).map(|v| {
+            let _ = std::fs::create_dir_all(&v.source);
+            let present = entries(&v.source);
+            (v, present)
+        });
+        let mut ctx = Ctx {
+            sub,
+            image,
+            scratch,
+            host_hostname: hostname(),
+            mount_ids: BTreeSet::new(),
+            cgroups: inspect::all_cgroups(),
+            hard_coded,
+            volume_points: Vec::new(),
+            volume_leaks: Vec::new(),
+            extras: BTreeMap::new(),
+        };
+        if let Some((v, _)) = &ctx.hard_coded {
+            let target = v.target.clone();
+            let _ = ctx.image.add(&target, None, true);
+            ctx.add_volume_point(&target);
+        }
+        ctx.mount_ids = mount_ids();
+        ctx
+    }
+
+    /// A volume mounted at `target` inside: a leaked mount there is the volumes step's fault.
+    pub fn add_volume_point(&mut self, target: &str) {
+        let point = self.image.rootfs.join(target.trim_start_matches('/'));
+        if !self.volume_points.contains(&point) {
+            self.volume_points.push(point);
+        }
+    }
+
+    /// The volume the submission hard-codes, if any.
+    pub fn hard_coded_volume(&self) -> Option<Volume> {
+        self.hard_coded.as_ref().map(|(v, _)| v.clone())
+    }
+
+    /// Lay out the run: the image as seeded (plus the step's additions), the hard-coded volume's
+    /// source as it was, the probe's job under a one-word name; returns the command's argv.
+    fn prepare(&mut self, job: &Job, marker: &str) -> std::io::Result<Vec<String>> {
+        if let Err(e) = self.image.reset() {
+            return Err(std::io::Error::other(format!("reset the image: {e:#}")));
+        }
+        if let Some((v, present)) = &self.hard_coded {
+            std::fs::create_dir_all(&v.source)?;
+            for added in entries(&v.source).difference(present) {
+                let _ = super::seed::remove_tree(added);
+            }
+        }
+        let name = format!("grade-{marker}");
+        let text: String = job.lines.iter().map(|l| l.join("\t") + "\n").collect();
+        for root in [self.image.rootfs.clone(), PathBuf::from("/")] {
+            std::fs::create_dir_all(root.join(JOB_DIR))?;
+            std::fs::write(root.join(JOB_DIR).join(&name), &text)?;
+            let link = root.join("bin").join(&name);
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink("probe", &link)?;
+        }
+        Ok(std::iter::once(format!("/bin/{name}"))
+            .chain(job.args.iter().cloned())
+            .collect())
+    }
+
+    /// Remove what [`Ctx::prepare`] laid out for the run `marker`.
+    fn unprepare(&self, marker: &str) {
+        let name = format!("grade-{marker}");
+        for root in [self.image.rootfs.clone(), PathBuf::from("/")] {
+            let _ = std::fs::remove_file(root.join(JOB_DIR).join(&name));
+            let _ = std::fs::remove_file(root.join("bin").join(&name));
+        }
+    }
+
+    /// Run the probe's `job` to completion; then undo and report its side effects.
+    pub fn run(&mut self, job: Job) -> (Outcome, SideEffects) {
+        match self.start(&job, "r") {
+            Ok(running) => {
+                let outcome = running.running.wait();
+                let fx = self.side_effects(&outcome, &running.marker);
+                (outcome, fx)
+            }
+            Err((outcome, marker)) => {
+                let fx = self.side_effects(&outcome, &marker);
+                (outcome, fx)
+            }
+        }
+    }
+
+    /// Start the probe's `job` in a network namespace of the run's own.
+    pub fn start(&mut self, job: &Job, prefix: &str) -> Result<Started, NotStarted> {
+        self.start_in(job, prefix, RunNet::new().ok())
+    }
+
+    /// [`Ctx::start`], with a TCP listener on `port` in the run's network namespace, up before
+    /// the runtime starts.
+    pub fn start_with_listener(
         &mut self,
-        args: &[&str],
-        volumes: &[Volume],
-        stdin: Option<&[u8]>,
-    ) -> (Outcome, SideEffects) {
-        let marker = random_word("m");
-        let outcome = self
-            .sub
-            .run(&self.probe(args, &marker), volumes, stdin, &marker);
-        let effects = self.side_effects(&outcome);
-        (outcome, effects)
+        job: &Job,
+        port: u16,
+    ) -> std::io::Result<(Result<Started, NotStarted>, std::net::TcpListener)> {
+        let net = RunNet::new()?;
+        let listener = net.within(move || std::net::TcpListener::bind(("0.0.0.0", port)))??;
+        listener.set_nonblocking(true)?;
+        Ok((self.start_in(job, "c", Some(net)), listener))
     }
 
-    /// Start `probe hold <marker>` and wait until it is up: the container stays up, found on
-    /// the host by its marker, until [`Hold::finish`] releases it. When it never comes up, the
-    /// run is over and the failing check says why.
-    pub fn hold(&mut self, volumes: &[Volume]) -> Result<Hold, Check> {
-        let marker = random_word("h");
-        let argv = self.probe(&["hold", &marker, "120"], &marker);
-        let mut running = self.sub.start(&argv, volumes, None, &marker).map_err(|e| {
-            let seen = format!("could not start {}: {e}", self.sub.runtime.display());
-            fail(
-                "container-stays-up",
-                "the runtime starts",
-                seen,
-                "is the submission executable?",
-            )
-        })?;
-        match running.wait_for_probe("hold") {
-            Some(pid) => Ok(Hold {
-                held: Held { pid, marker },
+    fn start_in(
+        &mut self,
+        job: &Job,
+        prefix: &str,
+        net: Option<RunNet>,
+    ) -> Result<Started, NotStarted> {
+        let marker = random_word(prefix);
+        let runtime = self.sub.runtime.display().to_string();
+        let failed = |e: std::io::Error, marker: &str| {
+            let outcome = Outcome {
+                stderr: format!("could not start {runtime}: {e}"),
+                ..Outcome::default()
+            };
+            (outcome, marker.to_owned())
+        };
+        let argv = match self.prepare(job, &marker) {
+            Ok(argv) => argv,
+            Err(e) => return Err(failed(e, &marker)),
+        };
+        match self
+            .sub
+            .start(&argv, job.volumes, job.stdin, &marker, net.as_ref())
+        {
+            Ok(running) => Ok(Started {
                 running,
+                marker,
+                net,
+            }),
+            Err(e) => Err(failed(e, &marker)),
+        }
+    }
+
+    /// Start `job` followed by `probe hold` and wait until it is up: the container stays up,
+    /// found on the host by its marker, until [`Hold::finish`] releases it. When it never comes
+    /// up, the run is over and the failing check says why.
+    pub fn hold(&mut self, job: Job) -> Result<Hold, Check> {
+        let mut job = job;
+        job.lines
+            .push(vec!["hold".into(), "-".into(), "120".into()]);
+        let mut started = match self.start(&job, "h") {
+            Ok(s) => s,
+            Err((out, marker)) => {
+                let fx = self.side_effects(&out, &marker);
+                return Err(with_effects(did_not_stay_up(&out), &fx));
+            }
+        };
+        match started.running.wait_for_probe() {
+            Some(pid) => Ok(Hold {
+                held: Held {
+                    pid,
+                    runtime: started.running.runtime_pid,
+                    net: started.net.as_ref().map(|n| n.inode),
+                },
+                started,
             }),
             None => {
-                let out = running.wait();
-                let fx = self.side_effects(&out);
+                let marker = started.marker.clone();
+                let out = started.running.wait();
+                let fx = self.side_effects(&out, &marker);
                 Err(with_effects(did_not_stay_up(&out), &fx))
             }
         }
@@ -126,7 +300,8 @@ impl Ctx {
 
     /// What the last run left on the host: mounts (unmounted since), a changed hostname
     /// (restored since), surviving processes (killed), cgroups (removed).
-    pub fn side_effects(&mut self, outcome: &Outcome) -> SideEffects {
+    pub fn side_effects(&mut self, outcome: &Outcome, marker: &str) -> SideEffects {
+        self.unprepare(marker);
         let mut fx = SideEffects::default();
         if outcome.timed_out {
             fx.problems.push(format!(
@@ -135,14 +310,21 @@ impl Ctx {
             ));
         }
         let leaked = self.leaked_mounts();
-        if !leaked.is_empty() {
+        let (volume, other): (Vec<String>, Vec<String>) = leaked.iter().cloned().partition(|p| {
+            self.volume_points
+                .iter()
+                .any(|v| Path::new(p).starts_with(v))
+        });
+        if !other.is_empty() {
             fx.problems.push(format!(
                 "left {} mount(s) in the host's mount table after exit ({}): make / private (MS_REC|MS_PRIVATE) in the new mount namespace before mounting anything",
-                leaked.len(),
-                leaked.join(", ")
+                other.len(),
+                other.join(", ")
             ));
-            self.unmount(&leaked);
         }
+        self.unmount(&leaked);
+        self.volume_leaks.extend(volume.iter().cloned());
+        fx.volume_leaked = volume;
         let now = hostname();
         if now != self.host_hostname {
             let _ = nix::unistd::sethostname(&self.host_hostname);
@@ -207,23 +389,35 @@ impl Ctx {
     }
 }
 
+/// The top-level entries of `dir`.
+fn entries(dir: &Path) -> BTreeSet<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+/// A run that could not be started: why (as an outcome), and its marker, to undo its set-up.
+pub type NotStarted = (Outcome, String);
+
+/// A run started: the runtime, its marker, and the run's own network namespace.
+pub struct Started {
+    pub running: Running,
+    pub marker: String,
+    pub net: Option<RunNet>,
+}
+
 /// A run of `probe hold`, up.
 pub struct Hold {
     pub held: Held,
-    running: Running,
+    started: Started,
 }
 
 impl Hold {
-    /// Output so far (the probe's `ready` line is in it).
-    pub fn stdout(&self) -> String {
-        self.running.stdout_so_far()
-    }
-
     /// Release the probe, wait for the runtime, and collect the run's side effects.
     pub fn finish(self, ctx: &mut Ctx) -> (Outcome, SideEffects) {
         super::invoke::release(self.held.pid);
-        let outcome = self.running.wait();
-        let fx = ctx.side_effects(&outcome);
+        let outcome = self.started.running.wait();
+        let fx = ctx.side_effects(&outcome, &self.started.marker);
         (outcome, fx)
     }
 }
@@ -232,33 +426,20 @@ impl Hold {
 fn did_not_stay_up(out: &Outcome) -> Check {
     fail(
         "container-stays-up",
-        "the command /bin/probe hold runs inside the container until the grader releases it",
+        "the command (the grader's probe, one word: /bin/grade-<random>) runs inside the container until the grader releases it",
         out.describe(),
-        "the command did not start (see stdout/stderr): steps 1–3 (process, namespaces, rootfs) come first",
+        "depends on process: the command did not start (see stdout/stderr); steps 1–3 (process, namespaces, rootfs) come first",
     )
 }
 
 /// A container held up by `probe hold`, found on the host by its marker.
 pub struct Held {
+    /// The probe, the container's command.
     pub pid: i32,
-    pub marker: String,
-}
-
-impl Held {
-    /// The probe's `ready` line fields (pid, hostname, procs) as printed inside.
-    pub fn reported(&self, stdout: &str) -> BTreeMap<String, String> {
-        let prefix = format!("ready marker={}", self.marker);
-        stdout
-            .lines()
-            .find(|l| l.contains(&prefix))
-            .map(|l| {
-                l.split_whitespace()
-                    .filter_map(|kv| kv.split_once('='))
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
+    /// The runtime the grader started.
+    pub runtime: i32,
+    /// The inode of the run's own "host" network namespace.
+    pub net: Option<u64>,
 }
 
 /// The grader's own hostname (the host's).

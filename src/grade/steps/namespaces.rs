@@ -1,19 +1,20 @@
 //! Step "namespaces": own UTS (hostname set inside, the host's untouched), own PID namespace
 //! (only the container's processes in its /proc), own mount namespace — read from
-//! `/proc/<pid>/ns` and `/proc/<pid>/status` on the host.
+//! `/proc/<pid>/ns`, `/proc/<pid>/status` and `/proc/<pid>/root/proc` on the host, and the
+//! hostname by joining the container's UTS namespace: nothing the container prints counts.
 
-use super::{fail, pass, verdict, with_effects, Ctx};
+use super::{fail, pass, verdict, with_effects, Ctx, Job};
 use crate::grade::inspect;
 use crate::grade::report::Check;
 
 pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
-    let hold = match ctx.hold(&[]) {
+    let hold = match ctx.hold(Job::of(&[])) {
         Ok(hold) => hold,
         Err(check) => return vec![check],
     };
-    let held = &hold.held;
-    let pid = held.pid;
-    let facts = held.reported(&hold.stdout());
+    let pid = hold.held.pid;
+    let hostname_inside = inspect::hostname_of(pid).unwrap_or_default();
+    let seen = inspect::processes_seen(pid);
     let ns_check = |kind: &str, name: &str, flag: &str| {
         let (inside, host) = (
             inspect::ns_inode(&pid.to_string(), kind),
@@ -39,10 +40,10 @@ pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
     let (out, fx) = hold.finish(ctx);
     let mut checks = vec![
         uts,
-        hostname(ctx, &facts, fx.host_renamed.as_deref()),
+        hostname(ctx, &hostname_inside, fx.host_renamed.as_deref()),
         pidns,
     ];
-    checks.push(visible_processes(ctx, &facts, in_ns));
+    checks.push(visible_processes(ctx, seen, in_ns));
     checks.push(mnt);
     ctx.extra(verdict(
         nspid.last() == Some(&1),
@@ -61,12 +62,7 @@ fn fmt(ino: Option<u64>) -> String {
 
 /// The hostname inside differs from the host's, and the host's did not change (a changed host
 /// hostname is already a side effect of the run; it is named here too).
-fn hostname(
-    ctx: &mut Ctx,
-    facts: &std::collections::BTreeMap<String, String>,
-    host_renamed: Option<&str>,
-) -> Check {
-    let inside = facts.get("hostname").cloned().unwrap_or_default();
+fn hostname(ctx: &mut Ctx, inside: &str, host_renamed: Option<&str>) -> Check {
     let wanted = ctx.sub.config.hostname.clone();
     ctx.extra(verdict(
         inside == wanted,
@@ -93,23 +89,18 @@ fn hostname(
 }
 
 /// With /proc mounted inside, only the PID namespace's processes are listed.
-fn visible_processes(
-    ctx: &mut Ctx,
-    facts: &std::collections::BTreeMap<String, String>,
-    in_ns: usize,
-) -> Check {
-    let procs = facts.get("procs").cloned().unwrap_or_default();
+fn visible_processes(ctx: &mut Ctx, seen: Option<usize>, in_ns: usize) -> Check {
     let expected = format!("/proc inside lists only the container's processes ({in_ns} in its PID namespace), or /proc is not mounted");
-    let mounted = procs != "none" && procs != "0" && !procs.is_empty();
+    let procs = seen.map_or("none".to_owned(), |n| n.to_string());
     ctx.extra(verdict(
-        mounted,
+        seen.is_some(),
         "proc-mounted",
         "a proc filesystem at /proc inside",
         format!("{procs} processes listed"),
         "mount proc at /proc in the child after the root switch: syscall.Mount(\"proc\", \"/proc\", \"proc\", 0, \"\")",
     ));
-    match procs.parse::<usize>() {
-        Ok(n) if n > in_ns + 1 => fail(
+    match seen {
+        Some(n) if n > in_ns + 1 => fail(
             "only-container-processes-visible",
             &expected,
             format!("{n} processes listed"),

@@ -1,6 +1,7 @@
 //! Step "network" (optional): the container has its own network namespace with an interface
 //! besides `lo` that has an address, and the host end answers — a TCP connection from inside
-//! carries a random message to a listener the grader holds on the host.
+//! carries a random message to a listener the grader holds on the run's host side (every run
+//! has a network namespace of its own as its "host": see `RunNet`).
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -8,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{fail, not_attempted, pass, verdict, with_effects, Ctx};
+use super::{fail, not_attempted, pass, verdict, with_effects, Ctx, Job};
 use crate::grade::inspect;
 use crate::grade::invoke::random_word;
 use crate::grade::report::Check;
@@ -16,16 +17,16 @@ use crate::grade::report::Check;
 const HINT: &str = "step 6 (network): create a veth pair, move one end into the container's network namespace (CLONE_NEWNET), give both ends addresses and bring them up";
 
 pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
-    let hold = match ctx.hold(&[]) {
+    let hold = match ctx.hold(Job::of(&[])) {
         Ok(hold) => hold,
         Err(check) => return vec![check],
     };
     let held = &hold.held;
     let pid = held.pid;
-    let own = inspect::ns_inode(&pid.to_string(), "net") != inspect::ns_inode("self", "net");
+    let host_net = held.net.or_else(|| inspect::ns_inode("self", "net"));
+    let own = inspect::ns_inode(&pid.to_string(), "net") != host_net;
     let links = inspect::interfaces(pid);
     let addrs = inspect::ipv4_addresses(&pid.to_string());
-    let gateway = inspect::default_gateway(pid);
     let (_, fx) = hold.finish(ctx);
     if !own {
         return vec![with_effects(
@@ -59,61 +60,48 @@ pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
             HINT,
         ),
     ];
-    checks.push(host_reachable(ctx, gateway, &addrs));
+    checks.push(host_reachable(ctx));
     checks[0] = with_effects(checks[0].clone(), &fx);
     checks
 }
 
-/// The host end: the default gateway if the container has one, else a host address in the
-/// container's /24.
-fn host_reachable(ctx: &mut Ctx, gateway: Option<String>, addrs: &[String]) -> Check {
+/// The host end: the probe connects to its default gateway (else another address of its /24)
+/// on a port the grader listens on in the run's own host network namespace, from the start.
+fn host_reachable(ctx: &mut Ctx) -> Check {
     let expected = "a TCP connection from inside reaches a listener on the host end of the link";
-    let target = gateway.or_else(|| {
-        inspect::ipv4_addresses("self").into_iter().find(|h| {
-            addrs
-                .iter()
-                .any(|a| a.rsplit_once('.').map(|p| p.0) == h.rsplit_once('.').map(|p| p.0))
-        })
-    });
-    let Some(target) = target else {
-        return fail(
-            "host-end-reachable",
-            expected,
-            "no default route and no host address in the container's subnet",
-            HINT,
-        );
-    };
-    let listener = match TcpListener::bind("0.0.0.0:0") {
-        Ok(l) => l,
+    let message = random_word("net");
+    let port = 20000 + rand::random::<u16>() % 40000;
+    let job = Job::of(&[&["connect-gateway", &port.to_string(), &message]]);
+    let (started, listener) = match ctx.start_with_listener(&job, port) {
+        Ok((Ok(started), listener)) => (started, listener),
+        Ok((Err((out, marker)), _)) => {
+            let fx = ctx.side_effects(&out, &marker);
+            let check = fail("host-end-reachable", expected, out.describe(), HINT);
+            return with_effects(check, &fx);
+        }
         Err(e) => {
             return fail(
                 "host-end-reachable",
                 expected,
                 format!("grader could not listen: {e}"),
-                "",
+                "grader error: rerun",
             )
         }
     };
-    let port = listener
-        .local_addr()
-        .map(|a| a.port())
-        .unwrap_or(0)
-        .to_string();
-    let _ = listener.set_nonblocking(true);
-    let message = random_word("net");
     let done = Arc::new(AtomicBool::new(false));
     let accept = {
         let done = Arc::clone(&done);
         std::thread::spawn(move || receive(&listener, &done))
     };
-    let (out, fx) = ctx.run(&["connect", &target, &port, &message], &[], None);
+    let out = started.running.wait();
+    let fx = ctx.side_effects(&out, &started.marker);
     done.store(true, Ordering::SeqCst);
     let received = accept.join().unwrap_or_default();
     let check = verdict(
         received.contains(&message),
         "host-end-reachable",
         expected,
-        format!("to {target}:{port}: {}", out.describe()),
+        format!("port {port}: {}", out.describe()),
         HINT,
     );
     with_effects(check, &fx)

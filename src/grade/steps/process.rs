@@ -1,7 +1,7 @@
 //! Step "process": the command runs with its arguments, the three standard streams pass
 //! through, and success and failure can be told apart.
 
-use super::{fail, pass, verdict, with_effects, Ctx};
+use super::{fail, pass, verdict, with_effects, Ctx, Job};
 use crate::grade::invoke::random_word;
 use crate::grade::report::Check;
 
@@ -14,7 +14,8 @@ fn arguments(ctx: &mut Ctx) -> Check {
         random_word("a"),
         format!("{} {}", random_word("b"), random_word("c")),
     );
-    let (out, fx) = ctx.run(&["args", &one, &two], &[], None);
+    // The only check that passes arguments: the probe prints those it was given.
+    let (out, fx) = ctx.run(Job::of(&[&["args"]]).args(&[&one, &two]));
     let first = out.stdout.contains(&format!("arg1={one}"));
     let second = out.stdout.contains(&format!("arg2={two}"));
     let expected = format!("stdout has the probe's lines arg1={one} and arg2={two}");
@@ -25,6 +26,12 @@ fn arguments(ctx: &mut Ctx) -> Check {
             &expected,
             out.describe(),
             "an argument containing a space was split or lost: pass os.Args[3:] as a list (exec.Command(args[0], args[1:]...)), never joined into one string",
+        ),
+        (false, _) if out.success() && !out.stdout.contains("arg1=") => fail(
+            "runs-command-with-arguments",
+            &expected,
+            out.describe(),
+            "step 1 (process): the command ran without its arguments: pass every word after the command, exec.Command(args[0], args[1:]...), not exec.Command(args[0])",
         ),
         _ => fail(
             "runs-command-with-arguments",
@@ -38,7 +45,8 @@ fn arguments(ctx: &mut Ctx) -> Check {
 
 fn stdin(ctx: &mut Ctx) -> Check {
     let word = random_word("in");
-    let (out, fx) = ctx.run(&["stdin"], &[], Some(format!("{word}\n").as_bytes()));
+    let input = format!("{word}\n");
+    let (out, fx) = ctx.run(Job::of(&[&["stdin"]]).stdin(input.as_bytes()));
     let check = verdict(
         out.stdout.contains(&word),
         "stdin-reaches-command",
@@ -51,7 +59,7 @@ fn stdin(ctx: &mut Ctx) -> Check {
 
 fn stderr(ctx: &mut Ctx) -> Check {
     let word = random_word("err");
-    let (out, fx) = ctx.run(&["stderr", &word], &[], None);
+    let (out, fx) = ctx.run(Job::of(&[&["stderr", &word]]));
     let expected = format!("{word} on stderr");
     let check = if out.stderr.contains(&word) {
         pass("stderr-passes-through", &expected, "on stderr")
@@ -77,8 +85,8 @@ fn stderr(ctx: &mut Ctx) -> Check {
 fn exit_status(ctx: &mut Ctx) -> Check {
     let code = 3 + (rand::random::<u8>() % 100) as i32;
     let code_s = code.to_string();
-    let (ok, fx_ok) = ctx.run(&["exit", "0"], &[], None);
-    let (bad, fx_bad) = ctx.run(&["exit", &code_s], &[], None);
+    let (ok, fx_ok) = ctx.run(Job::of(&[&["exit", "0"]]));
+    let (bad, fx_bad) = ctx.run(Job::of(&[&["exit", &code_s]]));
     let seen = format!("exit 0 → {:?}; exit {code} → {:?}", ok.code, bad.code);
     ctx.extra(verdict(
         bad.code == Some(code),

@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use super::{fail, not_attempted, pass, with_effects, Ctx};
+use super::{fail, not_attempted, pass, with_effects, Ctx, Job};
 use crate::grade::invoke::random_word;
 use crate::grade::report::Check;
 
@@ -19,7 +19,9 @@ pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
         random_word("host"),
     );
     let host_path = std::path::Path::new("/").join(&host_file);
-    if let Err(e) = fs::write(ctx.rootfs.join(&image_file), &image_text)
+    if let Err(e) = ctx
+        .image
+        .add(&image_file, Some(&image_text), false)
         .and_then(|_| fs::write(&host_path, &host_text))
     {
         return vec![fail(
@@ -29,15 +31,15 @@ pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
             "grader error: rerun",
         )];
     }
-    let (img, fx1) = ctx.run(&["cat", &format!("/{image_file}")], &[], None);
-    let (host, fx2) = ctx.run(&["cat", &format!("/{host_file}")], &[], None);
+    let (img, fx1) = ctx.run(Job::of(&[&["cat", &format!("/{image_file}")]]));
+    let (host, fx2) = ctx.run(Job::of(&[&["cat", &format!("/{host_file}")]]));
     let climb_path = format!("{}{host_file}", "../".repeat(24));
-    let (climb, fx3) = ctx.run(&["cat", &climb_path], &[], None);
+    let (climb, fx3) = ctx.run(Job::of(&[&["cat", &climb_path]]));
     let write_name = format!("/tmp/grade-write-{}", random_word(""));
-    let (_, fx4) = ctx.run(&["write", &write_name, "x"], &[], None);
+    let (_, fx4) = ctx.run(Job::of(&[&["write", &write_name, "x"]]));
     let _ = fs::remove_file(&host_path);
     ctx.extra(super::verdict(
-        !ctx.rootfs.join(write_name.trim_start_matches('/')).exists(),
+        !ctx.image.rootfs.join(write_name.trim_start_matches('/')).exists(),
         "image-unchanged-by-container",
         "a file written inside is not in the image's rootfs afterwards (copy-on-write, e.g. overlayfs)",
         "checked /fs/<image>/rootfs after a write to /tmp",

@@ -1,16 +1,23 @@
-//! Step "volumes": a file written inside appears on the host, a host file is visible inside,
-//! the bind mount lives only in the container's mount namespace, and nothing of it is left
-//! in the host's mount table after exit.
+//! Step "volumes": the volume is bind-mounted — seen in the container's own mount table, a file
+//! written inside is on the host and a file the host adds is visible inside *while the
+//! container runs* (a runtime that copies files in and back out passes none of these) — the
+//! mount lives only in the container's mount namespace, and nothing of it is left in the host's
+//! mount table after exit.
 
 use std::fs;
+use std::path::Path;
 
-use super::{fail, not_attempted, pass, verdict, with_effects, Ctx};
+use super::{fail, not_attempted, pass, verdict, with_effects, Ctx, Job};
 use crate::grade::config::Volume;
 use crate::grade::inspect;
 use crate::grade::invoke::random_word;
 use crate::grade::report::Check;
 
 const MOUNT_HINT: &str = "step 5 (volumes): bind-mount the volume in the child, inside the new mount namespace made private (MS_REC|MS_PRIVATE on /), onto <rootfs>/<target> before the root switch";
+
+const LEAK_HINT: &str = "step 5 (volumes): the bind mount reached the host's mount table: make / private first (syscall.Mount(\"\", \"/\", \"\", MS_REC|MS_PRIVATE, \"\")) in the child — MS_PRIVATE passed together with MS_BIND is ignored by the kernel";
+
+const COPY_HINT: &str = "step 5 (volumes): the files were copied, not mounted: bind-mount the volume's directory (syscall.Mount(src, target, \"\", MS_BIND, \"\")) so both sides see the same files while the container runs";
 
 pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
     let volume = match prepare(ctx) {
@@ -25,42 +32,90 @@ pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
         }
     };
     let vols = [volume.clone()];
-    // 1. While a container holds the volume: mounted inside, not in the host's table.
-    let hold = match ctx.hold(&vols) {
+    let inside_path = |name: &str| format!("{}/{name}", volume.target);
+    let (name, text) = (format!("in-{}", random_word("")), random_word("v"));
+    // The probe writes its file, then holds: everything below is seen while it runs.
+    let job = Job::of(&[&["write", &inside_path(&name), &text]]).volumes(&vols);
+    let hold = match ctx.hold(job) {
         Ok(hold) => hold,
         Err(check) => return vec![check],
     };
-    let held = &hold.held;
-    let inside = inspect::mounts(&held.pid.to_string())
+    let pid = hold.held.pid;
+    let mounted = inspect::mounts(&pid.to_string())
         .into_iter()
         .any(|(_, p, _)| p == volume.target || p.ends_with(&format!("/rootfs{}", volume.target)));
-    let on_host_during = ctx.leaked_mounts();
-    let (_, fx_hold) = hold.finish(ctx);
-    // 2. Inside → host, 3. host → inside.
-    let (name, text) = (format!("in-{}", random_word("")), random_word("v"));
-    let (wrote, fx_w) = ctx.run(
-        &["write", &format!("{}/{name}", volume.target), &text],
-        &vols,
-        None,
-    );
-    let on_host = fs::read_to_string(volume.source.join(&name)).unwrap_or_default();
+    let written_during = read(&volume.source.join(&name)) == text;
     let (host_name, host_text) = (format!("host-{}", random_word("")), random_word("h"));
     let _ = fs::write(volume.source.join(&host_name), &host_text);
-    let (read, fx_r) = ctx.run(
-        &["cat", &format!("{}/{host_name}", volume.target)],
-        &vols,
-        None,
-    );
-    let seen_inside = read.stdout.contains(&host_text);
-    let written = on_host == text;
-    if !inside && !written && !seen_inside {
-        return vec![not_attempted(
-            "volume-mounted",
-            &format!("{} mounted at {}", volume.source.display(), volume.target),
-            "no mount at the target and no file crossed",
-            MOUNT_HINT,
+    // Through the container's own root and mount namespace, as the host sees them.
+    let seen_inside = read(
+        &Path::new(&format!("/proc/{pid}/root"))
+            .join(inside_path(&host_name).trim_start_matches('/')),
+    ) == host_text;
+    let on_host_during = ctx.leaked_mounts();
+    let (out, fx) = hold.finish(ctx);
+    let written_after = read(&volume.source.join(&name)) == text;
+    let copied = !written_during && written_after;
+    if !mounted && !written_during && !seen_inside && !written_after {
+        return vec![with_effects(
+            not_attempted(
+                "volume-mounted",
+                &format!("{} mounted at {}", volume.source.display(), volume.target),
+                format!(
+                    "no mount at the target and no file crossed; {}",
+                    out.describe()
+                ),
+                MOUNT_HINT,
+            ),
+            &fx,
         )];
     }
+    let hint = if copied { COPY_HINT } else { MOUNT_HINT };
+    let mount_seen = verdict(
+        mounted,
+        "volume-mounted",
+        &format!(
+            "a mount at {} in the container's mount table",
+            volume.target
+        ),
+        if mounted {
+            "mounted".into()
+        } else {
+            "no mount there (/proc/<pid>/mountinfo)".to_owned()
+        },
+        hint,
+    );
+    let written = verdict(
+        written_during,
+        "written-inside-visible-on-host",
+        &format!(
+            "{}/{name} written inside holds {text} on the host while the container runs",
+            volume.source.display()
+        ),
+        if written_during {
+            "same content".to_owned()
+        } else if copied {
+            "only after the container exited (copied back)".to_owned()
+        } else {
+            format!("absent; {}", out.describe())
+        },
+        hint,
+    );
+    let visible = verdict(
+        seen_inside,
+        "host-file-visible-inside",
+        &format!(
+            "{} added on the host while the container runs is readable at {} inside",
+            host_name,
+            inside_path(&host_name)
+        ),
+        if seen_inside {
+            "read through /proc/<pid>/root"
+        } else {
+            "not there"
+        },
+        hint,
+    );
     let during = if on_host_during.is_empty() {
         pass(
             "not-in-host-mount-table",
@@ -72,61 +127,48 @@ pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
             "not-in-host-mount-table",
             "the volume's mount is not in the host's mount table while the container runs",
             format!("host gained: {}", on_host_during.join(", ")),
-            MOUNT_HINT,
+            LEAK_HINT,
+        )
+    };
+    let after = if fx.volume_leaked.is_empty() {
+        pass(
+            "nothing-mounted-after-exit",
+            "after exit, nothing of the volume in the host's mount table",
+            "nothing left",
+        )
+    } else {
+        fail(
+            "nothing-mounted-after-exit",
+            "after exit, nothing of the volume in the host's mount table",
+            format!(
+                "left: {} (unmounted by the grader)",
+                fx.volume_leaked.join(", ")
+            ),
+            LEAK_HINT,
         )
     };
     vec![
-        with_effects(
-            verdict(
-                written,
-                "written-inside-visible-on-host",
-                &format!(
-                    "{}/{name} written inside holds {text} on the host",
-                    volume.source.display()
-                ),
-                if written {
-                    "same content".into()
-                } else {
-                    format!("{on_host:?}; {}", wrote.describe())
-                },
-                MOUNT_HINT,
-            ),
-            &fx_w,
-        ),
-        with_effects(
-            verdict(
-                seen_inside,
-                "host-file-visible-inside",
-                &format!("{}/{host_name} readable inside", volume.target),
-                read.describe(),
-                MOUNT_HINT,
-            ),
-            &fx_r,
-        ),
+        mount_seen,
+        written,
+        visible,
         during,
-        with_effects(
-            pass(
-                "nothing-mounted-after-exit",
-                "after exit, nothing of the volume in the host's mount table",
-                "nothing left",
-            ),
-            &fx_hold,
-        ),
+        with_effects(after, &fx),
     ]
 }
 
-/// The volume's host directory, fresh, and its target pre-created in the image (the workshop
-/// does not ask a runtime to create mount points).
-fn prepare(ctx: &Ctx) -> std::io::Result<Volume> {
-    let volume = ctx
-        .sub
-        .config
-        .hard_coded_volume(&ctx.sub.dir)
-        .unwrap_or_else(|| Volume {
-            source: ctx.scratch.join(random_word("vol-")),
-            target: format!("/data-{}", random_word("")),
-        });
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The volume's host directory, fresh (or the hard-coded one), and its target pre-created in
+/// the image (the workshop does not ask a runtime to create mount points).
+fn prepare(ctx: &mut Ctx) -> std::io::Result<Volume> {
+    let volume = ctx.hard_coded_volume().unwrap_or_else(|| Volume {
+        source: ctx.scratch.join(random_word("vol-")),
+        target: format!("/data-{}", random_word("")),
+    });
     fs::create_dir_all(&volume.source)?;
-    fs::create_dir_all(ctx.rootfs.join(volume.target.trim_start_matches('/')))?;
+    ctx.image.add(&volume.target, None, false)?;
+    ctx.add_volume_point(&volume.target);
     Ok(volume)
 }

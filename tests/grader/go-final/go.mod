@@ -1,0 +1,3 @@
+module devoxx-final
+
+go 1.19
