@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use devoxx_docker::config::{Paths, DEFAULT_ROOT, DEFAULT_VOLUMES};
+use devoxx_docker::container::id::is_live;
 use devoxx_docker::container::security::SecurityArgs;
 use devoxx_docker::container::spec::RunOptions;
 use devoxx_docker::{container, image, Error};
@@ -148,10 +149,10 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Pull { image, mirrors } => {
-            image::pull(&paths, &image, &mirrors.registry_mirror).map(|_| 0)
+            image::pull(&paths, &image, &mirrors.registry_mirror, &is_live).map(|_| 0)
         }
         Command::Images => image::print_images(&paths).map(|_| 0),
-        Command::Rmi { image, force } => image::remove(&paths, &image, force).map(|_| 0),
+        Command::Rmi { image, force } => image::remove(&paths, &image, force, &is_live).map(|_| 0),
         Command::Run(args) => container::run(&paths, args.into_options()),
     };
     match result {

@@ -7,6 +7,7 @@
 pub mod cgroup;
 pub mod clone3;
 pub mod etc_files;
+pub mod id;
 pub mod namespaces;
 pub mod network;
 pub mod process;
@@ -56,7 +57,7 @@ pub fn run(paths: &Paths, options: RunOptions) -> Result<i32> {
         state::reclaim_stale(paths);
     }
     // When this container was the last user of a retired image tree (rmi --force, re-pull).
-    image::in_use::reclaim_retired(paths);
+    image::in_use::reclaim_retired(paths, &id::is_live);
     trace::mark("done");
     result
 }
@@ -72,7 +73,12 @@ fn plan(paths: &Paths, options: &RunOptions) -> Result<Plan> {
     let security = Security::resolve(&options.security)?;
     spec::validate(options)?;
     let volumes = volume::parse_all(&options.volumes, &paths.volumes)?;
-    let mut image = image::ensure(paths, &options.image, &options.registry_mirrors)?;
+    let mut image = image::ensure(
+        paths,
+        &options.image,
+        &options.registry_mirrors,
+        &id::is_live,
+    )?;
     image.rootfs = absolute(&image.rootfs)?;
     let term = std::env::var("TERM").ok();
     let process = spec::resolve(options, &image.config, term.as_deref())?;

@@ -1,5 +1,5 @@
-//! Per-container state on the host: a random id, a liveness lock held for the container's
-//! whole life, and the state directory holding its writable layer.
+//! Per-container state on the host: a fresh id, its liveness lock (see [`super::id`]) held
+//! for the container's whole life, and the state directory holding its writable layer.
 //!
 //! Liveness is an flock, not a pid: the kernel drops it when the runtime dies, however it
 //! dies, so the next invocation can tell a dead container's leftovers from a live one's and
@@ -15,26 +15,11 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 
+use super::id::{is_live, lock_path, new_id, LOCK_DIR};
 use super::{cgroup, network};
 use crate::config::Paths;
 use crate::error::IoContext;
 use crate::{Error, Result};
-
-/// Where liveness locks live (host-wide: shared by every store root).
-pub const LOCK_DIR: &str = "/run/devoxx-docker";
-
-/// A fresh container id: 12 hex digits (48 random bits).
-pub fn new_id() -> String {
-    hex::encode(rand::random::<[u8; 6]>())
-}
-
-/// Whether `s` has the shape of an id from [`new_id`]: host state tagged with anything else
-/// (another tool's, a newer runtime's) is never ours to reclaim.
-pub fn is_container_id(s: &str) -> bool {
-    s.len() == 12
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
 
 /// One container's host state; dropping it removes the state directory, then the lock.
 #[derive(Debug)]
@@ -79,10 +64,6 @@ impl Drop for ContainerState {
         remove_tree(&self.dir);
         let _ = fs::remove_file(&self.lock_path);
     }
-}
-
-fn lock_path(id: &str) -> PathBuf {
-    Path::new(LOCK_DIR).join(format!("{id}.lock"))
 }
 
 /// Create `path` already flocked: an anonymous O_TMPFILE is locked first and only then linked
@@ -130,17 +111,6 @@ fn create_locked(path: &Path) -> Result<Flock<File>> {
     Ok(lock)
 }
 
-/// Whether container `id` still has a live runtime holding its lock.
-pub fn is_live(id: &str) -> bool {
-    let Ok(file) = File::open(lock_path(id)) else {
-        return false;
-    };
-    matches!(
-        Flock::lock(file, FlockArg::LockExclusiveNonblock),
-        Err((_, nix::errno::Errno::EWOULDBLOCK))
-    )
-}
-
 /// Reclaim what dead runtimes left: writable layers in this store, their locks, and (through
 /// their owners) cgroups and network leftovers. Best effort: a failure here never stops a run.
 pub fn reclaim_stale(paths: &Paths) {
@@ -154,7 +124,7 @@ pub fn reclaim_stale(paths: &Paths) {
         }
     }
     reclaim_stale_locks();
-    crate::image::in_use::reclaim_retired(paths);
+    crate::image::in_use::reclaim_retired(paths, &is_live);
     cgroup::reclaim_stale(&is_live);
     network::reclaim_stale(&is_live);
 }
@@ -185,23 +155,5 @@ fn remove_tree(dir: &Path) {
             crate::note!("warning: could not remove {}: {e}", dir.display());
         }
         _ => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_are_twelve_hex_and_distinct() {
-        let (a, b) = (new_id(), new_id());
-        assert_eq!(a.len(), 12);
-        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(a, b);
-    }
-
-    #[test]
-    fn unknown_container_is_not_live() {
-        assert!(!is_live(&new_id()));
     }
 }

@@ -14,7 +14,7 @@ use oci_client::secrets::RegistryAuth;
 use serde::Deserialize;
 
 use super::endpoint::is_hub;
-use super::registry::one_line;
+use super::text::one_line;
 use crate::{Error, Result};
 
 /// The key docker files Docker Hub's credentials under (`auths`, credential helpers).

@@ -7,6 +7,9 @@
 //! image in use fails (`--force` retires it instead); a re-pull retires the tree it replaces.
 //! A retired tree waits in `<root>/.retired/` until no live container uses it, and is deleted
 //! by whichever runtime notices first (the last user's own exit, the next run, rmi or pull).
+//!
+//! Which container is still running is the caller's to say (`is_live(id)`, the containers'
+//! liveness locks): images know nothing about containers beyond these records.
 
 use std::fs;
 use std::io;
@@ -14,7 +17,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::Paths;
-use crate::container::state;
 use crate::{Error, Result};
 
 /// The record's file name in a container's state directory: `<store name>\n<dev>:<ino>\n`.
@@ -33,8 +35,9 @@ pub fn record(state_dir: &Path, name: &str, rootfs: &Path) -> Result<()> {
     fs::write(&path, text).map_err(|e| Error::path("write", &path, e))
 }
 
-/// Ids of the live containers of this store using the tree `tree` (from [`tree_id`]).
-pub fn users(paths: &Paths, tree: &str) -> Vec<String> {
+/// Ids of the live containers of this store using the tree `tree` (from [`tree_id`]);
+/// `is_live(id)` tells whether container `id` still has a live runtime.
+pub fn users(paths: &Paths, tree: &str, is_live: &dyn Fn(&str) -> bool) -> Vec<String> {
     let Ok(entries) = fs::read_dir(paths.containers_dir()) else {
         return Vec::new();
     };
@@ -43,7 +46,7 @@ pub fn users(paths: &Paths, tree: &str) -> Vec<String> {
         .filter_map(|e| {
             let id = e.file_name().into_string().ok()?;
             let text = fs::read_to_string(e.path().join(RECORD)).ok()?;
-            (text.lines().nth(1) == Some(tree) && state::is_live(&id)).then_some(id)
+            (text.lines().nth(1) == Some(tree) && is_live(&id)).then_some(id)
         })
         .collect();
     ids.sort();
@@ -55,8 +58,9 @@ fn retired_dir(paths: &Paths) -> PathBuf {
 }
 
 /// Take the image directory `dir` out of sight (one rename, same file system) and delete it
-/// as soon as no live container uses it: now, or when its last user exits.
-pub fn retire(paths: &Paths, dir: &Path) -> Result<()> {
+/// as soon as no live container uses it (`is_live` as for [`users`]): now, or when its last
+/// user exits.
+pub fn retire(paths: &Paths, dir: &Path, is_live: &dyn Fn(&str) -> bool) -> Result<()> {
     let retired = retired_dir(paths);
     match fs::create_dir(&retired) {
         Ok(()) => {}
@@ -69,12 +73,13 @@ pub fn retire(paths: &Paths, dir: &Path) -> Result<()> {
     );
     let target = retired.join(format!("{name}+{:016x}", rand::random::<u64>()));
     fs::rename(dir, &target).map_err(|e| Error::path("retire", dir, e))?;
-    reclaim_retired(paths);
+    reclaim_retired(paths, is_live);
     Ok(())
 }
 
-/// Delete every retired tree no live container uses any more (best effort).
-pub fn reclaim_retired(paths: &Paths) {
+/// Delete every retired tree no live container uses any more (`is_live` as for [`users`];
+/// best effort).
+pub fn reclaim_retired(paths: &Paths, is_live: &dyn Fn(&str) -> bool) {
     let retired = retired_dir(paths);
     let Ok(entries) = fs::read_dir(&retired) else {
         return;
@@ -82,7 +87,7 @@ pub fn reclaim_retired(paths: &Paths) {
     for entry in entries.flatten() {
         let dir = entry.path();
         let unused = match tree_id(&dir.join("rootfs")) {
-            Ok(tree) => users(paths, &tree).is_empty(),
+            Ok(tree) => users(paths, &tree, is_live).is_empty(),
             Err(_) => true, // not an image tree (an interrupted deletion): nothing can use it
         };
         if unused {

@@ -9,6 +9,7 @@ pub mod ratelimit;
 pub mod reference;
 pub mod registry;
 pub mod store;
+mod text;
 pub mod unpack;
 
 use std::io::{self, Read};
@@ -30,8 +31,14 @@ pub use store::{Image, ImageConfig};
 ///
 /// `mirrors` (URLs, comma-separated lists allowed) are tried in order before Docker Hub for
 /// Docker Hub references. Runs its own single-threaded tokio runtime and drops it before
-/// returning: `run` forks afterwards and must not inherit threads.
-pub fn pull(paths: &Paths, reference: &str, mirrors: &[String]) -> Result<Image> {
+/// returning: `run` forks afterwards and must not inherit threads. `is_live(id)` tells
+/// whether container `id` still runs: a tree a re-pull replaces stays until no such user is left.
+pub fn pull(
+    paths: &Paths,
+    reference: &str,
+    mirrors: &[String],
+    is_live: &dyn Fn(&str) -> bool,
+) -> Result<Image> {
     let r = ImageRef::parse(reference)?;
     let mirrors = endpoint::parse_mirrors(mirrors)?;
     crate::require_root("pull")?;
@@ -45,16 +52,21 @@ pub fn pull(paths: &Paths, reference: &str, mirrors: &[String]) -> Result<Image>
         .enable_all()
         .build()
         .ctx(|| "start the download runtime")?;
-    let result = runtime.block_on(fetch(paths, &r, &name, &mirrors));
+    let result = runtime.block_on(fetch(paths, &r, &name, &mirrors, is_live));
     drop(runtime);
     result
 }
 
-/// The image for `run`: from the store, pulled first when missing.
-pub fn ensure(paths: &Paths, reference: &str, mirrors: &[String]) -> Result<Image> {
+/// The image for `run`: from the store, pulled first when missing (`is_live` as for [`pull`]).
+pub fn ensure(
+    paths: &Paths,
+    reference: &str,
+    mirrors: &[String],
+    is_live: &dyn Fn(&str) -> bool,
+) -> Result<Image> {
     let name = reference::store_name(reference)?;
     match Image::open(&paths.root, &name) {
-        Err(crate::Error::ImageNotFound(_)) => pull(paths, reference, mirrors),
+        Err(crate::Error::ImageNotFound(_)) => pull(paths, reference, mirrors, is_live),
         found => found,
     }
 }
@@ -101,8 +113,14 @@ pub fn print_images(paths: &Paths) -> Result<()> {
 
 /// `devoxx-docker rmi`: remove one stored image (by reference, or by its store name). An
 /// image a running container uses is refused, naming the containers; with `force` it leaves
-/// the store now and its files are deleted when the last of them exits.
-pub fn remove(paths: &Paths, reference: &str, force: bool) -> Result<()> {
+/// the store now and its files are deleted when the last of them exits. `is_live(id)` tells
+/// whether container `id` still runs.
+pub fn remove(
+    paths: &Paths,
+    reference: &str,
+    force: bool,
+    is_live: &dyn Fn(&str) -> bool,
+) -> Result<()> {
     crate::require_root("rmi")?;
     let name = match ImageRef::parse(reference) {
         Ok(r) if paths.root.join(reference::name_for(&r)).is_dir() => reference::name_for(&r),
@@ -115,14 +133,14 @@ pub fn remove(paths: &Paths, reference: &str, force: bool) -> Result<()> {
     let _lock = store::lock(paths, &name)?;
     let dir = paths.root.join(&name);
     let users = match in_use::tree_id(&dir.join("rootfs")) {
-        Ok(tree) => in_use::users(paths, &tree),
+        Ok(tree) => in_use::users(paths, &tree, is_live),
         Err(_) => return Err(Error::ImageNotFound(reference.to_owned())),
     };
     if users.is_empty() {
         store::remove(paths, &name)?;
         crate::note!("removed {name}");
     } else if force {
-        in_use::retire(paths, &dir)?;
+        in_use::retire(paths, &dir, is_live)?;
         crate::note!(
             "removed {name}; its files stay until container(s) {} exit",
             users.join(", ")
@@ -165,10 +183,16 @@ fn present_at_pinned_digest(paths: &Paths, r: &ImageRef, name: &str) -> Result<O
 /// the reference, or a blob after the manifest — is skipped for the next endpoint (the staging
 /// it filled is dropped; every digest is verified whoever serves it); a local failure (disk,
 /// permissions) ends the pull, as the next endpoint would only repeat it.
-async fn fetch(paths: &Paths, r: &ImageRef, name: &str, mirrors: &[Endpoint]) -> Result<Image> {
+async fn fetch(
+    paths: &Paths,
+    r: &ImageRef,
+    name: &str,
+    mirrors: &[Endpoint],
+    is_live: &dyn Fn(&str) -> bool,
+) -> Result<Image> {
     let mut failures = Vec::new();
     for ep in endpoint::candidates(r, mirrors) {
-        match fetch_from(paths, r, name, &ep, &failures).await {
+        match fetch_from(paths, r, name, &ep, &failures, is_live).await {
             Ok(image) => return Ok(image),
             Err(e @ (Error::Registry(_) | Error::Image(_))) if ep.mirror => {
                 failures.push(format!("{}: {}", ep.host, mirror_reason(&e)));
@@ -225,6 +249,7 @@ async fn fetch_from(
     name: &str,
     ep: &Endpoint,
     failures: &[String],
+    is_live: &dyn Fn(&str) -> bool,
 ) -> Result<Image> {
     let registry = Registry::new(r, ep)?;
     let resolved = registry.resolve(r.digest.as_deref()).await?;
@@ -263,7 +288,7 @@ async fn fetch_from(
         layers: resolved.layers.iter().map(|l| l.digest.clone()).collect(),
         size: store::tree_size(&staging.rootfs()),
     };
-    commit(paths, name, staging, &config, &meta)?;
+    commit(paths, name, staging, &config, &meta, is_live)?;
     crate::note!("pulled {} as {name} ({})", meta.reference, meta.digest);
     Image::open(&paths.root, name)
 }
@@ -274,12 +299,13 @@ fn commit(
     staging: Staging,
     config: &[u8],
     meta: &ImageMeta,
+    is_live: &dyn Fn(&str) -> bool,
 ) -> Result<()> {
     staging.write("config.json", config)?;
     let meta_json = serde_json::to_vec_pretty(meta)
         .map_err(|e| Error::Runtime(format!("encode image.json: {e}")))?;
     staging.write(store::META_FILE, &meta_json)?;
-    staging.commit(paths, name)
+    staging.commit(paths, name, is_live)
 }
 
 /// The config's `rootfs.diff_ids`, one per layer.

@@ -23,6 +23,7 @@ use super::credentials;
 use super::endpoint::Endpoint;
 use super::ratelimit;
 use super::reference::ImageRef;
+use super::text::one_line;
 use crate::error::IoContext;
 use crate::{Error, Result};
 
@@ -655,19 +656,6 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         cur = next;
     }
     one_line(&cur.to_string())
-}
-
-/// Any text as one line for an error message: whitespace runs folded, cut at 200 characters.
-pub(super) fn one_line(s: &str) -> String {
-    let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if s.len() > 200 {
-        format!(
-            "{}...",
-            &s[..s.char_indices().nth(200).map_or(s.len(), |(i, _)| i)]
-        )
-    } else {
-        s
-    }
 }
 
 #[cfg(test)]

@@ -173,8 +173,14 @@ impl Staging {
         fs::write(&p, bytes).map_err(|e| Error::path("write", &p, e))
     }
 
-    /// Make the staged image `<root>/<name>` in one rename (exchanging with a present one).
-    pub fn commit(mut self, paths: &Paths, name: &str) -> Result<()> {
+    /// Make the staged image `<root>/<name>` in one rename (exchanging with a present one,
+    /// which is retired: `is_live` as for [`super::in_use::retire`]).
+    pub fn commit(
+        mut self,
+        paths: &Paths,
+        name: &str,
+        is_live: &dyn Fn(&str) -> bool,
+    ) -> Result<()> {
         let blobs = self.dir.join("blobs");
         fs::remove_dir_all(&blobs).map_err(|e| Error::path("remove", &blobs, e))?;
         sync_tree(&self.dir);
@@ -189,7 +195,7 @@ impl Staging {
                     .map_err(|e| Error::path("replace", &target, e.into()))?;
                 // self.dir now holds the previous image: running containers may still use it,
                 // so it is retired (deleted when unused). If even that fails, Drop removes it.
-                match super::in_use::retire(paths, &self.dir) {
+                match super::in_use::retire(paths, &self.dir, is_live) {
                     Ok(()) => self.committed = true,
                     Err(e) => crate::note!("warning: {e}"),
                 }

@@ -23,7 +23,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
-use super::state::is_container_id;
+use super::id::is_container_id;
 use crate::error::IoContext;
 use crate::{Error, Result};
 use netlink::Netlink;
