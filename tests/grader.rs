@@ -263,6 +263,8 @@ fn assert_grade(report: &Report, who: &str, broken: &[String]) {
 #[case::crash_after_network("crash-after-network")]
 #[case::copy_not_mount("copy-not-mount")]
 #[case::racy_cgroup("racy-cgroup")]
+#[case::shared_propagation("shared-propagation")]
+#[case::reads_grader("reads-grader")]
 #[serial(grade)]
 #[ignore = "VM only: make vm-test runs it (grading renames the host and leaks mounts on purpose)"]
 fn each_variant_fails_exactly_the_steps_it_breaks(#[case] fault: &str) {

@@ -207,16 +207,13 @@ fn collect(
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
     let steps = steps_or_all(steps)?;
-    let (events, forged) = console::verified_events(&text, &guest.key);
-    let mut report = console::collect(events, name, &steps, guest.problem.as_deref());
+    let verified = console::verified_events(&text, &guest.key);
+    let void = verified.void_reason();
+    let mut report = console::collect(verified.events, name, &steps, guest.problem.as_deref());
     if let Some(s) = seconds {
         report.seconds = s;
     }
-    report.error = error.or_else(|| {
-        (forged > 0).then(|| {
-            format!("{forged} console line(s) claimed to be grading results without the grader's signature: the submission wrote to the console; results are void")
-        })
-    });
+    report.error = error.or(void).or(report.error);
     render::write_all(&report, out)?;
     let md = render::markdown(&report);
     // The summary table: the report's head, up to the first step section.

@@ -32,14 +32,21 @@ pub enum Event {
     Extra {
         check: Check,
     },
+    /// The last line: how many lines came before it and the grader's exit status (0 passed,
+    /// 1 not), signed like every line, so a console cut short or a verdict changed shows.
     Done {
         seconds: f64,
+        #[serde(default)]
+        lines: u64,
+        #[serde(default)]
+        exit: i32,
     },
 }
 
 /// Signs console lines: the submission runs as root in the same guest and can write to the
 /// console too, so the host only believes lines carrying a MAC under a per-boot secret that the
-/// grader read and deleted before running anything, numbered so none can be replayed.
+/// grader read and deleted before running anything, numbered 1, 2, 3… so none can be replayed,
+/// dropped or reordered.
 pub struct Signer {
     key: Vec<u8>,
     seq: u64,
@@ -110,8 +117,13 @@ pub fn ensure_disposable_machine(force: bool) -> anyhow::Result<()> {
 }
 
 /// Grade `job`, calling `emit` with each event as it happens; returns the whole report.
-pub fn grade(job: &Job, emit: &mut dyn FnMut(&Event)) -> anyhow::Result<Report> {
+pub fn grade(job: &Job, sink: &mut dyn FnMut(&Event)) -> anyhow::Result<Report> {
     let start = Instant::now();
+    let emitted = std::cell::Cell::new(0u64);
+    let mut emit = |e: &Event| {
+        emitted.set(emitted.get() + 1);
+        sink(e)
+    };
     let image = seed::Image::new(&job.store, &job.config.image, &job.busybox, &job.probe)
         .context("seed the image")?;
     // A submission that never switches root runs the command from the host's /: the probe
@@ -161,6 +173,8 @@ pub fn grade(job: &Job, emit: &mut dyn FnMut(&Event)) -> anyhow::Result<Report> 
     report.seconds = start.elapsed().as_secs_f64();
     emit(&Event::Done {
         seconds: report.seconds,
+        lines: emitted.get(),
+        exit: if report.passed() { 0 } else { 1 },
     });
     Ok(report)
 }

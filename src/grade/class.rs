@@ -51,9 +51,9 @@ fn first_problem(report: &Report) -> String {
             }
             let check = step.first_problem()?;
             let why = if check.hint.is_empty() {
-                &check.seen
+                super::render::code(&check.seen)
             } else {
-                &check.hint
+                check.hint.clone()
             };
             Some(format!("{name}: {} — {why}", check.name))
         })

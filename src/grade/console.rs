@@ -8,10 +8,36 @@ use std::collections::BTreeMap;
 use super::check::{mac, Event, LINE_PREFIX};
 use super::report::{Check, Report, Status, Step};
 
-/// The events of the console `text` that carry a valid MAC under `key` with increasing
-/// numbers, and how many lines claimed to be grader lines without being so.
-pub fn verified_events(text: &str, key: &[u8]) -> (Vec<Event>, usize) {
-    let (mut events, mut forged, mut last) = (Vec::new(), 0, 0u64);
+/// What the console holds, once checked.
+#[derive(Debug, Default)]
+pub struct Verified {
+    /// The grader's events, in order.
+    pub events: Vec<Event>,
+    /// Lines that claimed to be the grader's without its signature, or replayed one of its.
+    pub forged: usize,
+    /// What is wrong with the sequence of the grader's own lines (a gap, a final line whose
+    /// count or verdict does not match), if anything.
+    pub broken: Option<String>,
+}
+
+impl Verified {
+    /// Why the results cannot be trusted, if they cannot: one line for the report.
+    pub fn void_reason(&self) -> Option<String> {
+        if self.forged > 0 {
+            return Some(format!("{} console line(s) claimed to be grading results without the grader's signature: the submission wrote to the console; results are void", self.forged));
+        }
+        self.broken
+            .as_ref()
+            .map(|b| format!("the grader's console lines are not whole ({b}): results are void"))
+    }
+}
+
+/// The events of the console `text` that carry a valid MAC under `key`, numbered exactly 1, 2,
+/// 3…: a line out of that sequence is forged (replayed), a number skipped breaks it, and the
+/// final line's count must match what came before it.
+pub fn verified_events(text: &str, key: &[u8]) -> Verified {
+    let mut v = Verified::default();
+    let mut last = 0u64;
     for line in text.lines() {
         let Some((_, rest)) = line.trim_end_matches('\r').split_once(LINE_PREFIX) else {
             continue;
@@ -26,15 +52,25 @@ pub fn verified_events(text: &str, key: &[u8]) -> (Vec<Event>, usize) {
         let event = (seq > last && mac(key, seq, json) == tag)
             .then(|| serde_json::from_str::<Event>(json).ok())
             .flatten();
-        match event {
-            Some(e) => {
-                last = seq;
-                events.push(e);
-            }
-            None => forged += 1,
+        let Some(event) = event else {
+            v.forged += 1;
+            continue;
+        };
+        if seq != last + 1 && v.broken.is_none() {
+            v.broken = Some(format!("lines {} to {} missing", last + 1, seq - 1));
         }
+        if let Event::Done { lines, .. } = &event {
+            if *lines != v.events.len() as u64 && v.broken.is_none() {
+                v.broken = Some(format!(
+                    "the last line counts {lines} before it, {} arrived",
+                    v.events.len()
+                ));
+            }
+        }
+        last = seq;
+        v.events.push(event);
     }
-    (events, forged)
+    v
 }
 
 /// The report of `submission` from verified console events, for the `requested` steps.
@@ -58,7 +94,7 @@ pub fn collect(
             Event::Extra { check } => {
                 extras.insert(check.name.clone(), check);
             }
-            Event::Done { seconds } => done = Some(seconds),
+            Event::Done { seconds, exit, .. } => done = Some((seconds, exit)),
         }
     }
     let stopped = guest_problem.unwrap_or("the guest stopped");
@@ -82,13 +118,20 @@ pub fn collect(
         }
         steps.insert(step.clone(), Step::from_checks(step, list));
     }
-    Report {
+    let mut report = Report {
         submission: submission.into(),
         steps,
         extras,
-        seconds: done.unwrap_or_default(),
+        seconds: done.map(|d| d.0).unwrap_or_default(),
         error: None,
+    };
+    // The verdict the grader signed must be the one its lines add up to.
+    if let Some((_, exit)) = done {
+        if exit != i32::from(!report.passed()) {
+            report.error = Some(format!("the grader's signed exit status {exit} does not match its results: results are void"));
+        }
     }
+    report
 }
 
 #[cfg(test)]
@@ -118,9 +161,9 @@ mod tests {
     }
 
     fn collect_text(text: &str, steps: &[String], problem: Option<&str>) -> Report {
-        let (events, forged) = verified_events(text, KEY);
-        assert_eq!(forged, 0);
-        collect(events, "sub", steps, problem)
+        let v = verified_events(text, KEY);
+        assert_eq!(v.void_reason(), None);
+        collect(v.events, "sub", steps, problem)
     }
 
     fn steps(names: &[&str]) -> Vec<String> {
@@ -147,7 +190,11 @@ mod tests {
             Event::Extra {
                 check: check("x", Status::Fail),
             },
-            Event::Done { seconds: 12.5 },
+            Event::Done {
+                seconds: 12.5,
+                lines: 5,
+                exit: 1,
+            },
         ];
         let r = collect_text(&lines(&events), &steps(&["process", "cgroups"]), None);
         assert_eq!(r.steps["process"].status, Status::Pass);
@@ -220,10 +267,64 @@ mod tests {
             .to_owned();
         let text =
             format!("{genuine}DEVOXX-GRADE {pass}\nDEVOXX-GRADE 00ff 3 {pass}\n{replayed}\n");
-        let (events, forged) = verified_events(&text, KEY);
-        assert_eq!(forged, 3, "unsigned, wrongly signed and replayed lines");
-        assert_eq!(events.len(), 2);
-        let (_, none) = verified_events(&genuine, b"another boot's secret");
-        assert_eq!(none, 2);
+        let v = verified_events(&text, KEY);
+        assert_eq!(v.forged, 3, "unsigned, wrongly signed and replayed lines");
+        assert_eq!(v.events.len(), 2);
+        assert!(v.void_reason().is_some_and(|r| r.contains("void")));
+        let other = verified_events(&genuine, b"another boot's secret");
+        assert_eq!(other.forged, 2);
+    }
+
+    /// A console with the grader's lines 1..=n for `events`, as signed text lines.
+    fn signed(events: &[Event]) -> Vec<String> {
+        let mut signer = Signer::new(KEY.to_vec());
+        events.iter().map(|e| signer.line(e)).collect()
+    }
+
+    fn three_steps_and_done(exit: i32, lines: u64) -> Vec<Event> {
+        let step = |s: &str| Event::Step { step: s.into() };
+        vec![
+            step("process"),
+            Event::Check {
+                step: "process".into(),
+                check: check("a", Status::Pass),
+            },
+            step("rootfs"),
+            Event::Done {
+                seconds: 1.0,
+                lines,
+                exit,
+            },
+        ]
+    }
+
+    #[test]
+    fn a_missing_grader_line_voids_the_results() {
+        let mut text = signed(&three_steps_and_done(0, 3));
+        let dropped = text.remove(1 + rand::random::<u32>() as usize % 2);
+        let v = verified_events(&text.join("\n"), KEY);
+        assert_eq!(v.forged, 0, "every line left is genuine");
+        let why = v.void_reason().expect("a gap voids");
+        assert!(why.contains("missing"), "{why} (dropped {dropped})");
+    }
+
+    #[test]
+    fn the_last_line_must_count_the_lines_before_it() {
+        let text = signed(&three_steps_and_done(0, 7)).join("\n");
+        let v = verified_events(&text, KEY);
+        assert!(v.void_reason().is_some_and(|r| r.contains("counts 7")));
+        let whole = verified_events(&signed(&three_steps_and_done(0, 3)).join("\n"), KEY);
+        assert_eq!(whole.void_reason(), None);
+    }
+
+    #[test]
+    fn a_signed_verdict_that_contradicts_the_results_voids_them() {
+        let steps = steps(&["process", "rootfs"]);
+        // rootfs never got a check: not passed, so exit must be 1.
+        let lying = verified_events(&signed(&three_steps_and_done(0, 3)).join("\n"), KEY);
+        let r = collect(lying.events, "sub", &steps, None);
+        assert!(r.error.is_some_and(|e| e.contains("exit status 0")));
+        let honest = verified_events(&signed(&three_steps_and_done(1, 3)).join("\n"), KEY);
+        assert_eq!(collect(honest.events, "sub", &steps, None).error, None);
     }
 }

@@ -57,8 +57,25 @@ impl Outcome {
     }
 }
 
-/// The last few lines of an output, on one line, for reports.
+/// `text` with every control character (a terminal's escape sequences, a carriage return) and
+/// every bidirectional override shown as `\u{..}`: what a submission printed never drives the
+/// teacher's terminal or reorders what a report shows.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            if (c.is_control() && c != '\n' && c != '\t') || bidi {
+                format!("\\u{{{:x}}}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// The last few lines of an output, on one line, for reports (printable only).
 pub fn tail(text: &str) -> String {
+    let text = printable(text);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     if lines.is_empty() {
         return "(empty)".into();
@@ -120,6 +137,12 @@ impl Submission {
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
                 join_and_unprotect(procs.as_deref());
+                for cap in UNTRUSTED_CAPS {
+                    let index = libc::c_ulong::from(cap.index());
+                    if libc::prctl(libc::PR_CAPBSET_DROP, index, 0, 0, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 if let Some(fd) = netns {
                     if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
                         return Err(std::io::Error::last_os_error());
@@ -349,10 +372,27 @@ fn join_and_unprotect(procs: Option<&std::ffi::CStr>) {
     write(c"/proc/self/oom_score_adj", b"0");
 }
 
-/// Protect the grader from the OOM killer (its runs give the protection up).
+/// Protect the grader from the OOM killer (its runs give the protection up), and its memory
+/// from the submission: not dumpable, so opening `/proc/<grader>/mem` or attaching with ptrace
+/// needs CAP_SYS_PTRACE, which runs do not have ([`UNTRUSTED_CAPS`]).
 pub fn protect_grader() {
     let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
 }
+
+/// Capabilities a submission never needs for the workshop and could use to reach the grader
+/// (its memory, the kernel's, the clock, the machine): dropped from every run's bounding set.
+pub const UNTRUSTED_CAPS: [caps::Capability; 8] = [
+    caps::Capability::CAP_SYS_PTRACE,
+    caps::Capability::CAP_SYS_RAWIO,
+    caps::Capability::CAP_SYS_MODULE,
+    caps::Capability::CAP_BPF,
+    caps::Capability::CAP_PERFMON,
+    caps::Capability::CAP_SYSLOG,
+    caps::Capability::CAP_SYS_BOOT,
+    caps::Capability::CAP_SYS_TIME,
+];
 
 /// Create the cgroup every run starts in, capped at `pids` processes and 1 GiB where the
 /// controllers can be had (each enabled on its own: one that cannot be must not cost the
@@ -463,6 +503,15 @@ mod tests {
             },
             cgroup: None,
         }
+    }
+
+    #[test]
+    fn what_a_submission_printed_reaches_reports_without_control_characters() {
+        let word = random_word("w");
+        let shown = tail(&format!("\x1b]0;owned\x07{word}\r\u{202e}fdp.exe\x1b[2J\n"));
+        assert!(shown.contains(&word), "{shown}");
+        assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
+        assert!(shown.contains("\\u{1b}") && shown.contains("\\u{202e}"), "{shown}");
     }
 
     #[test]

@@ -34,9 +34,9 @@ pub fn markdown(report: &Report) -> String {
     } else {
         "NOT PASSED"
     };
-    let _ = writeln!(md, "# Grade: {} — {verdict}\n", report.submission);
+    let _ = writeln!(md, "# Grade: {} — {verdict}\n", code(&report.submission));
     if let Some(e) = &report.error {
-        let _ = writeln!(md, "**Grading could not complete:** {e}\n");
+        let _ = writeln!(md, "**Grading could not complete:** {}\n", code(e));
     }
     let _ = writeln!(md, "| step | result | first problem |\n|---|---|---|");
     for (name, step) in report.ordered_steps() {
@@ -44,11 +44,11 @@ pub fn markdown(report: &Report) -> String {
         let problem = step
             .first_problem()
             .map(|c| {
-                format!(
-                    "{}: {}",
-                    c.name,
-                    if c.hint.is_empty() { &c.seen } else { &c.hint }
-                )
+                if c.hint.is_empty() {
+                    format!("{}: {}", c.name, code(&c.seen))
+                } else {
+                    format!("{}: {}", c.name, c.hint)
+                }
             })
             .unwrap_or_default();
         let _ = writeln!(
@@ -67,7 +67,7 @@ pub fn markdown(report: &Report) -> String {
                 badge(c.status),
                 c.name,
                 c.expected,
-                c.seen
+                code(&c.seen)
             );
             if c.status != Status::Pass && !c.hint.is_empty() {
                 let _ = writeln!(md, "  - hint: {}", c.hint);
@@ -83,7 +83,7 @@ pub fn markdown(report: &Report) -> String {
                 badge(c.status),
                 c.name,
                 c.expected,
-                c.seen
+                code(&c.seen)
             );
         }
     }
@@ -94,6 +94,20 @@ pub fn markdown(report: &Report) -> String {
 /// Markdown table cells cannot hold `|` or newlines.
 fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// `seen` (it may hold what a submission printed) as an inline code span: Markdown and HTML in
+/// it are shown, never rendered — no link, image or tag of a submission's reaches a viewer.
+/// The fence is longer than any run of backticks inside, and newlines become spaces.
+pub fn code(s: &str) -> String {
+    let text = crate::grade::invoke::printable(s).replace(['\n', '\r'], " ");
+    let longest = text
+        .split(|c| c != '`')
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    format!("{fence} {text} {fence}")
 }
 
 /// One test suite per step, one test case per check; a check not attempted fails a required
@@ -203,6 +217,23 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("hint: write it"));
+    }
+
+    #[test]
+    fn what_a_submission_printed_is_shown_in_markdown_never_rendered() {
+        let mut r = sample();
+        let word = crate::grade::invoke::random_word("x");
+        let hostile = format!("<img src=x onerror=alert(1)> [{word}](http://evil) `` ``` | # \x1b[31m");
+        let step = r.steps.get_mut("cgroups").unwrap();
+        step.checks[1].seen = hostile.clone();
+        step.checks[1].hint = String::new();
+        let md = markdown(&r);
+        let line = md.lines().find(|l| l.contains(&word) && l.starts_with("- ")).unwrap();
+        let span = line.split_once("seen ").unwrap().1;
+        assert!(span.starts_with("```` ") && span.ends_with(" ````"), "{span}");
+        assert!(!md.contains('\x1b'), "no terminal escape: {md:?}");
+        let row = md.lines().find(|l| l.starts_with("| cgroups")).unwrap();
+        assert_eq!(row.matches(" | ").count(), 2, "the cell's | is escaped: {row}");
     }
 
     #[test]

@@ -26,6 +26,17 @@ ROOTFS="/fs/$IMAGE/rootfs"
 [ -d "$ROOTFS" ] || die "no rootfs at $ROOTFS"
 echo "Running $* in $IMAGE"                           # chatter, as real submissions print
 
+# A hostile runtime: root in the guest, it goes for the grader's memory and the kernel's. Both
+# must be out of its reach (no CAP_SYS_PTRACE, no CAP_SYS_RAWIO): then it goes on as workshop.sh.
+if fault reads-grader; then
+    for p in /proc/[0-9]*; do
+        case "$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null)" in
+            *devoxx-docker-grade*) if ( : < "$p/mem" ) 2>/dev/null; then die "opened the grader's memory ($p/mem)"; fi ;;
+        esac
+    done
+    if ( : < /proc/kcore ) 2>/dev/null; then die "opened /proc/kcore"; fi
+fi
+
 if fault hard-coded; then                              # prints what a grader might look for
     echo container; echo "PID: 1"; echo "hello from the container"; exit 0
 fi
@@ -69,6 +80,8 @@ if fault copy-not-mount; then
 fi
 
 flags="--mount --fork --propagation private"
+# The finished workshop runtime's way: / left shared, so /proc (and a volume) reach the host.
+fault shared-propagation && flags="--mount --fork --propagation shared"
 fault no-uts-ns || flags="$flags --uts"
 fault no-pid-ns || flags="$flags --pid"
 # The child: hostname, volumes, /proc, root switch; the command runs as its child.

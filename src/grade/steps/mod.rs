@@ -27,7 +27,7 @@ pub fn grade_step(name: &str, ctx: &mut Ctx) -> Vec<Check> {
             "grader error: rerun",
         )];
     }
-    match name {
+    let checks = match name {
         "process" => process::grade(ctx),
         "namespaces" => namespaces::grade(ctx),
         "rootfs" => rootfs::grade(ctx),
@@ -40,7 +40,21 @@ pub fn grade_step(name: &str, ctx: &mut Ctx) -> Vec<Check> {
             name,
             "check the STEPS list",
         )],
+    };
+    if name == "process" || ctx.commands_ran {
+        return checks;
     }
+    // Nothing ran, in this step or before: its checks say so instead of guessing why.
+    checks
+        .into_iter()
+        .map(|mut c| {
+            if c.status != Status::Pass {
+                c.status = Status::Fail;
+                c.hint = DEPENDS_ON_PROCESS.into();
+            }
+            c
+        })
+        .collect()
 }
 
 /// The host as it was before the submission ran: what every run is compared against.
@@ -59,6 +73,11 @@ pub struct Ctx {
     volume_points: Vec<PathBuf>,
     /// Volume mounts runs of other steps leaked into the host's table (unmounted since).
     pub volume_leaks: Vec<String>,
+    /// Other mounts runs left in the host's table (unmounted since): judged by the namespaces
+    /// step's own run, reported as an extra wherever they happen.
+    pub mount_leaks: BTreeSet<String>,
+    /// Has the probe run at all, in any run so far? If never, later failures depend on process.
+    pub commands_ran: bool,
     /// Observations that never count against a step.
     pub extras: BTreeMap<String, Check>,
 }
@@ -75,6 +94,9 @@ pub struct SideEffects {
     /// Volume mounts left in the host's table after exit (unmounted since): counted by the
     /// volumes step only.
     pub volume_leaked: Vec<String>,
+    /// Other mounts left in the host's table after exit (unmounted since): counted by the
+    /// namespaces step only (`mounts-stay-in-container`).
+    pub mounts_left: Vec<String>,
 }
 
 /// One run of the probe as the container's command: the job it does (one subcommand and its
@@ -120,6 +142,9 @@ impl<'a> Job<'a> {
     }
 }
 
+/// Why a mount of the container reached the host's table, in the workshop's words.
+pub const MOUNT_LEAK_HINT: &str = "step 3 (namespaces and chroot): make / private (syscall.Mount(\"\", \"/\", \"\", MS_REC|MS_PRIVATE, \"\")) in the child before mounting anything (proc, sys, dev), and unmount on every exit path: on a host whose / is shared, the child's mounts otherwise appear on the host";
+
 /// Where the probe finds its job (in the image, and on the host for a runtime that never
 /// switches root): see tests/probe.
 const JOB_DIR: &str = ".grade-jobs";
@@ -142,6 +167,8 @@ impl Ctx {
             hard_coded,
             volume_points: Vec::new(),
             volume_leaks: Vec::new(),
+            mount_leaks: BTreeSet::new(),
+            commands_ran: false,
             extras: BTreeMap::new(),
         };
         if let Some((v, _)) = &ctx.hard_coded {
@@ -192,10 +219,15 @@ impl Ctx {
             .collect())
     }
 
-    /// Remove what [`Ctx::prepare`] laid out for the run `marker`.
-    fn unprepare(&self, marker: &str) {
+    /// Remove what [`Ctx::prepare`] laid out for the run `marker`, noting whether the probe
+    /// ran (it leaves `<job>.ran` beside its job).
+    fn unprepare(&mut self, marker: &str) {
         let name = format!("grade-{marker}");
         for root in [self.image.rootfs.clone(), PathBuf::from("/")] {
+            let ran = root.join(JOB_DIR).join(format!("{name}.ran"));
+            if std::fs::remove_file(&ran).is_ok() {
+                self.commands_ran = true;
+            }
             let _ = std::fs::remove_file(root.join(JOB_DIR).join(&name));
             let _ = std::fs::remove_file(root.join("bin").join(&name));
         }
@@ -315,14 +347,24 @@ impl Ctx {
                 .iter()
                 .any(|v| Path::new(p).starts_with(v))
         });
+        self.unmount(&leaked);
         if !other.is_empty() {
-            fx.problems.push(format!(
-                "left {} mount(s) in the host's mount table after exit ({}): make / private (MS_REC|MS_PRIVATE) in the new mount namespace before mounting anything",
-                other.len(),
-                other.join(", ")
+            self.mount_leaks.extend(other.iter().cloned());
+            self.extra(fail(
+                "no-mount-left-on-host",
+                "no mount of the container is left in the host's mount table after exit",
+                format!(
+                    "left (and unmounted by the grader): {}",
+                    self.mount_leaks
+                        .iter()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                MOUNT_LEAK_HINT,
             ));
         }
-        self.unmount(&leaked);
+        fx.mounts_left = other;
         self.volume_leaks.extend(volume.iter().cloned());
         fx.volume_leaked = volume;
         let now = hostname();
@@ -428,9 +470,12 @@ fn did_not_stay_up(out: &Outcome) -> Check {
         "container-stays-up",
         "the command (the grader's probe, one word: /bin/grade-<random>) runs inside the container until the grader releases it",
         out.describe(),
-        "depends on process: the command did not start (see stdout/stderr); steps 1–3 (process, namespaces, rootfs) come first",
+        DEPENDS_ON_PROCESS,
     )
 }
+
+/// The hint of a check that could not be judged because no command ever ran.
+pub const DEPENDS_ON_PROCESS: &str = "depends on process: the runtime never ran the command (see stdout/stderr): step 1 (process) comes first";
 
 /// A container held up by `probe hold`, found on the host by its marker.
 pub struct Held {

@@ -45,6 +45,7 @@ pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
     ];
     checks.push(visible_processes(ctx, seen, in_ns));
     checks.push(mnt);
+    checks.push(mounts_stay_in_container(ctx, &fx.mounts_left));
     ctx.extra(verdict(
         nspid.last() == Some(&1),
         "command-is-pid-1",
@@ -108,6 +109,26 @@ fn visible_processes(ctx: &mut Ctx, seen: Option<usize>, in_ns: usize) -> Check 
         ),
         _ => pass("only-container-processes-visible", &expected, format!("{procs} listed")),
     }
+}
+
+/// Mounts made inside (proc, sys, dev…) never reach the host's table after exit, on the
+/// success path (the held run) nor when the command fails (a run of its own, exiting non-zero).
+fn mounts_stay_in_container(ctx: &mut Ctx, held_left: &[String]) -> Check {
+    let code = (3 + rand::random::<u8>() % 100).to_string();
+    let (out, fx) = ctx.run(Job::of(&[&["exit", &code]]));
+    let left: Vec<String> = held_left.iter().chain(&fx.mounts_left).cloned().collect();
+    let check = verdict(
+        left.is_empty(),
+        "mounts-stay-in-container",
+        "no mount made inside is left in the host's mount table after exit, also when the command fails",
+        if left.is_empty() {
+            format!("none left ({})", out.describe())
+        } else {
+            format!("left (unmounted by the grader): {}", left.join(", "))
+        },
+        super::MOUNT_LEAK_HINT,
+    );
+    with_effects(check, &fx)
 }
 
 /// Processes the host sees in `pid`'s PID namespace.

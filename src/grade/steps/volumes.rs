@@ -38,6 +38,15 @@ pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
     let job = Job::of(&[&["write", &inside_path(&name), &text]]).volumes(&vols);
     let hold = match ctx.hold(job) {
         Ok(hold) => hold,
+        // Commands ran before, without a volume: the runtime does not take -v yet.
+        Err(check) if ctx.commands_ran && check.name == "container-stays-up" => {
+            return vec![not_attempted(
+                "volume-mounted",
+                &format!("{} mounted at {}", volume.source.display(), volume.target),
+                format!("the command did not run when a volume was given: {}", check.seen),
+                "step 5 (volumes): accept -v SRC:DST before the image and bind-mount SRC onto <rootfs>/DST in the child (or declare a hard-coded volume in devoxx-grade.toml)",
+            )]
+        }
         Err(check) => return vec![check],
     };
     let pid = hold.held.pid;

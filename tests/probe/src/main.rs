@@ -34,6 +34,8 @@ fn main() {
 /// arguments the probe was really called with.
 fn run_job(name: &str, args: &[String]) {
     let job = read(&format!("{JOB_DIR}/{name}"));
+    // Tell the grader the command ran at all, whatever becomes of its output.
+    let _ = fs::write(format!("{JOB_DIR}/{name}.ran"), "");
     for line in job.lines().filter(|l| !l.is_empty()) {
         let words: Vec<String> = line.split('\t').map(str::to_owned).collect();
         match words[0].as_str() {
