@@ -511,7 +511,10 @@ mod tests {
         let shown = tail(&format!("\x1b]0;owned\x07{word}\r\u{202e}fdp.exe\x1b[2J\n"));
         assert!(shown.contains(&word), "{shown}");
         assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
-        assert!(shown.contains("\\u{1b}") && shown.contains("\\u{202e}"), "{shown}");
+        assert!(
+            shown.contains("\\u{1b}") && shown.contains("\\u{202e}"),
+            "{shown}"
+        );
     }
 
     #[test]

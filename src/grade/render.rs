@@ -101,11 +101,7 @@ fn cell(s: &str) -> String {
 /// The fence is longer than any run of backticks inside, and newlines become spaces.
 pub fn code(s: &str) -> String {
     let text = crate::grade::invoke::printable(s).replace(['\n', '\r'], " ");
-    let longest = text
-        .split(|c| c != '`')
-        .map(str::len)
-        .max()
-        .unwrap_or(0);
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let fence = "`".repeat(longest + 1);
     format!("{fence} {text} {fence}")
 }
@@ -223,17 +219,28 @@ mod tests {
     fn what_a_submission_printed_is_shown_in_markdown_never_rendered() {
         let mut r = sample();
         let word = crate::grade::invoke::random_word("x");
-        let hostile = format!("<img src=x onerror=alert(1)> [{word}](http://evil) `` ``` | # \x1b[31m");
+        let hostile =
+            format!("<img src=x onerror=alert(1)> [{word}](http://evil) `` ``` | # \x1b[31m");
         let step = r.steps.get_mut("cgroups").unwrap();
         step.checks[1].seen = hostile.clone();
         step.checks[1].hint = String::new();
         let md = markdown(&r);
-        let line = md.lines().find(|l| l.contains(&word) && l.starts_with("- ")).unwrap();
+        let line = md
+            .lines()
+            .find(|l| l.contains(&word) && l.starts_with("- "))
+            .unwrap();
         let span = line.split_once("seen ").unwrap().1;
-        assert!(span.starts_with("```` ") && span.ends_with(" ````"), "{span}");
+        assert!(
+            span.starts_with("```` ") && span.ends_with(" ````"),
+            "{span}"
+        );
         assert!(!md.contains('\x1b'), "no terminal escape: {md:?}");
         let row = md.lines().find(|l| l.starts_with("| cgroups")).unwrap();
-        assert_eq!(row.matches(" | ").count(), 2, "the cell's | is escaped: {row}");
+        assert_eq!(
+            row.matches(" | ").count(),
+            2,
+            "the cell's | is escaped: {row}"
+        );
     }
 
     #[test]

@@ -189,7 +189,7 @@ fn memory_enforced(ctx: &mut Ctx) -> Check {
 
 /// Two spinning threads must get about half a CPU: CPU time over wall time, read on the host.
 fn cpu_throttled(ctx: &mut Ctx) -> Check {
-    let (ratio, note, out, fx) = match gated(ctx, &["spin", "4", "2"]) {
+    let (ratio, note, out, fx) = match gated(ctx, &["spin", "2.5", "2"]) {
         Ok((pid, note, started)) => {
             let ratio = measure_cpu(pid).map(|r| (r, inspect::cgroup_of(pid).unwrap_or_default()));
             let out = started.running.wait();
@@ -223,11 +223,12 @@ fn cpu_throttled(ctx: &mut Ctx) -> Check {
     with_effects(check, &fx)
 }
 
-/// CPU seconds per wall second of `pid` over ~2 s, after a short settling time.
+/// CPU seconds per wall second of `pid` over 1.5 s (15 periods of cpu.max), after a short
+/// settling time.
 fn measure_cpu(pid: i32) -> Option<f64> {
-    thread::sleep(Duration::from_millis(500));
+    thread::sleep(Duration::from_millis(300));
     let (t0, c0) = (Instant::now(), inspect::cpu_seconds(pid)?);
-    thread::sleep(Duration::from_millis(2000));
+    thread::sleep(Duration::from_millis(1500));
     let (t1, c1) = (Instant::now(), inspect::cpu_seconds(pid)?);
     Some((c1 - c0) / (t1 - t0).as_secs_f64())
 }
