@@ -286,10 +286,19 @@ mod tests {
         fs::write(img.rootfs.join("etc/hostname"), "changed\n").unwrap();
         assert!(img.reset().unwrap(), "a run added and changed files");
         assert!(!img.rootfs.join("etc/resolv.conf").exists());
-        assert_eq!(fs::read_to_string(img.rootfs.join("etc/hostname")).unwrap(), "localhost\n");
-        assert_eq!(fs::read_to_string(img.rootfs.join("data-x/marker")).unwrap(), text);
+        assert_eq!(
+            fs::read_to_string(img.rootfs.join("etc/hostname")).unwrap(),
+            "localhost\n"
+        );
+        assert_eq!(
+            fs::read_to_string(img.rootfs.join("data-x/marker")).unwrap(),
+            text
+        );
         img.new_step().unwrap();
-        assert!(!img.rootfs.join("data-x").exists(), "a step's additions end with it");
+        assert!(
+            !img.rootfs.join("data-x").exists(),
+            "a step's additions end with it"
+        );
         assert!(img.rootfs.join("volume").is_dir(), "kept additions stay");
     }
 
