@@ -8,8 +8,8 @@ PROBE      := target/probe/x86_64-unknown-linux-gnu/release/probe
 # Debian/Ubuntu packages the suite needs: a static busybox for test images, a real registry.
 APT_DEPS   := busybox-static docker-registry skopeo umoci iproute2 nftables iptables tmux
 # What vm/ needs on top: QEMU, zstd/xz to unpack compressed kernel modules (Ubuntu), Go for the
-# grader self-test's Go workshop solutions.
-VM_APT_DEPS := qemu-system-x86 zstd xz-utils golang-go
+# grader self-test's Go workshop solutions, bubblewrap for make grade's sandboxed builds.
+VM_APT_DEPS := qemu-system-x86 zstd xz-utils golang-go bubblewrap
 # The OCI runtimes make bench / make vm-bench compare with (bench only, never the suite).
 BENCH_APT_DEPS := runc crun time
 SUBMISSION ?=

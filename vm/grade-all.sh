@@ -3,9 +3,11 @@
 # grading guest is built once), then merge the reports into one class table.
 #
 # A submission is an executable file, or a subdirectory with a Makefile (or an already built
-# bin/devoxx-docker); its name is its file name. Each gets REPORT_DIR/<name>/ (report.md, report.json, junit.xml, console.log); the class
-# table goes to REPORT_DIR/class.md and REPORT_DIR/class.csv and is printed. A failing
-# submission never stops the others. Exit 0 once the table is written, 2 if nothing to grade.
+# bin/devoxx-docker); its name is its file name. Each gets REPORT_DIR/<name>/ (report.md,
+# report.json, junit.xml, console.log); the class table goes to REPORT_DIR/class.md and
+# REPORT_DIR/class.csv and is printed. A failing submission never stops the others, and one whose
+# grading ended without a report still gets its row (an error report saying so). Exit 0 once the
+# table is written, 2 if nothing to grade.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -28,8 +30,15 @@ for s in "${submissions[@]}"; do
     name="$(basename "$s")"
     echo "grade-all: $name"
     rc=0
+    rm -f "$out/$name/report.json"
     GRADE_NAME="$name" "$here/grade.sh" "$s" "$out/$name" > "$out/$name.log" 2>&1 || rc=$?
     echo "grade-all: $name done (exit $rc; log $out/$name.log)"
+    # A grading that ended without its report (killed, or vm/grade.sh itself broken) still gets
+    # a row in the table, saying so.
+    if [ ! -f "$out/$name/report.json" ]; then
+        "$grader" collect --console /dev/null --out "$out/$name" --name "$name" \
+            --error "grading ended without a report (vm/grade.sh exit $rc): see $name.log" >/dev/null || true
+    fi
     [ -f "$out/$name/report.json" ] && reports+=("$out/$name/report.json")
 done
 "$grader" merge --out "$out" "${reports[@]}"

@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
 # vm/grade.sh SUBMISSION [REPORT_DIR] — grade one workshop submission in the cgroup v2 guest.
 #
-# SUBMISSION is an executable, or a directory whose Makefile builds bin/devoxx-docker (built here,
-# unprivileged; a directory without a Makefile but with an executable bin/devoxx-docker is taken
-# as built). Its devoxx-grade.toml (beside the Makefile, or beside the executable) is checked
-# first. The submission only ever runs inside the QEMU guest, never on this machine. Writes
-# REPORT_DIR (default grade-report/) report.json, report.md, junit.xml and console.log; exit 0
-# iff every required step graded passed, 1 if not, 2 if grading itself could not run.
+# SUBMISSION is an executable, or a directory whose Makefile builds bin/devoxx-docker (a
+# directory without a Makefile but with an executable bin/devoxx-docker is taken as built). A
+# Makefile is untrusted code: it runs in a bubblewrap sandbox, in a scratch copy of the directory,
+# as an unprivileged user, with no network and nothing of this machine writable or (but the
+# system and the teacher's toolchains, read-only) visible — see "Threat model" in
+# docs/grading.md. Its devoxx-grade.toml (beside the Makefile, or beside the executable) is
+# checked first. The submission itself only ever runs inside the QEMU guest, never on this
+# machine. Writes REPORT_DIR (default grade-report/) report.json, report.md, junit.xml and
+# console.log (build.log when it built); exit 0 iff every required step graded passed, 1 if not,
+# 2 if grading itself could not run (report.json then says why — also when this script fails).
 #
 # Env: STEPS=process,cgroups (default all six)   GRADE_NAME (default: the file or directory name)
-#      GRADE_BUILD_USER (default: the sudo caller, else nobody)   GRADE_REUSE_GUEST=1 (reuse
-#      vm/cache/grade-base.cpio even if the grader changed since)   VM_*: see vm/run.sh
-set -euo pipefail
+#      GRADE_BUILD_USER (default nobody; root only when named)   GRADE_BUILD_TIMEOUT (s, 900)
+#      GRADE_BUILD_MEMORY_MIB (4096)   GRADE_BUILD_DISK_MIB (2048)   GRADE_BUILD_PIDS (4096)
+#      GRADE_SANDBOX=userns|root (default userns where unprivileged user namespaces work, else root:
+#      bwrap runs as root and the build drops to GRADE_BUILD_USER inside)
+#      GRADE_REUSE_GUEST=1 (reuse vm/cache/grade-base.cpio even if the grader changed since)
+#      VM_*: see vm/run.sh
+set -Eeuo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
@@ -21,82 +29,430 @@ grader="$repo/target/release/devoxx-docker-grade"
 log() { echo "grade: $*" >&2; }
 die() { log "error: $*"; exit 2; }
 
+[ "$(id -u)" = 0 ] || die "run as root (QEMU and the guest image): sudo make grade SUBMISSION=..."
+# Every mount made here (the build's scratch space, the toolchains shown to it) lives in a mount
+# namespace of this script's own, and vanishes with it however the grading ends.
+if [ "${DEVOXX_GRADE_MNTNS:-}" != "$$" ]; then
+    DEVOXX_GRADE_MNTNS=$$ exec unshare --mount --propagation private -- "$BASH" "$here/$(basename "$0")" "$@"
+fi
+
 [ $# -ge 1 ] && [ -n "$1" ] || die "usage: make grade SUBMISSION=PATH [REPORT=DIR] [STEPS=a,b]"
 submission="$(realpath -e "$1" 2>/dev/null)" || die "SUBMISSION=$1 does not exist"
 report="$(realpath -m "${2:-grade-report}")"
 name="${GRADE_NAME:-$(basename "$submission")}"
 [ "$name" = . ] || [ "$name" = / ] && name=submission
 steps="${STEPS:-process,namespaces,rootfs,cgroups,volumes,network}"
-[ "$(id -u)" = 0 ] || die "run as root (QEMU and the guest image): sudo make grade SUBMISSION=..."
 [ -x "$grader" ] || die "$grader missing: make build"
-mkdir -p "$report" "$cache"
-work="$(mktemp -d -t devoxx-grade.XXXXXX)" # outside any git checkout (Go stamps VCS info)
-trap 'rm -rf "$work"' EXIT
+mkdir -p "$report"
+rm -f "$report/report.json" "$report/build.log" # a report left by an earlier grading is not this one's
+
+work="$(mktemp -d -t devoxx-grade.XXXXXX)" # root's alone: the build's output, the key, the guest's archives
+box=""        # where the sandbox's mounts are prepared (see build_submission)
+mounts=()     # what is mounted under $box, unmounted before it is removed
+cgroups=()    # the build's cgroups, removed once it is over
+build_pid=""  # the build while it runs
+reporting=""  # set: an unexpected end still writes the reports
+finished=""   # set: the reports are written
+failed_at=""
 t_start=$SECONDS
+
+# Write the reports for a grading that could not run.
+error_report() {
+    "$grader" collect --console /dev/null --out "$report" --name "$name" --steps "$steps" \
+        --seconds "$((SECONDS - t_start))" --error "$1" >/dev/null || true
+}
 
 # Write the reports for a grading that could not run, and stop.
 give_up() {
     log "$1"
-    "$grader" collect --console /dev/null --out "$report" --name "$name" --steps "$steps" --error "$1" >/dev/null || true
+    finished=1
+    error_report "$1"
     exit 2
 }
 
-# Build a Makefile submission unprivileged: as GRADE_BUILD_USER, else the sudo caller, else
-# nobody. In place when that user owns the directory (their checkout, their toolchain and
-# caches), else in a copy they own, with a private HOME and Go caches. Root builds only when
-# asked for by name (GRADE_BUILD_USER=root, e.g. CI grading this project's own checkout).
-build_submission() {
-    local src="$1" user="${GRADE_BUILD_USER:-${SUDO_USER:-nobody}}" dir home
-    [ -f "$src/Makefile" ] || [ -f "$src/makefile" ] || give_up "$src has no Makefile (the workshop builds bin/devoxx-docker with make)"
-    id "$user" >/dev/null 2>&1 || give_up "build user $user does not exist (GRADE_BUILD_USER)"
-    home="$(getent passwd "$user" | cut -d: -f6)"
-    if [ "$(stat -c %U "$src")" = "$user" ]; then
-        dir="$src"
-    else
-        dir="$work/build" home="$work/home"
-        mkdir -p "$dir" "$home"
-        tar -C "$src" --exclude=./.git --exclude=./target --exclude=./vm/cache --exclude=./grade-report -cf - . | tar -C "$dir" -xf -
-        chown -R "$user" "$work"
+# Any end this script did not plan (a failed command under set -e, a signal) still writes the
+# reports, so a class table shows the submission and why it has no grade.
+# shellcheck disable=SC2317 # called by the EXIT trap
+on_exit() {
+    local rc=$? why
+    set +e
+    trap - ERR
+    trap '' HUP INT TERM PIPE # finish: a closed terminal or a second Ctrl-C does not stop this
+    if [ -n "$reporting" ] && [ -z "$finished" ]; then
+        finished=1
+        case "$rc" in
+            129 | 130 | 141 | 143) why="grading interrupted (signal $((rc - 128)))" ;;
+            *) why="grading stopped unexpectedly (vm/grade.sh status $rc${failed_at:+ at $failed_at}): a problem of the grading machine, not of the submission" ;;
+        esac
+        log "error: $why"
+        rc=2
     fi
-    log "building $src with make, as $user${dir:+ in $dir}"
-    if ! (cd "$dir" && timeout 900 setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups \
-            env -i PATH="$PATH" HOME="$home" USER="$user" GOCACHE="$home/.cache/go-build" GOPATH="$home/go" \
-            GOFLAGS="${GOFLAGS:--buildvcs=false}" GOTOOLCHAIN=local make) > "$work/build.log" 2>&1; then
-        cp "$work/build.log" "$report/build.log"
-        tail -n 15 "$work/build.log" | sed 's/^/  | /' >&2
-        [ "$user" = nobody ] && log "built as nobody (no sudo caller): if your toolchain is private to a user, set GRADE_BUILD_USER=<user>"
+    # A build still running (this script interrupted) dies first: its timeout, then bwrap with it.
+    if [ -n "$build_pid" ]; then kill -KILL "$build_pid" 2>/dev/null; wait "$build_pid" 2>/dev/null; fi
+    [ -n "${why:-}" ] && error_report "$why"
+    sandbox_cleanup
+    rm -rf "$work"
+    exit "$rc"
+}
+trap 'failed_at="line $LINENO: $BASH_COMMAND"' ERR
+trap on_exit EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 141' PIPE
+reporting=1
+
+# ---------------------------------------------------------------------------------------------
+# The build sandbox (bubblewrap).
+
+build_timeout="${GRADE_BUILD_TIMEOUT:-900}"
+build_mem_mib="${GRADE_BUILD_MEMORY_MIB:-4096}"
+build_disk_mib="${GRADE_BUILD_DISK_MIB:-2048}"
+build_pids="${GRADE_BUILD_PIDS:-4096}"
+build_log_cap=$((1 << 20)) # build.log keeps the first MiB
+sandbox_home=/build/.grade-home
+
+# Run a command as the build user (uid/gid set by build_submission).
+as_builder() {
+    if [ "$build_uid" = 0 ]; then "$@"; else setpriv --reuid="$build_uid" --regid="$build_gid" --clear-groups -- "$@"; fi
+}
+
+# Unmount what was prepared for the sandbox, remove the build's cgroups (idempotent).
+sandbox_cleanup() {
+    local i d
+    for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount -l "${mounts[i]}" 2>/dev/null || true; done
+    mounts=()
+    # Only empty directories are left once everything is unmounted; never cross into a mount.
+    [ -n "$box" ] && rm -rf --one-file-system "$box" 2>/dev/null
+    box=""
+    for d in "${cgroups[@]}"; do
+        [ -f "$d/cgroup.kill" ] && echo 1 > "$d/cgroup.kill" 2>/dev/null
+        for i in $(seq 50); do rmdir "$d" 2>/dev/null && break; sleep 0.1; done
+    done
+    cgroups=()
+    return 0
+}
+
+# A cgroup for the build, with its memory and process count capped, when this machine has a
+# memory controller to give (cgroup v2: a child of the root, where systemd delegates memory and
+# pids; cgroup v1: children of this script's own memory and pids cgroups). Sets cgroups and
+# mem_note. Leftovers of gradings killed before they could clean up are removed first.
+build_cgroup() {
+    local cg="devoxx-build.$$" base d c own old
+    mem_note="memory not capped: no cgroup memory controller to give the build here"
+    if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+        base=/sys/fs/cgroup
+        for old in "$base"/devoxx-build.*; do
+            [ -d "$old" ] && [ ! -d "/proc/${old##*.}" ] && rmdir "$old" 2>/dev/null || true
+        done
+        for c in memory pids; do
+            grep -qw "$c" "$base/cgroup.subtree_control" || echo "+$c" > "$base/cgroup.subtree_control" 2>/dev/null || true
+        done
+        grep -qw memory "$base/cgroup.subtree_control" && mkdir "$base/$cg" 2>/dev/null || return 0
+        cgroups+=("$base/$cg")
+        echo "$((build_mem_mib << 20))" > "$base/$cg/memory.max"
+        echo 0 > "$base/$cg/memory.swap.max" 2>/dev/null || true
+        echo "$build_pids" > "$base/$cg/pids.max" 2>/dev/null || true
+        mem_note="${build_mem_mib} MiB of memory (cgroup v2)"
+        return 0
+    fi
+    for c in memory pids; do
+        own="$(sed -n "s/^[0-9]*:$c:\(.*\)$/\1/p" /proc/self/cgroup)"
+        base="/sys/fs/cgroup/$c${own%/}"
+        [ -n "$own" ] && [ -d "$base" ] || continue
+        for old in "$base"/devoxx-build.*; do
+            [ -d "$old" ] && [ ! -d "/proc/${old##*.}" ] && rmdir "$old" 2>/dev/null || true
+        done
+        mkdir "$base/$cg" 2>/dev/null || continue
+        cgroups+=("$base/$cg")
+        d="$base/$cg"
+        if [ "$c" = memory ]; then
+            echo "$((build_mem_mib << 20))" > "$d/memory.limit_in_bytes"
+            echo "$((build_mem_mib << 20))" > "$d/memory.memsw.limit_in_bytes" 2>/dev/null || true
+            mem_note="${build_mem_mib} MiB of memory (cgroup v1)"
+        else
+            echo "$build_pids" > "$d/pids.max"
+        fi
+    done
+}
+
+# Was a process of the build killed for lack of memory?
+build_oom_killed() {
+    local d n
+    for d in "${cgroups[@]}"; do
+        n="$(sed -n 's/^oom_kill \([0-9]*\)$/\1/p' "$d/memory.events" "$d/memory.oom_control" 2>/dev/null | head -n1)"
+        [ -n "$n" ] && [ "$n" != 0 ] && return 0
+    done
+    return 1
+}
+
+# Peak memory of the build, in MiB, when the cgroup tells.
+build_peak_mib() {
+    local d v
+    for d in "${cgroups[@]}"; do
+        v="$(cat "$d/memory.peak" "$d/memory.max_usage_in_bytes" 2>/dev/null | head -n1)"
+        [ -n "$v" ] && { echo "$((v >> 20))"; return; }
+    done
+    echo "?"
+}
+
+# Show a directory of this machine to the sandbox: bwrap (unprivileged) must be able to reach the
+# source, and a teacher's home is usually closed to others, so it is bind-mounted read-only under
+# $box (711) first. Sets exposed to the path to give bwrap.
+expose() {
+    exposed="$box/ro${#mounts[@]}"
+    mkdir "$exposed"
+    mount --bind -o ro "$1" "$exposed"
+    mounts+=("$exposed")
+}
+
+# bind_ro SRC DEST: SRC of this machine read-only at DEST in the sandbox (appended to bw). bwrap
+# makes the missing parents of DEST (in the sandbox's empty /tmp, /home...) 0700: opened again.
+bind_ro() {
+    local d top
+    expose "$1"
+    bw+=(--ro-bind "$exposed" "$2")
+    for top in /tmp "${ro_tmpfs[@]}"; do
+        [[ $2 == "$top"/* ]] || continue
+        d="$(dirname "$2")"
+        while [ "$d" != "$top" ]; do bw+=(--chmod 0755 "$d"); d="$(dirname "$d")"; done
+        return 0
+    done
+}
+
+# The first MiB of stdin into $1, then a line saying how much was cut.
+cap_log() {
+    {
+        head -c "$build_log_cap"
+        local rest
+        rest="$(wc -c)"
+        [ "$rest" = 0 ] || printf '\n[build.log cut here: %s more bytes not kept]\n' "$rest"
+    } > "$1"
+}
+
+# Build a Makefile submission in the sandbox; sets bin to the built executable (a copy of root's).
+build_submission() {
+    local src="$1" user="${GRADE_BUILD_USER:-nobody}" mode chome rustup cargo gomod path e h t rc peak fd v logfd logpid
+    local t0="${EPOCHREALTIME/[.,]/}"
+    local -a cmd hide env
+    bw=() ro_tmpfs=()
+    for v in build_timeout build_mem_mib build_disk_mib build_pids; do
+        [[ ${!v} =~ ^[1-9][0-9]{0,6}$ ]] || give_up "the build's limits must be positive whole numbers (GRADE_BUILD_*): ${!v}"
+    done
+    [ -f "$src/Makefile" ] || [ -f "$src/makefile" ] || give_up "$src has no Makefile (the workshop builds bin/devoxx-docker with make)"
+    command -v bwrap >/dev/null || give_up "bwrap missing: the build runs in a bubblewrap sandbox (apt-get install bubblewrap, or sudo make vm-deps)"
+    build_uid="$(id -u "$user" 2>/dev/null)" && build_gid="$(id -g "$user" 2>/dev/null)" ||
+        give_up "build user $user does not exist (GRADE_BUILD_USER)"
+    if [ "$build_uid" = 0 ] && [ "$user" != root ]; then give_up "GRADE_BUILD_USER=$user is root: name root itself to build as root"; fi
+
+    # userns: setpriv drops to the build user, then bwrap (unprivileged) makes a user namespace.
+    # root: where unprivileged user namespaces are refused (Ubuntu >= 23.10's AppArmor), bwrap runs
+    # as root without one and the build drops to its user inside with setpriv.
+    mode="${GRADE_SANDBOX:-}"
+    [ "$build_uid" = 0 ] && mode=root # a root build never gets a user namespace's capabilities
+    case "$mode" in
+        userns | root) ;;
+        "")
+            if as_builder bwrap --unshare-all --die-with-parent --ro-bind / / -- /bin/true 2>/dev/null; then mode=userns
+            else
+                mode=root
+                log "bwrap cannot make a user namespace as $user here (unprivileged user namespaces refused): it runs as root, the build as $user inside"
+            fi
+            ;;
+        *) give_up "GRADE_SANDBOX=$mode: userns or root" ;;
+    esac
+
+    # The scratch copy: a tmpfs of its own (the disk cap), owned by the build user, mounted under
+    # $box — the one directory root prepares for the sandbox: 711, nothing in it but mount points.
+    box="$(mktemp -d -t devoxx-build.XXXXXX)"
+    chmod 711 "$box"
+    mkdir "$box/build"
+    mount -t tmpfs -o "size=${build_disk_mib}m,mode=0700,uid=$build_uid,gid=$build_gid,nodev,nosuid" devoxx-build "$box/build"
+    mounts+=("$box/build")
+    if ! tar -C "$src" --exclude=./.git --exclude=./target --exclude=./vm/cache --exclude=./grade-report \
+        --exclude=./.grade-home --exclude=./.grade-out -cf - . 2>"$work/copy.log" |
+        as_builder tar -C "$box/build" --no-same-owner -xf - 2>>"$work/copy.log"; then
+        sed 's/^/  | /' "$work/copy.log" | head -n 5 | cat -v >&2
+        give_up "could not copy $src into the build's scratch space (${build_disk_mib} MiB: GRADE_BUILD_DISK_MIB)"
+    fi
+    as_builder mkdir -p "$box/build/.grade-home/tmp" "$box/build/.grade-home/.cargo/registry" "$box/build/.grade-home/.cargo/git"
+
+    # The teacher's toolchains, read-only: the caller's Go module cache, rustup and cargo.
+    if [ -n "${SUDO_USER:-}" ]; then chome="$(getent passwd "$SUDO_USER" | cut -d: -f6)"; else chome="${HOME:-/root}"; fi
+    rustup="${RUSTUP_HOME:-$chome/.rustup}"
+    cargo="${CARGO_HOME:-$chome/.cargo}"
+    gomod="${GOMODCACHE:-${GOPATH:+${GOPATH%%:*}/pkg/mod}}"
+    gomod="${gomod:-$chome/go/pkg/mod}"
+    path="$PATH"
+    [ -d "$cargo/bin" ] && [[ :$path: != *":$cargo/bin:"* ]] && path="$path:$cargo/bin"
+    [ -d /usr/local/go/bin ] && [[ :$path: != *":/usr/local/go/bin:"* ]] && path="$path:/usr/local/go/bin"
+    env=(--clearenv --setenv PATH "$path" --setenv HOME "$sandbox_home" --setenv USER "$user" --setenv LOGNAME "$user"
+        --setenv LANG C.UTF-8 --setenv TMPDIR "$sandbox_home/tmp"
+        --setenv GOCACHE "$sandbox_home/.cache/go-build" --setenv GOPATH "$sandbox_home/go"
+        --setenv GOFLAGS "${GOFLAGS:--buildvcs=false}" --setenv GOTOOLCHAIN local --setenv GOPROXY off
+        --setenv CARGO_HOME "$sandbox_home/.cargo" --setenv CARGO_NET_OFFLINE true)
+    [ -n "${GOROOT:-}" ] && env+=(--setenv GOROOT "$GOROOT")
+    [ -n "${RUSTUP_TOOLCHAIN:-}" ] && env+=(--setenv RUSTUP_TOOLCHAIN "$RUSTUP_TOOLCHAIN")
+
+    bw=(--die-with-parent --new-session --unshare-ipc --unshare-pid --unshare-net --unshare-uts --unshare-cgroup-try)
+    [ "$mode" = userns ] && bw+=(--unshare-user --disable-userns)
+    # The host's / read-only, but for what is replaced below.
+    for e in /* /.[!.]*; do
+        [ -e "$e" ] || [ -L "$e" ] || continue
+        case "${e#/}" in proc | dev | tmp | run | home | root | build | lost+found) continue ;; esac
+        if [ -L "$e" ]; then bw+=(--symlink "$(readlink "$e")" "$e"); else bw+=(--ro-bind "$e" "$e"); fi
+    done
+    bw+=(--proc /proc --dev /dev --perms 1777 --size $((256 << 20)) --tmpfs /tmp) # its own /tmp
+    # Empty and read-only: homes (the teacher's), /run, /var/tmp, and wherever this checkout, its
+    # guest cache, the submission, its classmates (its parent directory) and the reports are.
+    ro_tmpfs=(/run /home /root)
+    [ -d /var/tmp ] && ro_tmpfs+=(/var/tmp)
+    for h in "$repo" "$cache" "$src" "$(dirname "$src")" "$report" "$(dirname "$report")" "$work" "$box"; do
+        h="$(realpath -e "$h" 2>/dev/null)" && [ -d "$h" ] || continue
+        case "$h" in
+            / | /usr | /etc | /bin | /sbin | /lib | /lib32 | /lib64 | /libx32 | /opt | /var)
+                log "warning: $h stays visible (read-only) to the build: keep submissions and reports in a directory of their own"
+                continue ;;
+        esac
+        hide+=("$h")
+    done
+    while IFS= read -r h; do
+        [ -n "$h" ] || continue
+        for t in "${ro_tmpfs[@]}"; do [[ $h == "$t" || $h == "$t"/* ]] && continue 2; done
+        ro_tmpfs+=("$h")
+    done < <(printf '%s\n' "${hide[@]}" | awk '{ print length, $0 }' | sort -n | cut -d' ' -f2-)
+    for t in "${ro_tmpfs[@]}"; do bw+=(--size 65536 --tmpfs "$t"); done
+    if [ -d "$rustup" ]; then bind_ro "$rustup" "$rustup"; env+=(--setenv RUSTUP_HOME "$rustup"); fi
+    [ -d "$cargo/bin" ] && bind_ro "$cargo/bin" "$cargo/bin"
+    if [ -d "$gomod" ]; then bind_ro "$gomod" "$gomod"; env+=(--setenv GOMODCACHE "$gomod"); fi
+    bw+=(--bind "$box/build" /build)
+    for t in registry git; do
+        [ -d "$cargo/$t" ] && bind_ro "$cargo/$t" "$sandbox_home/.cargo/$t"
+    done
+    for t in "${ro_tmpfs[@]}"; do bw+=(--remount-ro "$t"); done
+    bw+=(--remount-ro / --chdir /build "${env[@]}")
+    # bwrap reads these from a file (--args): the build sees none of this machine's paths in them.
+    printf '%s\0' "${bw[@]}" > "$work/bwrap.args"
+    # The sandbox's command: make, then a copy of what it built where root will take it from.
+    # shellcheck disable=SC2016 # expanded by that shell
+    cmd=(/bin/sh -c 'make; rc=$?; if [ "$rc" = 0 ] && [ -e bin/devoxx-docker ]; then cp -L bin/devoxx-docker /build/.grade-out || rc=$?; fi; exit "$rc"')
+    # bwrap run by root keeps every capability unless told: none for a root build, for another
+    # user only what setpriv needs to become it (all of them gone once it has).
+    if [ "$mode" = root ] && [ "$build_uid" = 0 ]; then
+        bw=(--cap-drop ALL)
+    elif [ "$mode" = root ]; then
+        bw=(--cap-drop ALL --cap-add CAP_SETUID --cap-add CAP_SETGID --cap-add CAP_SETPCAP)
+        cmd=(setpriv --reuid="$build_uid" --regid="$build_gid" --clear-groups --no-new-privs --inh-caps=-all --bounding-set=-all -- "${cmd[@]}")
+    else
+        bw=()
+    fi
+
+    build_cgroup
+    log "building $src with make as $user, in a bubblewrap sandbox ($mode): a scratch copy, no network; ${build_timeout} s, ${build_pids} processes, ${build_disk_mib} MiB of disk, ${mem_note}"
+    # In the background, so that a signal to this script stops the build at once (on_exit).
+    exec {logfd}> >(cap_log "$work/build.log")
+    logpid=$!
+    (
+        cd /
+        for t in "${cgroups[@]}"; do echo "$BASHPID" > "$t/cgroup.procs" || exit 125; done
+        # No descriptor of this script's callers reaches the build (make's jobserver, a terminal).
+        for fd in /proc/"$BASHPID"/fd/*; do
+            fd="${fd##*/}"
+            [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-" 2>/dev/null
+        done
+        exec 3< "$work/bwrap.args"
+        # setpriv --pdeathsig: the build dies with this script, even killed (bwrap: with timeout).
+        if [ "$mode" = userns ]; then
+            exec setpriv --pdeathsig KILL -- timeout -k 10 "$build_timeout" \
+                setpriv --reuid="$build_uid" --regid="$build_gid" --clear-groups --no-new-privs -- \
+                prlimit --nproc="$build_pids" --core=0 -- bwrap --args 3 "${bw[@]}" -- "${cmd[@]}"
+        else
+            exec setpriv --pdeathsig KILL -- timeout -k 10 "$build_timeout" \
+                prlimit --nproc="$build_pids" --core=0 -- bwrap --args 3 "${bw[@]}" -- "${cmd[@]}"
+        fi
+    ) </dev/null >&"$logfd" 2>&1 &
+    build_pid=$!
+    exec {logfd}>&-
+    rc=0
+    wait "$build_pid" || rc=$?
+    build_pid=""
+    wait "$logpid" 2>/dev/null || true
+    peak="$(build_peak_mib)"
+    t0=$(((${EPOCHREALTIME/[.,]/} - t0) / 10000))
+    log "build: status $rc after $((t0 / 100)).$(printf %02d $((t0 % 100))) s (copy and sandbox included), peak memory ${peak} MiB"
+    cp "$work/build.log" "$report/build.log"
+    if [ "$rc" != 0 ]; then
+        tail -n 15 "$work/build.log" | cat -v | sed 's/^/  | /' >&2
+        if [ "$rc" = 125 ]; then give_up "could not put the build in its cgroup"; fi
+        if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then give_up "the build of $src took longer than ${build_timeout} s (GRADE_BUILD_TIMEOUT; whole log in $report/build.log)"; fi
+        if build_oom_killed; then give_up "the build of $src ran out of memory (${build_mem_mib} MiB: GRADE_BUILD_MEMORY_MIB; whole log in $report/build.log)"; fi
+        if [ "$(stat -f -c %a "$box/build")" -lt 256 ]; then give_up "the build of $src filled its ${build_disk_mib} MiB of disk (GRADE_BUILD_DISK_MIB; whole log in $report/build.log)"; fi
         give_up "make failed in $src (last lines above; whole log in $report/build.log)"
     fi
-    cp "$work/build.log" "$report/build.log"
-    [ -x "$dir/bin/devoxx-docker" ] || give_up "make in $src did not produce bin/devoxx-docker"
-    echo "$dir/bin/devoxx-docker"
+    # Every process of the build is gone (its PID namespace died with it): what it left is still.
+    t="$box/build/.grade-out"
+    [ -f "$t" ] && [ ! -L "$t" ] || give_up "make in $src did not produce bin/devoxx-docker"
+    install -m 755 "$t" "$work/devoxx-docker"
+    sandbox_cleanup
+    bin="$work/devoxx-docker"
 }
 
-# The shared libraries a dynamically linked submission needs (read from its ELF header, never
-# by running it), from this machine's library directories.
+# ---------------------------------------------------------------------------------------------
+# The guest.
+
+libdirs=(/lib/x86_64-linux-gnu /usr/lib/x86_64-linux-gnu /lib64 /usr/lib64 /lib /usr/lib)
+
+# A name an ELF header gives for a library (NEEDED) must be a plain file name, found in the
+# library directories above.
+plain_lib_name() { [[ $1 =~ ^[A-Za-z0-9._+-]+$ ]] && [ "$1" != . ] && [ "$1" != .. ]; }
+
+# The shared libraries a dynamically linked submission needs, read from its ELF header (by
+# readelf as nobody, never by running it), from this machine's library directories: sets libs.
+# A library name that is not a plain file name, or a program interpreter outside those
+# directories, is refused: the submission is not graded.
 needed_libs() {
-    local lib dir
-    readelf -d "$1" 2>/dev/null | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | while read -r lib; do
-        for dir in /lib/x86_64-linux-gnu /usr/lib/x86_64-linux-gnu /lib64 /usr/lib64 /lib /usr/lib; do
-            if [ -e "$dir/$lib" ]; then echo "$dir/$lib"; break; fi
+    local lib dir interp
+    local -a names
+    libs=()
+    mapfile -t names < <(setpriv --reuid=65534 --regid=65534 --clear-groups -- readelf -dW /dev/stdin < "$1" 2>/dev/null |
+        sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p')
+    for lib in "${names[@]}"; do
+        plain_lib_name "$lib" || give_up "refused: the binary names a shared library that is not a plain file name (NEEDED $(printf '%q' "$lib" | cut -c1-120 | cat -v))"
+        for dir in "${libdirs[@]}"; do
+            if [ -f "$dir/$lib" ]; then libs+=("$dir/$lib"); break; fi
         done
     done
-    readelf -l "$1" 2>/dev/null | sed -n 's/.*interpreter: \(.*\)\]/\1/p'
+    # (Not an ELF file — a script — has neither.)
+    interp="$(setpriv --reuid=65534 --regid=65534 --clear-groups -- readelf -lW /dev/stdin < "$1" 2>/dev/null |
+        sed -n 's/.*Requesting program interpreter: \(.*\)\]$/\1/p')" || true
+    interp="${interp%%$'\n'*}"
+    [ -n "$interp" ] || return 0
+    for dir in "${libdirs[@]}"; do
+        if [ "$(dirname "$interp")" = "$dir" ] && plain_lib_name "$(basename "$interp")" && [ -f "$interp" ]; then
+            libs+=("$interp")
+            return 0
+        fi
+    done
+    give_up "refused: the binary's program interpreter is not a loader of this machine's library directories ($(printf '%q' "$interp" | cut -c1-120 | cat -v))"
 }
 
-# The submission's cpio: /grade/submission/{bin/devoxx-docker,devoxx-grade.toml}, /grade/job.
+# The submission's cpio: /grade/submission/{bin/devoxx-docker,devoxx-grade.toml}, /grade/job,
+# /grade/secret and the libraries the binary needs.
 pack_submission() {
-    local bin="$1" config="$2" stage="$work/stage" lib
+    local bin="$1" config="$2" stage="$work/stage" lib dest
+    needed_libs "$bin"
+    mkdir -m 700 "$stage"
     mkdir -p "$stage/grade/submission/bin"
-    cp "$bin" "$stage/grade/submission/bin/devoxx-docker"
-    chmod 755 "$stage/grade/submission/bin/devoxx-docker"
+    install -m 755 "$bin" "$stage/grade/submission/bin/devoxx-docker"
     [ -f "$config" ] && cp "$config" "$stage/grade/submission/devoxx-grade.toml"
     printf 'GRADE_NAME=%q\nGRADE_STEPS=%q\n' "$name" "$steps" > "$stage/grade/job"
     # The per-boot secret the grader signs its console lines with (it deletes the file first).
-    install -m 600 "$work/secret" "$stage/grade/secret"
-    for lib in $(needed_libs "$bin"); do
-        mkdir -p "$stage$(dirname "$lib")"
-        cp -L "$lib" "$stage$lib"
+    install -m 600 "$work/key/secret" "$stage/grade/secret"
+    for lib in "${libs[@]}"; do
+        dest="$stage$lib"
+        [[ "$(realpath -m "$dest")" == "$stage"/* ]] || give_up "refused: $lib would be copied outside the guest's archive"
+        mkdir -p "$(dirname "$dest")"
+        cp -L "$lib" "$dest"
     done
     (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | "${DEVOXX_BUSYBOX:-/bin/busybox}" cpio -o -H newc 2>/dev/null) > "$work/submission.cpio"
 }
@@ -115,14 +471,16 @@ guest_is_stale() {
 }
 
 main() {
-    local bin config
-    head -c 32 /dev/urandom > "$work/secret"
+    local config rc=0
+    local -a problem=()
+    bin=""
+    mkdir -p "$cache"
     if [ -d "$submission" ]; then
         config="$submission/devoxx-grade.toml"
         if [ ! -f "$submission/Makefile" ] && [ ! -f "$submission/makefile" ] && [ -x "$submission/bin/devoxx-docker" ]; then
             bin="$submission/bin/devoxx-docker" # already built, nothing to make
         else
-            bin="$(build_submission "$submission")"
+            build_submission "$submission"
         fi
     elif [ -x "$submission" ]; then
         config="$(dirname "$submission")/devoxx-grade.toml"
@@ -133,18 +491,28 @@ main() {
     if [ -f "$config" ]; then
         "$grader" config "$config" || give_up "$config is not valid (see above); docs/grading.md lists the keys"
     fi
-    if guest_is_stale; then GUEST=grade "$here/build-guest.sh" >/dev/null; fi
+    # root's own copy, readable by all (readelf reads it as nobody)
+    [ "$bin" = "$work/devoxx-docker" ] || install -m 755 "$bin" "$work/devoxx-docker"
+    bin="$work/devoxx-docker"
+    # The key is made once the build is over, in a directory it never saw (this script's $work,
+    # root's alone, under a tmpfs in the sandbox): nothing the submission ran could read it.
+    mkdir -m 700 "$work/key"
+    (umask 077 && head -c 32 /dev/urandom > "$work/key/secret")
     pack_submission "$bin" "$config"
+    if guest_is_stale; then GUEST=grade "$here/build-guest.sh" >/dev/null; fi
     cat "$cache/grade-base.cpio" "$work/submission.cpio" > "$work/initrd.cpio"
     log "booting the grading guest for $name (steps: $steps)"
-    local rc=0 problem=()
     GRADE_INITRD="$work/initrd.cpio" VM_CONSOLE_LOG="$report/console.log" "$here/run.sh" grade || rc=$?
     if [ "$rc" = 124 ]; then problem=(--guest-problem "the guest hung (VM_TIMEOUT=${VM_TIMEOUT:-600}s)")
     elif [ "$rc" != 0 ]; then problem=(--guest-problem "QEMU failed (status $rc)")
     elif ! grep -q '^DEVOXX-GRADE-EXIT' "$report/console.log"; then problem=(--guest-problem "the guest stopped before the grader finished")
     fi
+    rc=0
     "$grader" collect --console "$report/console.log" --out "$report" --name "$name" --steps "$steps" \
-        --secret-file "$work/secret" --seconds "$((SECONDS - t_start))" "${problem[@]}"
+        --secret-file "$work/key/secret" --seconds "$((SECONDS - t_start))" "${problem[@]}" || rc=$?
+    [ -f "$report/report.json" ] || give_up "the grader wrote no report (collect status $rc)"
+    finished=1
+    exit "$rc"
 }
 
 main

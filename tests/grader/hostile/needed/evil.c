@@ -1,0 +1,1 @@
+int evil(void) { return 0; }

@@ -1,0 +1,2 @@
+int evil(void);
+int main(void) { return evil(); }
