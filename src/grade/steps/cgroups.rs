@@ -125,10 +125,10 @@ fn settle(ctx: &Ctx, probe: i32, runtime: i32) -> Placement {
     }
 }
 
-/// Start `work` behind the probe's gate, settle the container's placement, put a command that
-/// escaped its parent's cgroup back into it (the limits are judged, not the race; the race is
-/// the warning above), and open the gate. Returns the probe's pid, a note when it was moved, and
-/// the run.
+/// Start `work` behind the probe's gate, settle the container's placement, and put a command
+/// that escaped its parent's cgroup back into it (the limits are judged, not the race; the race
+/// is the warning above). Returns the probe's pid (the caller opens the gate), a note when it
+/// was moved, and the run.
 fn gated(ctx: &mut Ctx, work: &[&str]) -> Result<(i32, String, Started), NotStarted> {
     let job = Job::of(&[&["gate", "60"], work]);
     let mut started = ctx.start(&job, "g")?;
@@ -147,7 +147,6 @@ fn gated(ctx: &mut Ctx, work: &[&str]) -> Result<(i32, String, Started), NotStar
             );
         }
     }
-    crate::grade::invoke::release(pid);
     Ok((pid, note, started))
 }
 
@@ -160,37 +159,57 @@ fn limit(name: &str, file: &str, want: &str, seen: Option<(String, String)>) -> 
     }
 }
 
-/// An allocation of 256 MiB (touched) must not survive a 100 MiB limit.
+/// An allocation of 256 MiB (touched) must not survive a 100 MiB limit: the kernel's OOM kill,
+/// counted in `memory.events` of the probe's cgroup, is what decides; the probe's own line
+/// (`allocated=256` when it survived) only corroborates.
 fn memory_enforced(ctx: &mut Ctx) -> Check {
-    let (out, note, fx) = match gated(ctx, &["alloc", "256"]) {
-        Ok((_, note, started)) => {
+    let (out, kills, note, fx) = match gated(ctx, &["alloc", "256"]) {
+        Ok((pid, note, started)) => {
+            let cgroup = inspect::cgroup_of(pid).unwrap_or_default();
+            let before = oom_kills(&cgroup);
+            crate::grade::invoke::release(pid);
+            let mut kills = 0;
+            let until = Instant::now() + Duration::from_secs(ctx.sub.config.timeout_s);
+            while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < until {
+                kills = kills.max(oom_kills(&cgroup).saturating_sub(before));
+                thread::sleep(Duration::from_millis(20));
+            }
+            kills = kills.max(oom_kills(&cgroup).saturating_sub(before));
             let out = started.running.wait();
             let fx = ctx.side_effects(&out, &started.marker);
-            (out, note, fx)
+            (out, kills, note, fx)
         }
         Err((out, marker)) => {
             let fx = ctx.side_effects(&out, &marker);
-            (out, String::new(), fx)
+            (out, 0, String::new(), fx)
         }
     };
-    // Seen on the host: the probe started allocating and never finished (the runtime's exit
-    // code is an extra of step 1, so it is not required here).
-    let started = out.stdout.contains("allocating=256");
     let survived = out.stdout.contains("allocated=256");
     let check = verdict(
-        started && !survived,
+        kills > 0 && !survived,
         "memory-limit-enforced",
         "allocating 256 MiB inside is killed (OOM) before it completes",
-        format!("{}{note}", out.describe()),
+        format!("{kills} OOM kill(s) in the probe's cgroup; {}{note}", out.describe()),
         "step 4 (cgroups): the memory limit is not enforced: check memory.max of the cgroup the process is really in",
     );
     with_effects(check, &fx)
+}
+
+/// The `oom_kill` count of cgroup `rel`'s `memory.events` (0 when unreadable).
+fn oom_kills(rel: &str) -> u64 {
+    std::fs::read_to_string(inspect::cgroup_dir(rel).join("memory.events"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Two spinning threads must get about half a CPU: CPU time over wall time, read on the host.
 fn cpu_throttled(ctx: &mut Ctx) -> Check {
     let (ratio, note, out, fx) = match gated(ctx, &["spin", "2.5", "2"]) {
         Ok((pid, note, started)) => {
+            crate::grade::invoke::release(pid);
             let ratio = measure_cpu(pid).map(|r| (r, inspect::cgroup_of(pid).unwrap_or_default()));
             let out = started.running.wait();
             let fx = ctx.side_effects(&out, &started.marker);

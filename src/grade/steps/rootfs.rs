@@ -1,7 +1,11 @@
 //! Step "rootfs": the image's files are at `/`, a file of the host is not, and `..` cannot
-//! climb out of the root (the classic chroot-without-chdir escape).
+//! climb out of the root (the classic chroot-without-chdir escape) — all seen from the host,
+//! through the held container's `/proc/<pid>/root` and `/proc/<pid>/cwd`: nothing it prints
+//! counts.
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 
 use super::{fail, not_attempted, pass, with_effects, Ctx, Job};
 use crate::grade::invoke::random_word;
@@ -18,7 +22,7 @@ pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
         format!("grade-host-{}", random_word("")),
         random_word("host"),
     );
-    let host_path = std::path::Path::new("/").join(&host_file);
+    let host_path = Path::new("/").join(&host_file);
     if let Err(e) = ctx
         .image
         .add(&image_file, Some(&image_text), false)
@@ -31,13 +35,10 @@ pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
             "grader error: rerun",
         )];
     }
-    let (img, fx1) = ctx.run(Job::of(&[&["cat", &format!("/{image_file}")]]));
-    let (host, fx2) = ctx.run(Job::of(&[&["cat", &format!("/{host_file}")]]));
-    let climb_path = format!("{}{host_file}", "../".repeat(24));
-    let (climb, fx3) = ctx.run(Job::of(&[&["cat", &climb_path]]));
-    let write_name = format!("/tmp/grade-write-{}", random_word(""));
-    let (_, fx4) = ctx.run(Job::of(&[&["write", &write_name, "x"]]));
+    let checks = held_root(ctx, &image_file, &image_text, &host_file, &host_text);
     let _ = fs::remove_file(&host_path);
+    let write_name = format!("/tmp/grade-write-{}", random_word(""));
+    let (_, fx) = ctx.run(Job::of(&[&["write", &write_name, "x"]]));
     ctx.extra(super::verdict(
         !ctx.image.rootfs.join(write_name.trim_start_matches('/')).exists(),
         "image-unchanged-by-container",
@@ -45,27 +46,52 @@ pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
         "checked /fs/<image>/rootfs after a write to /tmp",
         "mount an overlayfs with the image as lowerdir and a per-container upperdir",
     ));
-    let sees_image = img.stdout.contains(&image_text);
-    let sees_host = host.stdout.contains(&host_text);
-    let no_switch = !sees_image && sees_host;
+    match checks {
+        Ok(mut checks) => {
+            if let Some(last) = checks.last_mut() {
+                *last = with_effects(last.clone(), &fx);
+            }
+            checks
+        }
+        Err(check) => vec![check],
+    }
+}
+
+/// Hold a container and look at its root and working directory from the host.
+fn held_root(
+    ctx: &mut Ctx,
+    image_file: &str,
+    image_text: &str,
+    host_file: &str,
+    host_text: &str,
+) -> Result<Vec<Check>, Check> {
+    let hold = ctx.hold(Job::of(&[]))?;
+    let root = format!("/proc/{}/root", hold.held.pid);
+    let read = |name: &str| fs::read_to_string(Path::new(&root).join(name)).unwrap_or_default();
+    let sees_image = read(image_file) == image_text;
+    let sees_host = read(host_file) == host_text;
+    let switched = !same_file(&root, "/");
+    let climbs = cwd_outside_root(hold.held.pid);
+    let (_, fx) = hold.finish(ctx);
+    let no_switch = !switched;
     let file_at_root = if sees_image {
         pass(
             "image-files-at-root",
-            &format!("/{image_file} of the image readable inside"),
-            "read",
+            &format!("/{image_file} of the image at the container's /"),
+            "there (read through /proc/<pid>/root)",
         )
     } else if no_switch {
         not_attempted(
             "image-files-at-root",
             "the image's files at /",
-            "the host's / instead",
+            "the container's / is the host's",
             ROOT_HINT,
         )
     } else {
         fail(
             "image-files-at-root",
-            &format!("/{image_file} of the image readable inside"),
-            img.describe(),
+            &format!("/{image_file} of the image at the container's /"),
+            "not there: its / is neither the host's nor the image's",
             ROOT_HINT,
         )
     };
@@ -76,21 +102,15 @@ pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
             "visible: no root switch",
             ROOT_HINT,
         )
-    } else if sees_host {
-        fail(
+    } else {
+        super::verdict(
+            !sees_host,
             "host-file-invisible",
             &format!("/{host_file} of the host invisible inside"),
-            "visible",
+            if sees_host { "visible" } else { "not visible" },
             ROOT_HINT,
         )
-    } else {
-        pass(
-            "host-file-invisible",
-            &format!("/{host_file} of the host invisible inside"),
-            "not visible",
-        )
     };
-    let climbs = climb.stdout.contains(&host_text);
     let no_climb = if no_switch {
         not_attempted(
             "cannot-climb-out",
@@ -98,23 +118,101 @@ pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
             "no root switch",
             ROOT_HINT,
         )
-    } else if climbs {
-        fail(
-            "cannot-climb-out",
-            "a path of ../../.. from the starting directory stays inside the root",
-            "reached the host's files",
-            "step 3 (rootfs): after chroot, chdir to \"/\" (syscall.Chdir(\"/\")): the old working directory lies outside the new root",
-        )
     } else {
-        pass(
-            "cannot-climb-out",
-            "../../.. stays inside the root",
-            "host file not reached",
-        )
+        match climbs {
+            Some(true) => fail(
+                "cannot-climb-out",
+                "the working directory inside the new root, so ../../.. stays inside it",
+                "the working directory lies outside the root (/proc/<pid>/cwd): ../.. reaches the host's files",
+                "step 3 (rootfs): after chroot, chdir to \"/\" (syscall.Chdir(\"/\")): the old working directory lies outside the new root",
+            ),
+            Some(false) => pass(
+                "cannot-climb-out",
+                "the working directory inside the new root, so ../../.. stays inside it",
+                "inside",
+            ),
+            None => fail(
+                "cannot-climb-out",
+                "the working directory inside the new root, so ../../.. stays inside it",
+                "could not be read (/proc/<pid>/cwd)",
+                ROOT_HINT,
+            ),
+        }
     };
-    vec![
-        with_effects(file_at_root, &fx1),
-        with_effects(host_hidden, &fx2),
-        with_effects(with_effects(no_climb, &fx3), &fx4),
-    ]
+    Ok(vec![
+        with_effects(file_at_root, &fx),
+        with_effects(host_hidden, &fx),
+        with_effects(no_climb, &fx),
+    ])
+}
+
+/// Are `a` and `b` the same file (device and inode)?
+fn same_file(a: &str, b: &str) -> bool {
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
+/// Does `pid`'s working directory lie outside its root? Walk up from `/proc/<pid>/cwd` by `..`
+/// (in the container's own mount namespace) until its root is met (inside) or the top is
+/// reached without meeting it (outside: `..` from there climbs past the root).
+pub fn cwd_outside_root(pid: i32) -> Option<bool> {
+    let root = fs::metadata(format!("/proc/{pid}/root")).ok()?;
+    let mut path = format!("/proc/{pid}/cwd");
+    let mut here = fs::metadata(&path).ok()?;
+    for _ in 0..256 {
+        if here.dev() == root.dev() && here.ino() == root.ino() {
+            return Some(false);
+        }
+        path.push_str("/..");
+        let up = fs::metadata(&path).ok()?;
+        if up.dev() == here.dev() && up.ino() == here.ino() {
+            return Some(true);
+        }
+        here = up;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_graders_own_working_directory_is_inside_its_root() {
+        assert_eq!(cwd_outside_root(std::process::id() as i32), Some(false));
+    }
+
+    /// A process chrooted into a fresh directory, with or without chdir("/") after.
+    fn chrooted(chdir: bool) -> (std::process::Child, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let script = format!(
+            "import os, sys, time\nos.chroot(sys.argv[1])\n{}print('in', flush=True)\ntime.sleep(20)\n",
+            if chdir { "os.chdir('/')\n" } else { "" }
+        );
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", &script])
+            .arg(dir.path())
+            .current_dir("/tmp")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        let out = child.stdout.take().unwrap();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).unwrap();
+        assert_eq!(line.trim(), "in");
+        (child, dir)
+    }
+
+    #[test]
+    fn a_chroot_without_chdir_leaves_the_working_directory_outside_the_root() {
+        for (chdir, outside) in [(false, true), (true, false)] {
+            let (mut child, _dir) = chrooted(chdir);
+            let seen = cwd_outside_root(child.id() as i32);
+            let _ = child.kill();
+            let _ = child.wait();
+            assert_eq!(seen, Some(outside), "chdir: {chdir}");
+        }
+    }
 }
