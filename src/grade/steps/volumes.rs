@@ -17,6 +17,8 @@ const MOUNT_HINT: &str = "step 5 (volumes): bind-mount the volume in the child, 
 
 const LEAK_HINT: &str = "step 5 (volumes): the bind mount reached the host's mount table: make / private first (syscall.Mount(\"\", \"/\", \"\", MS_REC|MS_PRIVATE, \"\")) in the child — MS_PRIVATE passed together with MS_BIND is ignored by the kernel";
 
+const DEPENDS_ON_ROOTFS: &str = "depends on rootfs: the volume is mounted at <rootfs>/<target>, which a command run without a root switch never sees: step 3 (rootfs) comes first";
+
 const COPY_HINT: &str = "step 5 (volumes): the files were copied, not mounted: bind-mount the volume's directory (syscall.Mount(src, target, \"\", MS_BIND, \"\")) so both sides see the same files while the container runs";
 
 pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
@@ -35,7 +37,7 @@ pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
     let inside_path = |name: &str| format!("{}/{name}", volume.target);
     let (name, text) = (format!("in-{}", random_word("")), random_word("v"));
     // The probe writes its file, then holds: everything below is seen while it runs.
-    let job = Job::of(&[&["write", &inside_path(&name), &text]]).volumes(&vols);
+    let job = Job::of(&[&["put", &inside_path(&name), &text]]).volumes(&vols);
     let hold = match ctx.hold(job) {
         Ok(hold) => hold,
         // Commands ran before, without a volume: the runtime does not take -v yet.
@@ -50,6 +52,7 @@ pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
         Err(check) => return vec![check],
     };
     let pid = hold.held.pid;
+    let no_switch = super::rootfs::same_file(&format!("/proc/{pid}/root"), "/");
     let mounted = inspect::mounts(&pid.to_string())
         .into_iter()
         .any(|(_, p, _)| p == volume.target || p.ends_with(&format!("/rootfs{}", volume.target)));
@@ -79,7 +82,13 @@ pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
             &fx,
         )];
     }
-    let hint = if copied { COPY_HINT } else { MOUNT_HINT };
+    let hint = if copied {
+        COPY_HINT
+    } else if no_switch {
+        DEPENDS_ON_ROOTFS
+    } else {
+        MOUNT_HINT
+    };
     let mount_seen = verdict(
         mounted,
         "volume-mounted",

@@ -54,6 +54,11 @@ fn dispatch(cmd: &str, rest: &[String]) {
         "cat" => print!("{}", read(arg(rest, 0))),
         "procs" => println!("{}", count_processes()),
         "write" => write_file(arg(rest, 0), arg(rest, 1)),
+        // `write` that never ends the job: what follows it (a hold) runs either way.
+        "put" => match fs::write(arg(rest, 0), arg(rest, 1)) {
+            Ok(()) => println!("wrote {}", arg(rest, 0)),
+            Err(e) => eprintln!("probe: write {}: {e}", arg(rest, 0)),
+        },
         "exit" => process::exit(num(arg(rest, 0)) as i32),
         "kill" => kill_self(num(arg(rest, 0)) as i32),
         "fault" => fault(arg(rest, 0)),
