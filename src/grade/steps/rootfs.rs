@@ -184,25 +184,26 @@ mod tests {
         assert_eq!(cwd_outside_root(std::process::id() as i32), Some(false));
     }
 
-    /// A process chrooted into a fresh directory, with or without chdir("/") after.
+    /// A process chrooted into a fresh directory (a static busybox sleeping there), with or
+    /// without chdir("/") after: pre_exec does both before the exec, so it is so once spawned.
     fn chrooted(chdir: bool) -> (std::process::Child, tempfile::TempDir) {
+        use std::os::unix::process::CommandExt;
         let dir = tempfile::tempdir().unwrap();
-        let script = format!(
-            "import os, sys, time\nos.chroot(sys.argv[1])\n{}print('in', flush=True)\ntime.sleep(20)\n",
-            if chdir { "os.chdir('/')\n" } else { "" }
-        );
-        let mut child = std::process::Command::new("python3")
-            .args(["-c", &script])
-            .arg(dir.path())
-            .current_dir("/tmp")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("python3");
-        let mut line = String::new();
-        let out = child.stdout.take().unwrap();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).unwrap();
-        assert_eq!(line.trim(), "in");
-        (child, dir)
+        fs::copy("/bin/busybox", dir.path().join("busybox")).expect("make deps: busybox-static");
+        let root = dir.path().to_path_buf();
+        let mut cmd = std::process::Command::new("/busybox");
+        cmd.args(["sleep", "20"]).current_dir("/tmp");
+        // SAFETY: chroot and chdir only, between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::unistd::chroot(&root)?;
+                if chdir {
+                    nix::unistd::chdir("/")?;
+                }
+                Ok(())
+            });
+        }
+        (cmd.spawn().expect("spawn the chrooted busybox"), dir)
     }
 
     #[test]
