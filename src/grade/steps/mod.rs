@@ -71,8 +71,6 @@ pub struct Ctx {
     hard_coded: Option<(Volume, BTreeSet<PathBuf>)>,
     /// Mount points under which a leaked mount is a volume's: a fault of the volumes step only.
     volume_points: Vec<PathBuf>,
-    /// Volume mounts runs of other steps leaked into the host's table (unmounted since).
-    pub volume_leaks: Vec<String>,
     /// Other mounts runs left in the host's table (unmounted since): judged by the namespaces
     /// step's own run, reported as an extra wherever they happen.
     pub mount_leaks: BTreeSet<String>,
@@ -166,7 +164,6 @@ impl Ctx {
             cgroups: inspect::all_cgroups(),
             hard_coded,
             volume_points: Vec::new(),
-            volume_leaks: Vec::new(),
             mount_leaks: BTreeSet::new(),
             commands_ran: false,
             extras: BTreeMap::new(),
@@ -365,7 +362,6 @@ impl Ctx {
             ));
         }
         fx.mounts_left = other;
-        self.volume_leaks.extend(volume.iter().cloned());
         fx.volume_leaked = volume;
         let now = hostname();
         if now != self.host_hostname {
