@@ -100,6 +100,21 @@ struct RunArgs {
     /// seccomp=unconfined (no seccomp filter) or no-new-privileges[=true|false].
     #[arg(long = "security-opt")]
     security_opt: Vec<String>,
+    /// Run as USER[:GROUP] (names or numbers, resolved in the image's /etc/passwd and /etc/group).
+    #[arg(short = 'u', long, allow_hyphen_values = true)]
+    user: Option<String>,
+    /// Mount the container's root read-only (volumes, --tmpfs, /dev and /etc files stay as they are).
+    #[arg(long)]
+    read_only: bool,
+    /// Mount a tmpfs: PATH[:size=N,mode=OCTAL,uid=N,gid=N,ro,exec,...] (default nosuid,nodev,noexec).
+    #[arg(long, allow_hyphen_values = true)]
+    tmpfs: Vec<String>,
+    /// Resource limit of the command: NAME=SOFT[:HARD] (nofile, nproc, core, ...; unlimited or -1).
+    #[arg(long = "ulimit", allow_hyphen_values = true)]
+    ulimit: Vec<String>,
+    /// Cgroup namespace: private or host (default: private on cgroup v2, host on v1).
+    #[arg(long, allow_hyphen_values = true)]
+    cgroupns: Option<String>,
     #[command(flatten)]
     mirrors: MirrorArgs,
     /// Image to run.
@@ -130,6 +145,11 @@ impl RunArgs {
                 security_opt: self.security_opt,
             },
             registry_mirrors: self.mirrors.registry_mirror,
+            user: self.user,
+            read_only: self.read_only,
+            tmpfs: self.tmpfs,
+            ulimits: self.ulimit,
+            cgroupns: self.cgroupns,
         }
     }
 }

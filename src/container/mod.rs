@@ -11,10 +11,13 @@ pub mod id;
 pub mod namespaces;
 pub mod network;
 pub mod process;
+pub mod rlimit;
 pub mod rootfs;
 pub mod security;
 pub mod spec;
 pub mod state;
+pub mod tmpfs;
+pub mod user;
 pub mod volume;
 
 use std::path::Path;
@@ -26,6 +29,7 @@ use crate::image::{self, Image};
 use crate::{require_root, trace, Result};
 use cgroup::{Cgroup, Limits};
 use etc_files::EtcFiles;
+use namespaces::CgroupNs;
 use network::NetworkMode;
 use process::{ChildConfig, TerminalGuard};
 use rootfs::Layer;
@@ -42,6 +46,9 @@ struct Plan {
     network: NetworkMode,
     stop_timeout: Duration,
     security: Security,
+    tmpfs: Vec<tmpfs::Tmpfs>,
+    read_only: bool,
+    cgroupns: CgroupNs,
 }
 
 /// `devoxx-docker run`: returns the container's exit code (128+N on signal N).
@@ -72,6 +79,9 @@ fn plan(paths: &Paths, options: &RunOptions) -> Result<Plan> {
     let network = NetworkMode::parse(&options.network)?;
     let security = Security::resolve(&options.security)?;
     spec::validate(options)?;
+    let tmpfs = tmpfs::parse_all(&options.tmpfs, &volume::targets(&options.volumes)?)?;
+    let host_is_v2 = matches!(cgroup::layout::host(), cgroup::layout::Layout::V2 { .. });
+    let cgroupns = CgroupNs::parse(options.cgroupns.as_deref(), host_is_v2)?;
     let volumes = volume::parse_all(&options.volumes, &paths.volumes)?;
     let mut image = image::ensure(
         paths,
@@ -81,7 +91,9 @@ fn plan(paths: &Paths, options: &RunOptions) -> Result<Plan> {
     )?;
     image.rootfs = absolute(&image.rootfs)?;
     let term = std::env::var("TERM").ok();
-    let process = spec::resolve(options, &image.config, term.as_deref())?;
+    let user_spec = spec::user_spec(options, &image.config)?;
+    let user = user::resolve_in_image(user_spec.as_ref(), &image.rootfs)?;
+    let process = spec::resolve(options, &image.config, term.as_deref(), user)?;
     Ok(Plan {
         image,
         process,
@@ -90,6 +102,9 @@ fn plan(paths: &Paths, options: &RunOptions) -> Result<Plan> {
         network,
         stop_timeout: Duration::from_secs(options.stop_timeout),
         security,
+        tmpfs,
+        read_only: options.read_only,
+        cgroupns,
     })
 }
 
@@ -118,6 +133,9 @@ fn execute(paths: &Paths, plan: &Plan) -> Result<i32> {
         network: plan.network,
         etc: &etc,
         security: &plan.security,
+        tmpfs: &plan.tmpfs,
+        read_only: plan.read_only,
+        cgroupns: plan.cgroupns,
     };
     let terminal = TerminalGuard::capture();
     let flags = namespaces::clone_flags(plan.network.needs_netns());

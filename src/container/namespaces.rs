@@ -5,7 +5,7 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 
 use crate::error::IoContext;
-use crate::Result;
+use crate::{Error, Result};
 
 /// The namespaces every container gets (the contract), plus a network namespace when the
 /// network mode needs one. Created atomically by clone(2), so the parent can configure the
@@ -16,6 +16,42 @@ pub fn clone_flags(new_netns: bool) -> CloneFlags {
         flags |= CloneFlags::CLONE_NEWNET;
     }
     flags
+}
+
+/// `--cgroupns private|host`: whether the container sees the host's cgroup tree or only its own
+/// cgroup as `/` (docker's default on cgroup v2: `/proc/self/cgroup` reads `0::/` inside).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupNs {
+    /// A cgroup namespace rooted at the container's own cgroup.
+    Private,
+    /// The runtime's cgroup namespace (the host's paths show inside).
+    Host,
+}
+
+impl CgroupNs {
+    /// `value` as given (None: docker's default, private on a cgroup v2 host, else host).
+    pub fn parse(value: Option<&str>, host_is_v2: bool) -> Result<CgroupNs> {
+        match value {
+            None if host_is_v2 => Ok(CgroupNs::Private),
+            None => Ok(CgroupNs::Host),
+            Some("private") => Ok(CgroupNs::Private),
+            Some("host") => Ok(CgroupNs::Host),
+            Some(other) => Err(Error::Usage(format!(
+                "invalid --cgroupns {other:?}: expected private or host"
+            ))),
+        }
+    }
+
+    /// In the container's init once it is in its cgroup (after the go signal: the clone(2)
+    /// fallback is placed by the runtime only then), so the namespace is rooted there. Not a
+    /// clone flag: clone3 would root it at the runtime's cgroup, before `CLONE_INTO_CGROUP`.
+    pub fn enter(self) -> Result<()> {
+        match self {
+            CgroupNs::Host => Ok(()),
+            CgroupNs::Private => nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+                .ctx(|| "unshare the cgroup namespace (CLONE_NEWCGROUP)"),
+        }
+    }
 }
 
 /// The container dies with its runtime (SIGKILL when the parent thread exits), so a killed
@@ -60,6 +96,25 @@ pub fn reset_signals() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroupns_defaults_to_private_on_v2_only() {
+        assert_eq!(CgroupNs::parse(None, true).unwrap(), CgroupNs::Private);
+        assert_eq!(CgroupNs::parse(None, false).unwrap(), CgroupNs::Host);
+        for v2 in [true, false] {
+            assert_eq!(CgroupNs::parse(Some("host"), v2).unwrap(), CgroupNs::Host);
+            assert_eq!(
+                CgroupNs::parse(Some("private"), v2).unwrap(),
+                CgroupNs::Private
+            );
+        }
+        for bad in ["", "Private", "container:x", "none"] {
+            assert_eq!(
+                CgroupNs::parse(Some(bad), true).unwrap_err().exit_code(),
+                125
+            );
+        }
+    }
 
     #[test]
     fn network_namespace_only_when_asked() {

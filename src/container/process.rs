@@ -33,7 +33,7 @@ use super::network::{self, NetworkMode};
 use super::rootfs::{self, Layer};
 use super::security::Security;
 use super::spec::{ProcessSpec, DEFAULT_PATH};
-use super::{clone3, namespaces, volume};
+use super::{clone3, namespaces, rlimit, tmpfs, volume};
 use crate::error::IoContext;
 use crate::{trace, Error, Result};
 
@@ -57,6 +57,9 @@ pub struct ChildConfig<'a> {
     pub network: NetworkMode,
     pub etc: &'a EtcFiles,
     pub security: &'a Security,
+    pub tmpfs: &'a [tmpfs::Tmpfs],
+    pub read_only: bool,
+    pub cgroupns: namespaces::CgroupNs,
 }
 
 /// Block the forwarded signals and SIGCHLD (they are consumed synchronously by [`Child::wait`],
@@ -460,20 +463,26 @@ fn set_up_and_exec(
     config.layer.mount()?;
     namespaces::set_hostname(&config.spec.hostname)?;
     let privileged = config.security.privileged;
+    tmpfs::mount_all(config.tmpfs, &config.layer.merged)?;
     volume::mount_all(config.volumes, &config.layer.merged, !privileged)?;
     rootfs::pivot_into(&config.layer.merged)?;
     rootfs::mount_pseudo_filesystems(privileged)?;
     config.etc.provide()?;
     trace::mark("child-root");
     enter_workdir(&config.spec.workdir)?;
+    if config.read_only {
+        rootfs::make_root_read_only()?;
+    }
     let program = find_executable(&config.spec.argv[0], &path_of(&config.spec.env))?;
     umask(Mode::from_bits_truncate(0o022));
     trace::mark("child-ready");
     wait_for_parent(sync_rx)?;
     trace::mark("child-go");
+    config.cgroupns.enter()?;
     namespaces::reset_signals()?;
     close_inherited_fds()?;
-    config.security.apply()?;
+    config.security.apply(&config.spec.user)?;
+    rlimit::apply(&config.spec.rlimits)?;
     trace::mark("child-exec");
     let error = nix::unistd::execve(&program, argv, envp).unwrap_err();
     Err(exec_error(&config.spec.argv[0], error))

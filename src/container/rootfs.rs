@@ -97,6 +97,15 @@ pub fn pivot_into(new_root: &Path) -> Result<()> {
     nix::unistd::chdir("/").ctx(|| "chdir /")
 }
 
+/// `--read-only`: remount the container's root mount read-only, once the runtime's own files
+/// (`/etc/hostname`, `/etc/hosts`, `/etc/resolv.conf`, the working directory) are in place.
+/// Only the root mount changes: /proc, /dev (and /dev/shm), tmpfs mounts and volumes keep their
+/// own flags.
+pub fn make_root_read_only() -> Result<()> {
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    mount(None::<&str>, "/", None::<&str>, flags, None::<&str>).ctx(|| "remount / read-only")
+}
+
 /// /proc of the container's PID namespace, /sys read-only, a minimal /dev, then runc's masked
 /// and read-only paths; `--privileged` gets a writable /sys and nothing masked, as in docker.
 pub fn mount_pseudo_filesystems(privileged: bool) -> Result<()> {

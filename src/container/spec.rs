@@ -1,5 +1,7 @@
 //! What to run: the CLI's options as given, then resolved once against the image config.
 
+use super::rlimit::{self, Rlimit};
+use super::user::{User, UserSpec};
 use crate::image::ImageConfig;
 use crate::{Error, Result};
 
@@ -21,6 +23,16 @@ pub struct RunOptions {
     pub security: super::security::SecurityArgs,
     /// Registry mirrors for Docker Hub images pulled because they are missing.
     pub registry_mirrors: Vec<String>,
+    /// `-u USER[:GROUP]` (else the image's `User`, else root).
+    pub user: Option<String>,
+    /// `--read-only`: the root mount is read-only.
+    pub read_only: bool,
+    /// `--tmpfs PATH[:OPTIONS]`, repeatable.
+    pub tmpfs: Vec<String>,
+    /// `--ulimit NAME=SOFT[:HARD]`, repeatable.
+    pub ulimits: Vec<String>,
+    /// `--cgroupns private|host` (None: docker's default for the host's cgroup layout).
+    pub cgroupns: Option<String>,
 }
 
 /// PATH a container gets when neither the image nor `-e` sets one (docker's default).
@@ -37,10 +49,14 @@ pub struct ProcessSpec {
     pub workdir: String,
     /// UTS hostname.
     pub hostname: String,
+    /// Who the command runs as (uid, gid, groups), resolved in the image.
+    pub user: User,
+    /// `--ulimit`s, set right before exec.
+    pub rlimits: Vec<Rlimit>,
 }
 
-/// Check the options that belong to the process itself (`-e`, `-w`, `--hostname`), so a typo
-/// fails with exit 125 before anything is created.
+/// Check the options that belong to the process itself (`-e`, `-w`, `--hostname`, `-u`,
+/// `--ulimit`), so a typo fails with exit 125 before anything is created.
 pub fn validate(options: &RunOptions) -> Result<()> {
     for entry in &options.env {
         parse_env_entry(entry)?;
@@ -48,22 +64,43 @@ pub fn validate(options: &RunOptions) -> Result<()> {
     if let Some(dir) = &options.workdir {
         validate_workdir(dir)?;
     }
+    if let Some(user) = &options.user {
+        UserSpec::parse("--user", user)?;
+    }
+    rlimit::parse_all(&options.ulimits, &rlimit::own_hard_limit)?;
     validate_hostname(&options.hostname)
 }
 
-/// Combine the image config with the CLI options (docker's rules, see [`resolve_argv`]).
+/// The user to resolve in the image: `-u`, else the image config's `User` (docker's rule);
+/// None (root) when neither says anything.
+pub fn user_spec(options: &RunOptions, config: &ImageConfig) -> Result<Option<UserSpec>> {
+    match (&options.user, config.user.as_deref()) {
+        (Some(user), _) => UserSpec::parse("--user", user).map(Some),
+        (None, Some(user)) if !user.is_empty() => {
+            UserSpec::parse("User in the image config", user).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Combine the image config with the CLI options (docker's rules, see [`resolve_argv`]) and
+/// the `user` resolved in the image (see [`user_spec`]).
 pub fn resolve(
     options: &RunOptions,
     config: &ImageConfig,
     term: Option<&str>,
+    user: User,
 ) -> Result<ProcessSpec> {
     validate(options)?;
     let argv = resolve_argv(&options.command, config)?;
     let env = merge_env(
         config.env.as_deref().unwrap_or_default(),
         &options.env,
-        &options.hostname,
-        term,
+        &EnvDefaults {
+            hostname: &options.hostname,
+            home: &user.home,
+            term,
+        },
     );
     let workdir = match &options.workdir {
         Some(dir) => dir.clone(),
@@ -74,7 +111,20 @@ pub fn resolve(
         env,
         workdir,
         hostname: options.hostname.clone(),
+        user,
+        rlimits: rlimit::parse_all(&options.ulimits, &rlimit::own_hard_limit)?,
     })
+}
+
+/// The values the environment gets when nothing else sets them.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvDefaults<'a> {
+    /// `HOSTNAME` (always set, the image and `-e` may override it).
+    pub hostname: &'a str,
+    /// `HOME` when still unset: the user's passwd entry, `/root` for root without one.
+    pub home: &'a str,
+    /// The caller's `TERM`, when still unset.
+    pub term: Option<&'a str>,
 }
 
 /// Docker's rule: the command is `Entrypoint + CMD` when a CMD is given on the command line,
@@ -95,16 +145,11 @@ pub fn resolve_argv(command: &[String], config: &ImageConfig) -> Result<Vec<Stri
 }
 
 /// The environment: defaults (PATH, HOSTNAME), then the image's Env, then `-e` (later wins),
-/// then HOME=/root and the caller's TERM when still unset.
-pub fn merge_env(
-    image: &[String],
-    cli: &[String],
-    hostname: &str,
-    term: Option<&str>,
-) -> Vec<String> {
+/// then HOME (the user's, from passwd) and the caller's TERM when still unset.
+pub fn merge_env(image: &[String], cli: &[String], defaults: &EnvDefaults) -> Vec<String> {
     let mut env: Vec<(String, String)> = vec![
         ("PATH".into(), DEFAULT_PATH.into()),
-        ("HOSTNAME".into(), hostname.into()),
+        ("HOSTNAME".into(), defaults.hostname.into()),
     ];
     for entry in image.iter().chain(cli) {
         // Image entries without '=' are ignored (the -e ones were validated already).
@@ -113,9 +158,9 @@ pub fn merge_env(
         }
     }
     if !env.iter().any(|(k, _)| k == "HOME") {
-        env.push(("HOME".into(), "/root".into()));
+        env.push(("HOME".into(), defaults.home.into()));
     }
-    if let Some(term) = term {
+    if let Some(term) = defaults.term {
         if !env.iter().any(|(k, _)| k == "TERM") {
             env.push(("TERM".into(), term.into()));
         }
@@ -200,6 +245,19 @@ mod tests {
             stop_timeout: 10,
             security: Default::default(),
             registry_mirrors: vec![],
+            user: None,
+            read_only: false,
+            tmpfs: vec![],
+            ulimits: vec![],
+            cgroupns: None,
+        }
+    }
+
+    fn defaults<'a>(hostname: &'a str, term: Option<&'a str>) -> EnvDefaults<'a> {
+        EnvDefaults {
+            hostname,
+            home: "/root",
+            term,
         }
     }
 
@@ -231,8 +289,7 @@ mod tests {
         let env = merge_env(
             &strings(&["A=image", "PATH=/img", "B=keep"]),
             &strings(&["A=cli", "C=", "A=last"]),
-            "h1",
-            Some("xterm"),
+            &defaults("h1", Some("xterm")),
         );
         assert_eq!(
             env,
@@ -250,7 +307,11 @@ mod tests {
 
     #[test]
     fn env_defaults_apply_when_unset() {
-        let env = merge_env(&[], &strings(&["HOME=/h", "TERM=dumb"]), "x", Some("xterm"));
+        let env = merge_env(
+            &[],
+            &strings(&["HOME=/h", "TERM=dumb"]),
+            &defaults("x", Some("xterm")),
+        );
         assert!(env.contains(&format!("PATH={DEFAULT_PATH}")));
         assert!(env.contains(&"HOME=/h".to_string()));
         assert!(env.contains(&"TERM=dumb".to_string()));
@@ -272,6 +333,37 @@ mod tests {
     }
 
     #[test]
+    fn dash_u_wins_over_the_image_user_and_sets_home() {
+        let config = ImageConfig {
+            user: Some("app:staff".into()),
+            cmd: Some(strings(&["sh"])),
+            ..Default::default()
+        };
+        let mut opts = options(&[]);
+        let from_image = user_spec(&opts, &config).unwrap();
+        assert_eq!(from_image, Some(UserSpec::parse("x", "app:staff").unwrap()));
+        opts.user = Some("42".into());
+        let given = user_spec(&opts, &config).unwrap();
+        assert_eq!(given, Some(UserSpec::parse("x", "42").unwrap()));
+        let empty = ImageConfig {
+            user: Some(String::new()),
+            ..Default::default()
+        };
+        assert_eq!(user_spec(&options(&[]), &empty).unwrap(), None);
+        let bad = ImageConfig {
+            user: Some("a:b:c".into()),
+            ..Default::default()
+        };
+        assert_eq!(user_spec(&options(&[]), &bad).unwrap_err().exit_code(), 125);
+        let user = User {
+            home: "/home/app".into(),
+            ..User::default()
+        };
+        let spec = resolve(&opts, &config, None, user).unwrap();
+        assert!(spec.env.contains(&"HOME=/home/app".to_string()));
+    }
+
+    #[test]
     fn workdir_prefers_cli_then_image_then_root() {
         let config = ImageConfig {
             working_dir: Some("app".into()),
@@ -279,13 +371,28 @@ mod tests {
             ..Default::default()
         };
         let mut opts = options(&[]);
-        assert_eq!(resolve(&opts, &config, None).unwrap().workdir, "/app");
-        opts.workdir = Some("/w".into());
-        assert_eq!(resolve(&opts, &config, None).unwrap().workdir, "/w");
         assert_eq!(
-            resolve(&options(&["x"]), &ImageConfig::default(), None)
+            resolve(&opts, &config, None, User::default())
                 .unwrap()
                 .workdir,
+            "/app"
+        );
+        opts.workdir = Some("/w".into());
+        assert_eq!(
+            resolve(&opts, &config, None, User::default())
+                .unwrap()
+                .workdir,
+            "/w"
+        );
+        assert_eq!(
+            resolve(
+                &options(&["x"]),
+                &ImageConfig::default(),
+                None,
+                User::default()
+            )
+            .unwrap()
+            .workdir,
             "/"
         );
     }

@@ -68,6 +68,15 @@ pub fn parse_all(specs: &[String], volumes_root: &Path) -> Result<Vec<Volume>> {
         .collect()
 }
 
+/// The validated destinations of `specs`, creating nothing (for `--tmpfs`, which must not
+/// clash with a volume).
+pub fn targets(specs: &[String]) -> Result<Vec<PathBuf>> {
+    specs
+        .iter()
+        .map(|s| parse_spec(s).map(|s| s.target))
+        .collect()
+}
+
 /// Mount every volume under `rootfs` (the container's merged root, in the container's own
 /// mount namespace, before pivot_root), resolving each target inside `rootfs`. With `nodev`
 /// (every container but `--privileged` ones) a device node in a volume cannot be opened: the

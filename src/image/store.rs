@@ -296,6 +296,9 @@ pub struct ImageConfig {
     pub cmd: Option<Vec<String>>,
     #[serde(default)]
     pub working_dir: Option<String>,
+    /// `USER[:GROUP]` the command runs as unless `run -u` says otherwise.
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 /// A stored, complete image.

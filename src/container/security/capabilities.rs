@@ -70,9 +70,10 @@ fn one(name: &CapName) -> Option<Capability> {
 }
 
 /// In the container's init just before exec: shrink the bounding set to `keep` (so no
-/// execve, setuid binary or file capability can regain more), empty the inheritable and
+/// execve, setuid binary or file capability can regain more), run `switch_user` (which may
+/// need capabilities `keep` lacks, and keeps the permitted set), empty the inheritable and
 /// ambient sets, and set the effective and permitted sets to `keep`.
-pub fn limit_to(keep: &CapsHashSet) -> Result<()> {
+pub fn limit_to(keep: &CapsHashSet, switch_user: impl FnOnce() -> Result<()>) -> Result<()> {
     let fail = |what: &str, e: caps::errors::CapsError| {
         Error::Runtime(format!("capabilities: {what}: {e}"))
     };
@@ -87,6 +88,7 @@ pub fn limit_to(keep: &CapsHashSet) -> Result<()> {
             caps::drop(None, CapSet::Bounding, cap).map_err(|e| fail("bounding set", e))?;
         }
     }
+    switch_user()?;
     caps::clear(None, CapSet::Ambient).map_err(|e| fail("ambient set", e))?;
     caps::clear(None, CapSet::Inheritable).map_err(|e| fail("inheritable set", e))?;
     caps::set(None, CapSet::Effective, keep).map_err(|e| fail("effective set", e))?;

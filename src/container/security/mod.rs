@@ -7,6 +7,7 @@ pub mod seccomp;
 
 use caps::CapsHashSet;
 
+use super::user::User;
 use crate::{Error, Result};
 use capabilities::CapName;
 
@@ -66,8 +67,9 @@ impl Security {
 
     /// In the container's init, after its last privileged set-up step and right before exec:
     /// `no_new_privs`, then seccomp (which needs `CAP_SYS_ADMIN` without it), then the
-    /// capability sets.
-    pub fn apply(&self) -> Result<()> {
+    /// bounding set, the switch to `user` (runc's order: it needs `CAP_SETUID`/`CAP_SETGID`
+    /// even when they are dropped), then the other capability sets.
+    pub fn apply(&self, user: &User) -> Result<()> {
         if self.no_new_privileges {
             nix::sys::prctl::set_no_new_privs()
                 .map_err(|e| Error::io("set no_new_privs", e.into()))?;
@@ -76,8 +78,8 @@ impl Security {
             profile.install()?;
         }
         match &self.capabilities {
-            Some(keep) => capabilities::limit_to(keep),
-            None => Ok(()),
+            Some(keep) => capabilities::limit_to(keep, || user.switch()),
+            None => user.switch(),
         }
     }
 }
