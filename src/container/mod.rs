@@ -10,6 +10,7 @@ pub mod etc_files;
 pub mod id;
 pub mod namespaces;
 pub mod network;
+pub mod no_pivot;
 pub mod process;
 pub mod rlimit;
 pub mod rootfs;

@@ -89,10 +89,17 @@ impl Layer {
 
 /// Make `new_root` the root: pivot_root(".", ".") stacks the old root on the new one, and the
 /// lazy unmount detaches the host's whole tree from this namespace. The cwd is reset to `/`
-/// so no host directory stays reachable through it.
+/// so no host directory stays reachable through it. Where pivot_root is impossible (EINVAL:
+/// the runtime's root is the initramfs, or a chroot), [`super::no_pivot`] moves and chroots.
 pub fn pivot_into(new_root: &Path) -> Result<()> {
     nix::unistd::chdir(new_root).ctx(|| format!("chdir {}", new_root.display()))?;
-    nix::unistd::pivot_root(".", ".").ctx(|| "pivot_root")?;
+    if super::no_pivot::forced() {
+        return super::no_pivot::move_root();
+    }
+    match nix::unistd::pivot_root(".", ".") {
+        Err(nix::errno::Errno::EINVAL) => return super::no_pivot::move_root(),
+        other => other.ctx(|| "pivot_root")?,
+    }
     umount2(".", MntFlags::MNT_DETACH).ctx(|| "detach the old root")?;
     nix::unistd::chdir("/").ctx(|| "chdir /")
 }
