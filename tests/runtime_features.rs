@@ -9,7 +9,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-use common::cgroup::{assert_cgroup_gone, find_container, is_v2, signal, wait_finished, V2_SKIP};
+use common::cgroup::{assert_cgroup_gone, is_v2, signal, wait_finished, ContainerCgroup, V2_SKIP};
 use common::run::*;
 use common::*;
 use nix::sys::signal::Signal;
@@ -565,14 +565,10 @@ fn cgroups_inside_and_out(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn the runtime");
-    let Some(cg) = find_container(&mark, Duration::from_secs(30)) else {
-        let done = wait_finished(child, Duration::from_secs(60));
-        panic!(
-            "no container process in a devoxx-docker cgroup: {}",
-            done.stderr
-        );
-    };
-    let pid = cg.pid;
+    // PID 1 once it runs the probe: the command has started (a signal before that would
+    // interrupt the start, and clone3 puts the not-yet-exec'd child in the cgroup already).
+    let pid = container_pid1(&mark);
+    let cg = ContainerCgroup::of(pid).expect("the container's cgroup");
     let outside = fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("host view");
     signal(&child, Signal::SIGTERM);
     let done = wait_finished(child, Duration::from_secs(60));
