@@ -18,7 +18,7 @@ REPORT     ?= grade-report
 TEST_ARGS  ?=
 STRICT     ?=
 
-.PHONY: all build probe deps vm-deps bench-deps vm-bench test lint fmt clippy bench demo vm-test vm-shell vagrant-test grade grade-all grader-runtimes grader-go actionlint clean help
+.PHONY: all build probe deps vm-deps bench-deps vm-bench test lint fmt clippy bench demo vm-test vm-shell vagrant-test grade grade-guest grade-all grader-runtimes grader-go actionlint clean help
 
 all: build ## Build the release binary into bin/devoxx-docker
 
@@ -99,6 +99,14 @@ vm-test: vm-deps build probe grader-go ## The whole suite inside a QEMU VM with 
 
 grade: vm-deps build probe ## Grade a workshop submission in the VM: SUBMISSION=PATH [REPORT=DIR] [STEPS=a,b]
 	./vm/grade.sh "$(SUBMISSION)" "$(REPORT)"
+
+# The grading guest (kernel + base archive) from the grader and probe already built: no cargo,
+# so a CI runner builds as its user and prepares the guest as root (docs/classroom/classroom.yml).
+grade-guest: ## The grading guest from the built grader and probe (no cargo; run after make build probe)
+	@for f in $(RELEASE) target/release/devoxx-docker-grade $(PROBE); do \
+	  [ -x $$f ] || { echo "$$f missing: run make build probe first (as the user with the toolchain)"; exit 2; }; done
+	GUEST=grade ./vm/build-guest.sh >/dev/null
+	@echo "grading guest ready in vm/cache/"
 
 grade-all: vm-deps build probe ## Grade every submission in DIR (one VM each) and print the class table: DIR=... [REPORT=DIR]
 	./vm/grade-all.sh "$(DIR)" "$(REPORT)"

@@ -34,6 +34,17 @@ pub struct Outcome {
     pub timed_out: bool,
     /// Processes carrying the run's marker still alive after the runtime exited (killed since).
     pub leftovers: usize,
+    /// What the run left on its host (gone with it since).
+    pub host: Box<HostLeft>,
+}
+
+/// What a run left on its host after the runtime exited.
+#[derive(Debug, Clone, Default)]
+pub struct HostLeft {
+    /// Mount points its table gained.
+    pub mounts: Vec<String>,
+    /// Its hostname, when the run changed it.
+    pub renamed: Option<String>,
 }
 
 impl Outcome {
@@ -97,6 +108,8 @@ pub fn tail(text: &str) -> String {
 pub struct Running {
     /// The runtime's own process (the submission's binary as the grader started it).
     pub runtime_pid: i32,
+    /// The host the run sees, kept until the run is over.
+    pub host: RunHost,
     child: Child,
     cgroup: Option<PathBuf>,
     marker: String,
@@ -131,27 +144,34 @@ impl Submission {
             std::ffi::CString::new(c.join("cgroup.procs").into_os_string().into_encoded_bytes())
                 .ok()
         });
-        let netns = net.map(|n| n.fd.as_raw_fd());
-        // SAFETY: between fork and exec only async-signal-safe calls (open, write, close,
-        // setns) on buffers and descriptors prepared before the fork.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-                join_and_unprotect(procs.as_deref());
-                for cap in UNTRUSTED_CAPS {
-                    let index = libc::c_ulong::from(cap.index());
-                    if libc::prctl(libc::PR_CAPBSET_DROP, index, 0, 0, 0) != 0 {
+        let dir = std::ffi::CString::new(self.dir.clone().into_os_string().into_encoded_bytes())
+            .map_err(std::io::Error::other)?;
+        let netns = match net {
+            Some(n) => Some(n.fd.try_clone()?),
+            None => None,
+        };
+        let (host, mut child) = RunHost::spawn_with(netns, move |host| {
+            let (mnt, uts, net) = host.namespaces()?;
+            // SAFETY: between fork and exec only async-signal-safe calls (open, write, close,
+            // prctl, setns, chdir) on buffers and descriptors prepared before the fork.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    join_and_unprotect(procs.as_deref());
+                    drop_untrusted_caps()?;
+                    enter(&mnt, libc::CLONE_NEWNS)?;
+                    enter(&uts, libc::CLONE_NEWUTS)?;
+                    if let Some(fd) = &net {
+                        enter(fd, libc::CLONE_NEWNET)?;
+                    }
+                    // Joining a mount namespace moved us to its root: back to the run's directory.
+                    if libc::chdir(dir.as_ptr()) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
-                }
-                if let Some(fd) = netns {
-                    if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn()?;
+                    Ok(())
+                });
+            }
+            cmd.spawn()
+        })?;
         if let Some(mut input) = child.stdin.take() {
             let data = stdin.unwrap_or_default().to_vec();
             // A runtime that never reads stdin must not block us: write from a thread.
@@ -166,6 +186,7 @@ impl Submission {
         ];
         Ok(Running {
             runtime_pid: child.id() as i32,
+            host,
             child,
             cgroup: self.cgroup.clone(),
             marker: marker.to_owned(),
@@ -195,6 +216,10 @@ impl Submission {
     }
 }
 
+/// What one run's stdout or stderr keeps: the first MiB (a submission that prints without end
+/// costs the grader nothing more; the tail shown in reports says how much was dropped).
+pub const RUN_OUTPUT_MAX: usize = 1 << 20;
+
 fn capture(
     pipe: Option<impl Read + Send + 'static>,
     into: Arc<Mutex<Vec<u8>>>,
@@ -202,12 +227,20 @@ fn capture(
     thread::spawn(move || {
         let Some(mut pipe) = pipe else { return };
         let mut buf = [0u8; 8192];
+        let mut dropped = 0usize;
         while let Ok(n) = pipe.read(&mut buf) {
             if n == 0 {
                 break;
             }
             if let Ok(mut v) = into.lock() {
-                v.extend_from_slice(&buf[..n]);
+                let keep = n.min(RUN_OUTPUT_MAX.saturating_sub(v.len()));
+                v.extend_from_slice(&buf[..keep]);
+                dropped += n - keep;
+            }
+        }
+        if dropped > 0 {
+            if let Ok(mut v) = into.lock() {
+                v.extend_from_slice(format!("\n[{dropped} more bytes not kept]\n").as_bytes());
             }
         }
     })
@@ -259,6 +292,10 @@ impl Running {
             let _ = std::fs::write(c.join("cgroup.kill"), "1");
         }
         let leftovers = kill_all(self.child.id() as i32, &self.marker);
+        let host = Box::new(HostLeft {
+            mounts: self.host.new_mounts(),
+            renamed: self.host.renamed(),
+        });
         // Readers end when the last writer is gone (all killed); never wait past a grace.
         let grace = Instant::now() + Duration::from_secs(2);
         for r in self.readers.drain(..) {
@@ -282,6 +319,7 @@ impl Running {
             stderr: text(&self.stderr),
             timed_out,
             leftovers,
+            host,
         }
     }
 }
@@ -324,6 +362,179 @@ impl RunNet {
         })
         .join()
         .unwrap_or_else(|_| Err(std::io::Error::other("netns thread panicked")))
+    }
+}
+
+/// The host a run sees: PID 1 of a PID namespace of the run's own (a `sleep` that keeps it),
+/// in mount and UTS namespaces of its own (and the run's network namespace). The runtime joins
+/// them all, so the grader's processes are out of its sight and reach, and what it changes on
+/// its "host" (a mount left in the table, a hostname set in the wrong place) stays there, is
+/// read by the grader from outside, and is gone when the keeper is: no run inherits another's.
+/// Its `/` is shared in a peer group of its own, as on a systemd host: a runtime that forgets
+/// to make its mounts private leaks them here, exactly as it would on a student's machine.
+pub struct RunHost {
+    keeper: Child,
+    /// The keeper's pid, in the grader's PID namespace.
+    pub pid: i32,
+    mount_ids: std::collections::BTreeSet<u64>,
+    hostname: String,
+}
+
+/// The open namespaces of a run's host that the runtime joins: mount, UTS, network.
+type HostNamespaces = (
+    std::os::fd::OwnedFd,
+    std::os::fd::OwnedFd,
+    Option<std::os::fd::OwnedFd>,
+);
+
+impl RunHost {
+    /// Start the keeper in a new PID namespace, then `spawn` (given the host) from the same
+    /// thread: what it forks lands in that PID namespace, beside the keeper.
+    fn spawn_with<T: Send + 'static>(
+        net: Option<std::os::fd::OwnedFd>,
+        spawn: impl FnOnce(&RunHost) -> std::io::Result<T> + Send + 'static,
+    ) -> std::io::Result<(RunHost, T)> {
+        thread::spawn(move || {
+            // Per thread: only what this thread forks from now on is in the new namespace.
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID)?;
+            let host = RunHost::keeper(net)?;
+            let spawned = spawn(&host)?;
+            Ok((host, spawned))
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("run host thread panicked")))
+    }
+
+    /// The keeper: the new PID namespace's first process, which makes the mount and UTS
+    /// namespaces, a `/proc` of the new PID namespace only, and `/` shared anew.
+    fn keeper(net: Option<std::os::fd::OwnedFd>) -> std::io::Result<RunHost> {
+        let mut cmd = Command::new("/bin/sleep");
+        cmd.arg("1000000")
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: between fork and exec only async-signal-safe calls (prctl, setns, unshare,
+        // mount, umount2) on string literals and a descriptor opened before the fork.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                drop_untrusted_caps()?;
+                if let Some(fd) = &net {
+                    enter(fd, libc::CLONE_NEWNET)?;
+                }
+                check(libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWUTS))?;
+                let none = std::ptr::null::<libc::c_char>();
+                let private = (libc::MS_REC | libc::MS_PRIVATE) as libc::c_ulong;
+                check(libc::mount(
+                    none,
+                    c"/".as_ptr(),
+                    none,
+                    private,
+                    std::ptr::null(),
+                ))?;
+                // The grader's /proc goes, not just hidden under another: nothing to unmount.
+                check(libc::umount2(c"/proc".as_ptr(), libc::MNT_DETACH))?;
+                let flags = (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) as libc::c_ulong;
+                let proc_ = c"proc".as_ptr();
+                check(libc::mount(
+                    proc_,
+                    c"/proc".as_ptr(),
+                    proc_,
+                    flags,
+                    std::ptr::null(),
+                ))?;
+                let shared = (libc::MS_REC | libc::MS_SHARED) as libc::c_ulong;
+                check(libc::mount(
+                    none,
+                    c"/".as_ptr(),
+                    none,
+                    shared,
+                    std::ptr::null(),
+                ))?;
+                Ok(())
+            });
+        }
+        let keeper = cmd.spawn()?;
+        let pid = keeper.id() as i32;
+        // spawn() returned: the keeper's set-up is done (it runs before exec).
+        let mut host = RunHost {
+            keeper,
+            pid,
+            mount_ids: Default::default(),
+            hostname: String::new(),
+        };
+        host.mount_ids = inspect::mounts(&pid.to_string())
+            .into_iter()
+            .map(|(id, _, _)| id)
+            .collect();
+        // A copy of ours (no thread can join another UTS namespace from this one: a thread that
+        // unshared its PID namespace cannot make threads).
+        host.hostname = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(host)
+    }
+
+    fn namespaces(&self) -> std::io::Result<HostNamespaces> {
+        let open = |kind: &str| -> std::io::Result<std::os::fd::OwnedFd> {
+            Ok(std::fs::File::open(format!("/proc/{}/ns/{kind}", self.pid))?.into())
+        };
+        let net = open("net")?;
+        Ok((open("mnt")?, open("uts")?, Some(net)))
+    }
+
+    /// Inode of the host's namespace `kind` (`pid`, `mnt`, `uts`, `net`).
+    pub fn ns_inode(&self, kind: &str) -> Option<u64> {
+        inspect::ns_inode(&self.pid.to_string(), kind)
+    }
+
+    /// Mount points the host's table gained since the run started.
+    pub fn new_mounts(&self) -> Vec<String> {
+        inspect::mounts(&self.pid.to_string())
+            .into_iter()
+            .filter(|(id, _, _)| !self.mount_ids.contains(id))
+            .map(|(_, p, _)| p)
+            .collect()
+    }
+
+    /// The host's hostname when the run changed it.
+    pub fn renamed(&self) -> Option<String> {
+        let now = inspect::hostname_of(self.pid)?;
+        (now != self.hostname).then_some(now)
+    }
+}
+
+impl Drop for RunHost {
+    /// The keeper's death ends the PID namespace (whatever is left in it is killed) and the
+    /// mount and UTS namespaces with it.
+    fn drop(&mut self) {
+        let _ = self.keeper.kill();
+        let _ = self.keeper.wait();
+    }
+}
+
+/// Drop [`UNTRUSTED_CAPS`] from the bounding set (in a forked child, before exec).
+fn drop_untrusted_caps() -> std::io::Result<()> {
+    for cap in UNTRUSTED_CAPS {
+        let index = libc::c_ulong::from(cap.index());
+        // SAFETY: prctl with integer arguments only.
+        check(unsafe { libc::prctl(libc::PR_CAPBSET_DROP, index, 0, 0, 0) })?;
+    }
+    Ok(())
+}
+
+/// Join the namespace `fd` of type `kind` (in a forked child, before exec).
+fn enter(fd: &std::os::fd::OwnedFd, kind: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: setns on a descriptor we own.
+    check(unsafe { libc::setns(fd.as_raw_fd(), kind) })
+}
+
+/// A libc status as a result.
+fn check(rc: libc::c_int) -> std::io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -555,6 +766,75 @@ mod tests {
             host.is_ok_and(|o| !o.status.success()),
             "not in the grader's namespace"
         );
+        let _ = std::fs::remove_file(&sub.runtime);
+    }
+
+    #[test]
+    fn a_run_cannot_see_or_reach_the_grader_and_what_it_leaves_on_its_host_is_seen_then_gone() {
+        let grader = std::process::id();
+        let point = std::env::temp_dir().join(random_word("grade-host-"));
+        std::fs::create_dir_all(&point).unwrap();
+        let name = random_word("h");
+        let sub = shell(
+            &format!(
+                "echo procs=$(ls /proc | grep -c '^[0-9]*$') pid=$$
+                kill -0 {grader} 2>/dev/null && echo REACHED
+                for f in /proc/kcore /dev/mem; do head -c1 $f >/dev/null 2>&1 && echo READ $f; done
+                mount -t tmpfs leaked {} && hostname {name}",
+                point.display()
+            ),
+            30,
+        );
+        let out = sub.run(&[], &[], None, "nomarker", None);
+        assert!(out.success(), "{out:?}");
+        // The run's PID namespace: its keeper, the shell, ls and grep.
+        let procs: usize = out
+            .stdout
+            .split("procs=")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(usize::MAX);
+        assert!(procs <= 5 && out.stdout.contains("pid=2"), "{out:?}");
+        assert!(
+            !out.stdout.contains("REACHED") && !out.stdout.contains("READ"),
+            "{out:?}"
+        );
+        let point = point.display().to_string();
+        assert_eq!(
+            out.host.mounts,
+            vec![point.clone()],
+            "seen on the run's host"
+        );
+        assert_eq!(out.host.renamed.as_deref(), Some(name.as_str()));
+        assert!(
+            !inspect::mounts("self").iter().any(|(_, p, _)| *p == point),
+            "never in the grader's table"
+        );
+        assert_ne!(super::super::steps::hostname(), name);
+        let _ = std::fs::remove_dir(&point);
+        let _ = std::fs::remove_file(&sub.runtime);
+    }
+
+    #[test]
+    fn a_run_that_prints_without_end_keeps_only_the_first_mib() {
+        let sub = shell("head -c 5000000 /dev/zero | tr '\\0' x; echo end >&2", 60);
+        let out = sub.run(&[], &[], None, "nomarker", None);
+        assert!(out.success(), "{out:?}");
+        assert!(
+            out.stdout.len() < RUN_OUTPUT_MAX + 100,
+            "{}",
+            out.stdout.len()
+        );
+        assert!(
+            out.stdout.ends_with(&format!(
+                "[{} more bytes not kept]\n",
+                5_000_000 - RUN_OUTPUT_MAX
+            )),
+            "{}",
+            &out.stdout[out.stdout.len() - 60..]
+        );
+        assert_eq!(out.stderr, "end\n");
         let _ = std::fs::remove_file(&sub.runtime);
     }
 

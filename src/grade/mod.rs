@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod class;
+pub mod classroom;
 pub mod config;
 pub mod console;
 pub mod inspect;
