@@ -2,7 +2,8 @@
 # classroom-rehearsal.sh [OUT] — GitHub Classroom's workflow (docs/classroom/classroom.yml) run
 # the way a hosted runner runs it, then its results checked against the reporter's format and the
 # grading's report. What a hosted runner is, rehearsed here without changing this machine (all in
-# a mount namespace of its own: /etc/passwd, /etc/group and /etc/sudoers.d are copies there):
+# a mount namespace of its own: /etc/passwd, /etc/group, /etc/shadow and /etc/sudoers.d are
+# copies there):
 #   - a non-root user with passwordless sudo, whose sudo resets the environment (Debian's
 #     env_reset and secure_path); its toolchain in its home (RUSTUP_HOME, CARGO_HOME as
 #     dtolnay/rust-toolchain leaves them; this machine's rustup toolchains, read-only);
@@ -41,16 +42,19 @@ ws="$out/work"
 rm -rf "$out"
 mkdir -p "$home" "$ws" "$out/etc"
 
-# The user, its group and its passwordless sudo, in copies bound over the real files.
-cp /etc/passwd /etc/group "$out/etc/"
+# The user, its group and its passwordless sudo, in copies bound over the real files (PAM's
+# account check reads /etc/shadow too).
+cp /etc/passwd /etc/group /etc/shadow "$out/etc/"
 echo "$user:x:$uid:$uid:rehearsed runner:$home:/bin/bash" >> "$out/etc/passwd"
 echo "$user:x:$uid:" >> "$out/etc/group"
+echo "$user:*:20000:0:99999:7:::" >> "$out/etc/shadow" # no password, as a hosted runner's user
 mkdir -p "$out/etc/sudoers.d"
 cp -a /etc/sudoers.d/. "$out/etc/sudoers.d/" 2>/dev/null || true
 echo "$user ALL=(ALL) NOPASSWD: ALL" > "$out/etc/sudoers.d/$user"
 chmod 440 "$out/etc/sudoers.d/$user"
 mount --bind "$out/etc/passwd" /etc/passwd
 mount --bind "$out/etc/group" /etc/group
+mount --bind "$out/etc/shadow" /etc/shadow
 mount --bind "$out/etc/sudoers.d" /etc/sudoers.d
 
 # The toolchain in the user's home, as dtolnay/rust-toolchain leaves it: rustup's toolchains
