@@ -20,7 +20,7 @@ out="$(realpath -m "${1:-$repo/target/hostile-check}")"
 [ "$(id -u)" = 0 ] || { echo "hostile-check: run as root (vm/grade.sh needs it)" >&2; exit 2; }
 command -v gcc >/dev/null || { echo "hostile-check: gcc missing (apt-get install gcc)" >&2; exit 2; }
 py="$(command -v python3)" || { echo "hostile-check: python3 missing" >&2; exit 2; }
-for f in target/release/devoxx-docker-grade target/probe/x86_64-unknown-linux-gnu/release/probe; do
+for f in target/release/devoxx-docker-grade target/release/devoxx-docker target/probe/x86_64-unknown-linux-gnu/release/probe; do
     [ -x "$repo/$f" ] || { echo "hostile-check: $f missing: make build probe" >&2; exit 2; }
 done
 
@@ -47,7 +47,7 @@ git -C "$copy" init -q
 git -C "$copy" add -A
 git -C "$copy" -c user.name=hostile-check -c user.email=hostile-check@localhost commit -qm "the grader as the teacher has it"
 mkdir -p "$copy/target/release" "$copy/target/probe/x86_64-unknown-linux-gnu/release"
-cp "$repo/target/release/devoxx-docker-grade" "$copy/target/release/"
+cp "$repo/target/release/devoxx-docker-grade" "$repo/target/release/devoxx-docker" "$copy/target/release/"
 cp "$repo/target/probe/x86_64-unknown-linux-gnu/release/probe" "$copy/target/probe/x86_64-unknown-linux-gnu/release/"
 
 mkdir -p "$home"
