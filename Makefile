@@ -81,8 +81,8 @@ clippy:
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 
 bench: deps bench-deps build probe ## Speed ratios (vs unshare, runc, crun; bridge/host; 50 at once; pull vs skopeo+umoci), as root
-	DEVOXX_PROBE=$(CURDIR)/$(PROBE) ./tests/bench.sh $(BIN)
-	./tests/bench-pull.sh $(BIN)
+	DEVOXX_PROBE=$(CURDIR)/$(PROBE) ./scripts/bench.sh $(BIN)
+	./scripts/bench-pull.sh $(BIN)
 
 # Fewer runs in the guest: under TCG (no KVM) each run is ~10x slower.
 VM_BENCH_RUNS ?= 15
@@ -91,7 +91,7 @@ vm-bench: vm-deps bench-deps build probe ## make bench inside the cgroup v2 VM (
 	VM_APPEND="devoxx.bench_runs=$(VM_BENCH_RUNS) devoxx.bench_pull_runs=$(VM_BENCH_PULL_RUNS) $(VM_APPEND)" ./vm/run.sh bench
 
 demo: deps build ## End to end without internet: local registry → push → pull → run (as root)
-	./tests/demo.sh $(BIN)
+	./scripts/demo.sh $(BIN)
 
 vm-test: vm-deps build probe grader-go ## The whole suite inside a QEMU VM with cgroup v2 (TCG if KVM is broken)
 	./vm/run.sh test
