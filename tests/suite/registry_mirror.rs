@@ -3,7 +3,7 @@
 //! (images pushed under `library/…`), others of the test's own play a different registry, an
 //! upstream and a pull-through cache (the teacher's recipe in docs/usage.md).
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::time::{Duration, Instant};
