@@ -28,7 +28,7 @@ use rustix::io::Errno;
 
 use crate::{Error, Result};
 
-use contained::{clean_path, list_dir, open_dir_in_root, remove_tree_at};
+use contained::{bad_layer, clean_path, list_dir, open_dir_in_root, remove_tree_at};
 use meta::{apply_xattrs, chown_fd, timestamps, Meta};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
@@ -72,10 +72,6 @@ pub fn open_root(path: &Path) -> Result<OwnedFd> {
         Mode::empty(),
     )
     .map_err(|e| Error::path("open", path, e.into()))
-}
-
-fn bad_layer(why: String) -> Error {
-    Error::Image(format!("invalid layer: {why}"))
 }
 
 /// State of one layer being applied.

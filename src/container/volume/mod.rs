@@ -15,28 +15,5 @@
 mod mount;
 mod parse;
 
-use std::path::PathBuf;
-
 pub use mount::mount_all;
-pub use parse::parse_all;
-
-/// One validated `-v SRC:DST[:MODE]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Volume {
-    /// Absolute host directory or file to bind (a named volume's directory once created).
-    pub source: PathBuf,
-    /// Absolute path inside the container.
-    pub target: PathBuf,
-    /// `:ro`: the bind and all its submounts are read-only inside (writes fail with EROFS).
-    pub read_only: bool,
-}
-
-/// A random lower-case name for the tests' files and volumes.
-#[cfg(test)]
-fn random_name() -> String {
-    use rand::Rng;
-    let mut rng = rand::rng();
-    (0..10)
-        .map(|_| rng.random_range(b'a'..=b'z') as char)
-        .collect()
-}
+pub use parse::{parse_all, Volume};

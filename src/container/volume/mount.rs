@@ -14,7 +14,7 @@ use rustix::mount::MountFlags;
 use crate::error::IoContext;
 use crate::{Error, Result};
 
-use super::Volume;
+use super::parse::Volume;
 
 /// Mount every volume under `rootfs` (the container's merged root, in the container's own
 /// mount namespace, before pivot_root), resolving each target inside `rootfs`. With `nodev`
@@ -342,7 +342,7 @@ fn verify_attrs(fd: BorrowedFd<'_>, volume: &Volume, attrs: Attrs) -> Result<()>
 
 #[cfg(test)]
 mod tests {
-    use super::super::random_name;
+    use super::super::parse::random_name;
     use super::*;
     use std::os::unix::fs::symlink;
 

@@ -9,7 +9,16 @@ use std::path::{Path, PathBuf};
 use crate::error::IoContext;
 use crate::{Error, Result};
 
-use super::Volume;
+/// One validated `-v SRC:DST[:MODE]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    /// Absolute host directory or file to bind (a named volume's directory once created).
+    pub source: PathBuf,
+    /// Absolute path inside the container.
+    pub target: PathBuf,
+    /// `:ro`: the bind and all its submounts are read-only inside (writes fail with EROFS).
+    pub read_only: bool,
+}
 
 /// Where a spec's SRC points, before anything is created on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,9 +212,18 @@ fn ensure_named_volume(volumes_root: &Path, name: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// A random lower-case name for the tests' files and volumes.
+#[cfg(test)]
+pub(super) fn random_name() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..10)
+        .map(|_| rng.random_range(b'a'..=b'z') as char)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::random_name;
     use super::*;
     use std::os::unix::fs::symlink;
 

@@ -12,7 +12,10 @@ use rustix::io::Errno;
 
 use crate::{Error, Result};
 
-use super::bad_layer;
+/// A layer that is not a valid tar of valid entries.
+pub(super) fn bad_layer(why: String) -> Error {
+    Error::Image(format!("invalid layer: {why}"))
+}
 
 /// An entry name made relative to the root: leading `/` and `.` dropped, `..` refused.
 /// `None` for the root itself.

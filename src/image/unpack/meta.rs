@@ -13,7 +13,7 @@ use rustix::io::Errno;
 
 use crate::{Error, Result};
 
-use super::bad_layer;
+use super::contained::bad_layer;
 
 /// Ownership, mode, time and extended attributes of an entry, from its tar headers.
 pub(super) struct Meta {
