@@ -3,7 +3,7 @@
 #
 #   test   build the guest, boot it, stream the console, and exit 0 only if the guest's sentinel
 #          line says every test passed and nothing leaked.
-#   bench  the same guest with bash, runc and crun, running tests/bench.sh; prints its `bench:` lines.
+#   bench  the same guest with bash, runc and crun, running scripts/bench.sh; prints its `bench:` lines.
 #   shell  same guest with an interactive shell on the console (/init suite runs the suite);
 #          Ctrl-A X quits QEMU.
 #
