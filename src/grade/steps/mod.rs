@@ -2,10 +2,12 @@
 //! states what the step asks, what the host saw, and a hint that names the workshop step.
 
 mod cgroups;
+mod job;
 mod namespaces;
 mod network;
 mod process;
 mod rootfs;
+mod verdict;
 mod volumes;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,6 +18,8 @@ use super::inspect;
 use super::invoke::{random_word, Outcome, RunNet, Running, Submission};
 use super::report::{Check, Status};
 use super::seed::Image;
+pub use job::Job;
+pub use verdict::{fail, not_attempted, pass, verdict, with_effects};
 
 /// Grade one step by name: its checks, in order.
 pub fn grade_step(name: &str, ctx: &mut Ctx) -> Vec<Check> {
@@ -94,49 +98,6 @@ pub struct SideEffects {
     /// Other mounts left in the host's table after exit (gone with the run's host): counted by the
     /// namespaces step only (`mounts-stay-in-container`).
     pub mounts_left: Vec<String>,
-}
-
-/// One run of the probe as the container's command: the job it does (one subcommand and its
-/// arguments per line) and the arguments it is called with (none but in the process step's
-/// `args` check: every other check needs a one-word command).
-pub struct Job<'a> {
-    pub lines: Vec<Vec<String>>,
-    pub args: Vec<String>,
-    pub volumes: &'a [Volume],
-    pub stdin: Option<&'a [u8]>,
-}
-
-impl<'a> Job<'a> {
-    /// A job of these lines, with no argument, volume or stdin.
-    pub fn of(lines: &[&[&str]]) -> Job<'a> {
-        Job {
-            lines: lines
-                .iter()
-                .map(|l| l.iter().map(|w| w.to_string()).collect())
-                .collect(),
-            args: Vec::new(),
-            volumes: &[],
-            stdin: None,
-        }
-    }
-
-    /// With `volumes` passed to the runtime.
-    pub fn volumes(mut self, volumes: &'a [Volume]) -> Job<'a> {
-        self.volumes = volumes;
-        self
-    }
-
-    /// With `data` on the runtime's stdin.
-    pub fn stdin(mut self, data: &'a [u8]) -> Job<'a> {
-        self.stdin = Some(data);
-        self
-    }
-
-    /// With these arguments after the one-word command.
-    pub fn args(mut self, args: &[&str]) -> Job<'a> {
-        self.args = args.iter().map(|a| a.to_string()).collect();
-        self
-    }
 }
 
 /// Why a mount of the container reached the host's table, in the workshop's words.
@@ -472,55 +433,4 @@ pub fn hostname() -> String {
     nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-/// A passing check.
-pub fn pass(name: &str, expected: &str, seen: impl Into<String>) -> Check {
-    check(name, Status::Pass, expected, seen, "")
-}
-
-/// A failing check with its hint.
-pub fn fail(name: &str, expected: &str, seen: impl Into<String>, hint: &str) -> Check {
-    check(name, Status::Fail, expected, seen, hint)
-}
-
-/// A check with no trace of the step having been tried.
-pub fn not_attempted(name: &str, expected: &str, seen: impl Into<String>, hint: &str) -> Check {
-    check(name, Status::NotAttempted, expected, seen, hint)
-}
-
-fn check(name: &str, status: Status, expected: &str, seen: impl Into<String>, hint: &str) -> Check {
-    Check {
-        name: name.into(),
-        status,
-        expected: expected.into(),
-        seen: seen.into(),
-        hint: hint.into(),
-    }
-}
-
-/// `check` as it stands, or failed with the run's side effects when there were any: a run
-/// that leaked mounts, changed the host's hostname or hung fails the check that made it.
-pub fn with_effects(mut check: Check, fx: &SideEffects) -> Check {
-    if fx.problems.is_empty() {
-        return check;
-    }
-    check.status = Status::Fail;
-    check.seen = format!("{}; {}", check.seen, fx.problems.join("; "));
-    // What the run did wrong comes first: it is why the check failed.
-    check.hint = if check.hint.is_empty() {
-        fx.problems.join("; ")
-    } else {
-        format!("{}; {}", fx.problems.join("; "), check.hint)
-    };
-    check
-}
-
-/// Status helper: `pass` if `ok`, else `fail` with `hint`.
-pub fn verdict(ok: bool, name: &str, expected: &str, seen: impl Into<String>, hint: &str) -> Check {
-    if ok {
-        pass(name, expected, seen)
-    } else {
-        fail(name, expected, seen, hint)
-    }
 }
