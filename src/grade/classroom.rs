@@ -162,13 +162,7 @@ mod tests {
     use crate::grade::report::Step;
 
     fn check(name: &str, status: Status) -> Check {
-        Check {
-            name: name.into(),
-            status,
-            expected: format!("{name} expected"),
-            seen: format!("{name} seen"),
-            hint: format!("{name} hint"),
-        }
+        Check::named(name, status)
     }
 
     fn report(steps: &[(&str, &[Status])]) -> Report {
