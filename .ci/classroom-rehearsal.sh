@@ -120,6 +120,10 @@ t0=$SECONDS
 unshare --net -- "$BASH" -c "$(declare -f run_step say die); $(declare -p out ws uid wf_env); run_step grade HOME='$home' PATH='$base_path'"
 t_grade=$((SECONDS - t0))
 say "build step ${t_build}s, grade step ${t_grade}s"
+builds="$(grep -c '^grade: building ' "$out/grade.log" || true)"
+boots="$(grep -c '^grade: booting the grading guest' "$out/grade.log" || true)"
+[ "$builds" = 1 ] && [ "$boots" = 1 ] || die "one push must cost one build and one boot: $builds build(s), $boots boot(s) ($out/grade.log)"
+say "one build of the submission, one guest boot"
 
 # The results, against the reporter's format and the report.
 python3 - "$out/github_output" "$out/reporter.txt" "$ws/grade-report/report.json" "${wf_env[@]}" <<'EOF'
