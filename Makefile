@@ -18,7 +18,15 @@ REPORT     ?= grade-report
 TEST_ARGS  ?=
 STRICT     ?=
 
-.PHONY: all build probe deps vm-deps bench-deps vm-bench test lint fmt clippy bench demo vm-test vm-shell vagrant-test grade grade-all grader-runtimes grader-go actionlint clean help
+# $(call install-missing,PACKAGES): apt-get install those of the Debian PACKAGES not installed yet.
+define install-missing
+@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+if [ -n "$$missing" ]; then \
+  echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+fi
+endef
+
+.PHONY: all build probe deps vm-deps bench-deps vm-bench test lint fmt clippy bench demo vm-test vm-shell vagrant-test grade grade-guest grade-all grader-runtimes grader-go actionlint clean help
 
 all: build ## Build the release binary into bin/devoxx-docker
 
@@ -32,22 +40,13 @@ probe: ## Build the static in-container probe used by the suite
 	  --manifest-path tests/probe/Cargo.toml --target x86_64-unknown-linux-gnu --target-dir target/probe
 
 deps: ## Install what the suite needs (apt-get) when it is missing
-	@missing=""; for p in $(APT_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	$(call install-missing,$(APT_DEPS))
 
 vm-deps: deps ## Install what make vm-test needs (apt-get) when it is missing
-	@missing=""; for p in $(VM_APT_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	$(call install-missing,$(VM_APT_DEPS))
 
 bench-deps: ## Install runc, crun and GNU time (apt-get) for the benchmarks when missing
-	@missing=""; for p in $(BENCH_APT_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	$(call install-missing,$(BENCH_APT_DEPS))
 
 test: deps build probe ## Run the whole privileged suite on this host (as root; STRICT=1: a skip fails)
 	@rm -f target/skipped.log
@@ -82,8 +81,8 @@ clippy:
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 
 bench: deps bench-deps build probe ## Speed ratios (vs unshare, runc, crun; bridge/host; 50 at once; pull vs skopeo+umoci), as root
-	DEVOXX_PROBE=$(CURDIR)/$(PROBE) ./tests/bench.sh $(BIN)
-	./tests/bench-pull.sh $(BIN)
+	DEVOXX_PROBE=$(CURDIR)/$(PROBE) ./scripts/bench.sh $(BIN)
+	./scripts/bench-pull.sh $(BIN)
 
 # Fewer runs in the guest: under TCG (no KVM) each run is ~10x slower.
 VM_BENCH_RUNS ?= 15
@@ -92,13 +91,21 @@ vm-bench: vm-deps bench-deps build probe ## make bench inside the cgroup v2 VM (
 	VM_APPEND="devoxx.bench_runs=$(VM_BENCH_RUNS) devoxx.bench_pull_runs=$(VM_BENCH_PULL_RUNS) $(VM_APPEND)" ./vm/run.sh bench
 
 demo: deps build ## End to end without internet: local registry → push → pull → run (as root)
-	./tests/demo.sh $(BIN)
+	./scripts/demo.sh $(BIN)
 
 vm-test: vm-deps build probe grader-go ## The whole suite inside a QEMU VM with cgroup v2 (TCG if KVM is broken)
 	./vm/run.sh test
 
 grade: vm-deps build probe ## Grade a workshop submission in the VM: SUBMISSION=PATH [REPORT=DIR] [STEPS=a,b]
 	./vm/grade.sh "$(SUBMISSION)" "$(REPORT)"
+
+# The grading guest (kernel + base archive) from the grader and probe already built: no cargo,
+# so a CI runner builds as its user and prepares the guest as root (docs/classroom/classroom.yml).
+grade-guest: ## The grading guest from the built grader and probe (no cargo; run after make build probe)
+	@for f in $(RELEASE) target/release/devoxx-docker-grade $(PROBE); do \
+	  [ -x $$f ] || { echo "$$f missing: run make build probe first (as the user with the toolchain)"; exit 2; }; done
+	GUEST=grade ./vm/build-guest.sh >/dev/null
+	@echo "grading guest ready in vm/cache/"
 
 grade-all: vm-deps build probe ## Grade every submission in DIR (one VM each) and print the class table: DIR=... [REPORT=DIR]
 	./vm/grade-all.sh "$(DIR)" "$(REPORT)"

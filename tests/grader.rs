@@ -252,6 +252,7 @@ fn assert_grade(report: &Report, who: &str, broken: &[String]) {
 #[case::no_chroot("no-chroot")]
 #[case::cgroup_not_joined("cgroup-not-joined")]
 #[case::no_limits("no-limits")]
+#[case::no_cpu_limit("no-cpu-limit")]
 #[case::volume_in_host_ns("volume-in-host-ns")]
 #[case::volume_not_unmounted("volume-not-unmounted")]
 #[case::exit_always_0("exit-always-0")]

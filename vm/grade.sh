@@ -9,7 +9,8 @@
 # docs/grading.md. Its devoxx-grade.toml (beside the Makefile, or beside the executable) is
 # checked first. The submission itself only ever runs inside the QEMU guest, never on this
 # machine. Writes REPORT_DIR (default grade-report/) report.json, report.md, junit.xml and
-# console.log (build.log when it built); exit 0 iff every required step graded passed, 1 if not,
+# console.log (cut at 4 MiB), grade.log (the grader's signed lines) and build.log (when it built, cut at 1 MiB);
+# exit 0 iff every required step graded passed, 1 if not,
 # 2 if grading itself could not run (report.json then says why — also when this script fails).
 #
 # Env: STEPS=process,cgroups (default all six)   GRADE_NAME (default: the file or directory name)
@@ -44,7 +45,7 @@ name="${GRADE_NAME:-$(basename "$submission")}"
 steps="${STEPS:-process,namespaces,rootfs,cgroups,volumes,network}"
 [ -x "$grader" ] || die "$grader missing: make build"
 mkdir -p "$report"
-rm -f "$report/report.json" "$report/build.log" # a report left by an earlier grading is not this one's
+rm -f "$report/report.json" "$report/build.log" "$report/grade.log" # a report left by an earlier grading is not this one's
 
 work="$(mktemp -d -t devoxx-grade.XXXXXX)" # root's alone: the build's output, the key, the guest's archives
 box=""        # where the sandbox's mounts are prepared (see build_submission)
@@ -471,7 +472,7 @@ guest_is_stale() {
 }
 
 main() {
-    local config rc=0
+    local config rc=0 results
     local -a problem=()
     bin=""
     mkdir -p "$cache"
@@ -502,13 +503,18 @@ main() {
     if guest_is_stale; then GUEST=grade "$here/build-guest.sh" >/dev/null; fi
     cat "$cache/grade-base.cpio" "$work/submission.cpio" > "$work/initrd.cpio"
     log "booting the grading guest for $name (steps: $steps)"
-    GRADE_INITRD="$work/initrd.cpio" VM_CONSOLE_LOG="$report/console.log" "$here/run.sh" grade || rc=$?
+    GRADE_INITRD="$work/initrd.cpio" VM_CONSOLE_LOG="$report/console.log" VM_GRADE_LOG="$report/grade.log" \
+        "$here/run.sh" grade || rc=$?
     if [ "$rc" = 124 ]; then problem=(--guest-problem "the guest hung (VM_TIMEOUT=${VM_TIMEOUT:-600}s)")
     elif [ "$rc" != 0 ]; then problem=(--guest-problem "QEMU failed (status $rc)")
     elif ! grep -q '^DEVOXX-GRADE-EXIT' "$report/console.log"; then problem=(--guest-problem "the guest stopped before the grader finished")
     fi
     rc=0
-    "$grader" collect --console "$report/console.log" --out "$report" --name "$name" --steps "$steps" \
+    # The grader's lines are on its own channel; on the console only for a guest without one
+    # (a KERNEL without virtio_console), where a submission can write too (and void them).
+    results="$report/grade.log"
+    grep -q '^DEVOXX-GRADE ' "$results" 2>/dev/null || results="$report/console.log"
+    "$grader" collect --console "$results" --out "$report" --name "$name" --steps "$steps" \
         --secret-file "$work/key/secret" --seconds "$((SECONDS - t_start))" "${problem[@]}" || rc=$?
     [ -f "$report/report.json" ] || give_up "the grader wrote no report (collect status $rc)"
     finished=1

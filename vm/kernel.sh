@@ -18,8 +18,9 @@ cache="${VM_CACHE:-$here/cache}/kernel"
 
 # What the suite needs that distribution kernels build as modules: overlay (container roots),
 # veth + bridge (--network bridge), nftables/iptables NAT (MASQUERADE), loop (a block device the
-# security tests try to reach from a container), tun for good measure.
-WANTED="overlay veth bridge loop tun
+# security tests try to reach from a container), tun for good measure, the virtio serial port the
+# grader reports on (virtio_pci, virtio_console).
+WANTED="overlay veth bridge loop tun virtio_pci virtio_console
   nf_tables nft_chain_nat nft_nat nft_masq nft_ct nft_compat nft_reject_inet nft_fib_inet
   ip_tables iptable_nat iptable_filter xt_MASQUERADE xt_comment xt_conntrack xt_addrtype
   ${VM_EXTRA_MODULES:-}"

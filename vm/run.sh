@@ -3,7 +3,7 @@
 #
 #   test   build the guest, boot it, stream the console, and exit 0 only if the guest's sentinel
 #          line says every test passed and nothing leaked.
-#   bench  the same guest with bash, runc and crun, running tests/bench.sh; prints its `bench:` lines.
+#   bench  the same guest with bash, runc and crun, running scripts/bench.sh; prints its `bench:` lines.
 #   shell  same guest with an interactive shell on the console (/init suite runs the suite);
 #          Ctrl-A X quits QEMU.
 #
@@ -21,6 +21,10 @@ here="$(cd "$(dirname "$0")" && pwd)"
 cache="${VM_CACHE:-$here/cache}"
 mode="${1:-test}"
 console_log="${VM_CONSOLE_LOG:-$cache/console.log}"
+# Grading: the grader's own channel (a virtio serial port, see run_grade in init) and the most of
+# the console a submission may fill.
+grade_log="${VM_GRADE_LOG:-$cache/grade.log}"
+grade_console_max="${VM_GRADE_CONSOLE_MAX:-4194304}"
 qemu="${QEMU:-qemu-system-x86_64}"
 
 log() { echo "vm: $*" >&2; }
@@ -89,6 +93,18 @@ set_qemu_args() {
     QARGS=(-nodefaults -no-user-config -display none -no-reboot
         -m "${VM_MEM:-2G}" -smp "${VM_CPUS:-2}" $accel_line
         -kernel "$VM_KERNEL" -initrd "$initrd" -append "$append")
+    if [ "$mode" = grade ]; then
+        # The grader reports on a port of its own: only one process in the guest can hold a
+        # virtio serial port open, and the grader opens it before the submission's first run.
+        QARGS+=(-device virtio-serial-pci,id=vser -chardev "file,id=grade,path=${grade_log//,/,,}"
+            -device virtserialport,bus=vser.0,chardev=grade,name=devoxx.grade)
+    fi
+}
+
+# Keep the first $1 bytes of stdin in $2 (a note when cut), read the rest away: a guest that
+# prints without end never fills the disk.
+capped() {
+    { head -c "$1"; [ -z "$(head -c1)" ] || printf '\ndevoxx-vm-host: console cut at %s bytes\n' "$1"; cat >/dev/null; } > "$2"
 }
 
 # Seconds (two decimals) elapsed since the `date +%s.%N` stamp $1.
@@ -184,7 +200,13 @@ report() {
 start_qemu() {
     : > "$console_log"
     t_start="$(date +%s.%N)"
-    timeout -k 5 "$1" "$qemu" "${QARGS[@]}" -serial "file:$console_log" -monitor none </dev/null &
+    if [ "$mode" = grade ]; then
+        : > "$grade_log"
+        timeout -k 5 "$1" "$qemu" "${QARGS[@]}" -serial stdio -monitor none </dev/null \
+            > >(capped "$grade_console_max" "$console_log") &
+    else
+        timeout -k 5 "$1" "$qemu" "${QARGS[@]}" -serial "file:$console_log" -monitor none </dev/null &
+    fi
     qpid=$!
     trap 'stop_qemu; exit 130' INT TERM
 }

@@ -1,9 +1,11 @@
 //! Thin CLI of the grader: `check` (in the guest), `collect` (on the host, from the guest's
 //! console), `config` (validate a devoxx-grade.toml), `merge` (a class table from many reports).
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use devoxx_docker::grade::{self, check, config::Config, console, render, report};
 
@@ -51,6 +53,11 @@ enum Command {
         /// Sign the console lines with this secret (read, then deleted before any run).
         #[arg(long)]
         secret_file: Option<PathBuf>,
+        /// Write the signed lines here (the guest's virtio serial port only one process can
+        /// hold open: opened before the first run, nothing a submission runs can write there),
+        /// not on stdout.
+        #[arg(long)]
+        report_to: Option<PathBuf>,
     },
     /// Rebuild the report from a guest's console log and write report.json/.md and junit.xml.
     Collect {
@@ -74,6 +81,15 @@ enum Command {
         /// The secret the guest's lines are signed with.
         #[arg(long)]
         secret_file: Option<PathBuf>,
+    },
+    /// GitHub Classroom's results, one line `<step>=<base64 JSON>` per step from REPORT_DIR's
+    /// report.json (each check a test worth its share of the step's points), for
+    /// `>> "$GITHUB_OUTPUT"`; every step gets its line even when the grading wrote no report.
+    Classroom {
+        report_dir: PathBuf,
+        /// Points per step, `step=N,…` (the steps given are the ones reported).
+        #[arg(long, default_value = grade::classroom::DEFAULT_POINTS)]
+        points: String,
     },
     /// Validate a devoxx-grade.toml.
     Config { file: PathBuf },
@@ -103,7 +119,17 @@ fn main() -> ExitCode {
             scratch,
             disposable_machine,
             secret_file,
+            report_to,
         } => check::ensure_disposable_machine(disposable_machine).and_then(|()| {
+            let mut channel: Box<dyn std::io::Write> = match &report_to {
+                Some(path) => Box::new(
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(path)
+                        .with_context(|| format!("open the report channel {}", path.display()))?,
+                ),
+                None => Box::new(std::io::stdout()),
+            };
             let mut signer = match secret_file {
                 Some(f) => check::Signer::from_secret_file(&f)?,
                 None => check::Signer::new(Vec::new()),
@@ -122,7 +148,10 @@ fn main() -> ExitCode {
                 probe,
                 scratch,
             };
-            let report = check::grade(&job, &mut |e| println!("{}", signer.line(e)))?;
+            let report = check::grade(&job, &mut |e| {
+                let _ = writeln!(channel, "{}", signer.line(e));
+                let _ = channel.flush();
+            })?;
             if let Some(out) = out {
                 render::write_all(&report, &out)?;
             }
@@ -151,6 +180,7 @@ fn main() -> ExitCode {
                 collect(&guest, &out, &name, steps, seconds, error)
             })
         }
+        Command::Classroom { report_dir, points } => classroom(&report_dir, &points),
         Command::Config { file } => Config::load(&file).map(|_| ExitCode::SUCCESS),
         Command::Merge { out, reports } => {
             let paths: Vec<&Path> = reports.iter().map(PathBuf::as_path).collect();
@@ -164,6 +194,32 @@ fn main() -> ExitCode {
         eprintln!("devoxx-docker-grade: {e:#}");
         ExitCode::from(2)
     })
+}
+
+/// Print the Classroom reporter's lines for the grading in `dir`.
+fn classroom(dir: &Path, points: &str) -> anyhow::Result<ExitCode> {
+    use grade::classroom;
+    let points = classroom::parse_points(points).context("--points")?;
+    let path = dir.join("report.json");
+    let report = match std::fs::read(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        read => Some(
+            read.map_err(anyhow::Error::from)
+                .and_then(|b| Ok(serde_json::from_slice::<report::Report>(&b)?))
+                .unwrap_or_else(|e| report::Report {
+                    submission: String::new(),
+                    steps: Default::default(),
+                    extras: Default::default(),
+                    seconds: 0.0,
+                    error: Some(format!("{} is unreadable: {e:#}", path.display())),
+                }),
+        ),
+    };
+    print!(
+        "{}",
+        classroom::output_lines(&classroom::results(report.as_ref(), &points))?
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `bin/devoxx-docker` lives in the submission's directory: run from there.

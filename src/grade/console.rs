@@ -141,13 +141,7 @@ mod tests {
     use crate::grade::report::Status;
 
     fn check(name: &str, status: Status) -> Check {
-        Check {
-            name: name.into(),
-            status,
-            expected: "e".into(),
-            seen: "s".into(),
-            hint: String::new(),
-        }
+        Check::named(name, status)
     }
 
     const KEY: &[u8] = b"per-boot secret";

@@ -90,20 +90,25 @@ pub fn catches_sigusr1(pid: i32) -> bool {
 /// The first process the runtime started on the way to `probe`: the probe's ancestor whose
 /// parent is `runtime` (the probe itself when the runtime started it directly). When the chain
 /// does not lead to the runtime (a double fork), the init of the probe's PID namespace, else
-/// the probe.
-pub fn first_process(probe: i32, runtime: i32) -> i32 {
+/// the probe. `host` is the init of the run's host (its keeper): never the container's.
+pub fn first_process(probe: i32, runtime: i32, host: i32) -> i32 {
     let mut pid = probe;
     for _ in 0..64 {
         match ppid(pid) {
             Some(p) if p == runtime => return pid,
-            Some(p) if p > 1 => pid = p,
+            Some(p) if p > 1 && p != host => pid = p,
             _ => break,
         }
     }
     let ns = ns_inode(&probe.to_string(), "pid");
     all_pids()
         .into_iter()
-        .find(|&p| nspid(p).last() == Some(&1) && ns_inode(&p.to_string(), "pid") == ns && p != 1)
+        .find(|&p| {
+            nspid(p).last() == Some(&1)
+                && ns_inode(&p.to_string(), "pid") == ns
+                && p != 1
+                && p != host
+        })
         .unwrap_or(probe)
 }
 

@@ -2,7 +2,6 @@
 //! it started is killed afterwards — a hanging or forking submission never hangs the grader.
 
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -10,6 +9,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::config::{Config, Volume};
+use super::host::{drop_untrusted_caps, enter};
+pub use super::host::{RunHost, RunNet, UNTRUSTED_CAPS};
 use super::inspect;
 
 /// The submission under grading: its binary, the directory it runs from, its settings.
@@ -34,6 +35,17 @@ pub struct Outcome {
     pub timed_out: bool,
     /// Processes carrying the run's marker still alive after the runtime exited (killed since).
     pub leftovers: usize,
+    /// What the run left on its host (gone with it since).
+    pub host: Box<HostLeft>,
+}
+
+/// What a run left on its host after the runtime exited.
+#[derive(Debug, Clone, Default)]
+pub struct HostLeft {
+    /// Mount points its table gained.
+    pub mounts: Vec<String>,
+    /// Its hostname, when the run changed it.
+    pub renamed: Option<String>,
 }
 
 impl Outcome {
@@ -97,6 +109,8 @@ pub fn tail(text: &str) -> String {
 pub struct Running {
     /// The runtime's own process (the submission's binary as the grader started it).
     pub runtime_pid: i32,
+    /// The host the run sees, kept until the run is over.
+    pub host: RunHost,
     child: Child,
     cgroup: Option<PathBuf>,
     marker: String,
@@ -131,27 +145,34 @@ impl Submission {
             std::ffi::CString::new(c.join("cgroup.procs").into_os_string().into_encoded_bytes())
                 .ok()
         });
-        let netns = net.map(|n| n.fd.as_raw_fd());
-        // SAFETY: between fork and exec only async-signal-safe calls (open, write, close,
-        // setns) on buffers and descriptors prepared before the fork.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-                join_and_unprotect(procs.as_deref());
-                for cap in UNTRUSTED_CAPS {
-                    let index = libc::c_ulong::from(cap.index());
-                    if libc::prctl(libc::PR_CAPBSET_DROP, index, 0, 0, 0) != 0 {
+        let dir = std::ffi::CString::new(self.dir.clone().into_os_string().into_encoded_bytes())
+            .map_err(std::io::Error::other)?;
+        let netns = match net {
+            Some(n) => Some(n.fd.try_clone()?),
+            None => None,
+        };
+        let (host, mut child) = RunHost::spawn_with(netns, move |host| {
+            let (mnt, uts, net) = host.namespaces()?;
+            // SAFETY: between fork and exec only async-signal-safe calls (open, write, close,
+            // prctl, setns, chdir) on buffers and descriptors prepared before the fork.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    join_and_unprotect(procs.as_deref());
+                    drop_untrusted_caps()?;
+                    enter(&mnt, libc::CLONE_NEWNS)?;
+                    enter(&uts, libc::CLONE_NEWUTS)?;
+                    if let Some(fd) = &net {
+                        enter(fd, libc::CLONE_NEWNET)?;
+                    }
+                    // Joining a mount namespace moved us to its root: back to the run's directory.
+                    if libc::chdir(dir.as_ptr()) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
-                }
-                if let Some(fd) = netns {
-                    if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn()?;
+                    Ok(())
+                });
+            }
+            cmd.spawn()
+        })?;
         if let Some(mut input) = child.stdin.take() {
             let data = stdin.unwrap_or_default().to_vec();
             // A runtime that never reads stdin must not block us: write from a thread.
@@ -166,6 +187,7 @@ impl Submission {
         ];
         Ok(Running {
             runtime_pid: child.id() as i32,
+            host,
             child,
             cgroup: self.cgroup.clone(),
             marker: marker.to_owned(),
@@ -195,6 +217,10 @@ impl Submission {
     }
 }
 
+/// What one run's stdout or stderr keeps: the first MiB (a submission that prints without end
+/// costs the grader nothing more; the tail shown in reports says how much was dropped).
+pub const RUN_OUTPUT_MAX: usize = 1 << 20;
+
 fn capture(
     pipe: Option<impl Read + Send + 'static>,
     into: Arc<Mutex<Vec<u8>>>,
@@ -202,12 +228,20 @@ fn capture(
     thread::spawn(move || {
         let Some(mut pipe) = pipe else { return };
         let mut buf = [0u8; 8192];
+        let mut dropped = 0usize;
         while let Ok(n) = pipe.read(&mut buf) {
             if n == 0 {
                 break;
             }
             if let Ok(mut v) = into.lock() {
-                v.extend_from_slice(&buf[..n]);
+                let keep = n.min(RUN_OUTPUT_MAX.saturating_sub(v.len()));
+                v.extend_from_slice(&buf[..keep]);
+                dropped += n - keep;
+            }
+        }
+        if dropped > 0 {
+            if let Ok(mut v) = into.lock() {
+                v.extend_from_slice(format!("\n[{dropped} more bytes not kept]\n").as_bytes());
             }
         }
     })
@@ -259,6 +293,10 @@ impl Running {
             let _ = std::fs::write(c.join("cgroup.kill"), "1");
         }
         let leftovers = kill_all(self.child.id() as i32, &self.marker);
+        let host = Box::new(HostLeft {
+            mounts: self.host.new_mounts(),
+            renamed: self.host.renamed(),
+        });
         // Readers end when the last writer is gone (all killed); never wait past a grace.
         let grace = Instant::now() + Duration::from_secs(2);
         for r in self.readers.drain(..) {
@@ -282,75 +320,9 @@ impl Running {
             stderr: text(&self.stderr),
             timed_out,
             leftovers,
+            host,
         }
     }
-}
-
-/// A network namespace of its own for one run, with `lo` up: the run's "host" network. Links,
-/// addresses, routes and netfilter rules a run adds there (a veth it never deletes, a NAT rule
-/// left by a crash) die with it, so no run inherits another's.
-pub struct RunNet {
-    fd: std::os::fd::OwnedFd,
-    /// Its inode, to tell it from a container's own network namespace.
-    pub inode: u64,
-}
-
-impl RunNet {
-    /// A fresh namespace, made in a thread of its own so the grader's stays as it is.
-    pub fn new() -> std::io::Result<RunNet> {
-        thread::spawn(|| {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
-            set_lo_up()?;
-            let file = std::fs::File::open("/proc/thread-self/ns/net")?;
-            let inode = std::os::unix::fs::MetadataExt::ino(&file.metadata()?);
-            Ok(RunNet {
-                fd: file.into(),
-                inode,
-            })
-        })
-        .join()
-        .unwrap_or_else(|_| Err(std::io::Error::other("netns thread panicked")))
-    }
-
-    /// Run `f` in a thread that has joined this namespace (a socket made there lives there).
-    pub fn within<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> std::io::Result<T> {
-        let fd = self.fd.try_clone()?;
-        thread::spawn(move || {
-            nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET)?;
-            Ok(f())
-        })
-        .join()
-        .unwrap_or_else(|_| Err(std::io::Error::other("netns thread panicked")))
-    }
-}
-
-/// Bring `lo` up in the calling thread's network namespace.
-fn set_lo_up() -> std::io::Result<()> {
-    // SAFETY: socket/ioctl on a zeroed ifreq naming "lo"; the descriptor is closed below.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let mut req: libc::ifreq = std::mem::zeroed();
-        for (i, b) in b"lo".iter().enumerate() {
-            req.ifr_name[i] = *b as libc::c_char;
-        }
-        let mut rc = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req);
-        if rc == 0 {
-            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            rc = libc::ioctl(fd, libc::SIOCSIFFLAGS, &req);
-        }
-        let err = std::io::Error::last_os_error();
-        libc::close(fd);
-        if rc != 0 {
-            return Err(err);
-        }
-    }
-    Ok(())
 }
 
 /// In the forked child: join the grader's run cgroup (pid 0 = self) and give up the grader's
@@ -380,19 +352,6 @@ pub fn protect_grader() {
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
 }
-
-/// Capabilities a submission never needs for the workshop and could use to reach the grader
-/// (its memory, the kernel's, the clock, the machine): dropped from every run's bounding set.
-pub const UNTRUSTED_CAPS: [caps::Capability; 8] = [
-    caps::Capability::CAP_SYS_PTRACE,
-    caps::Capability::CAP_SYS_RAWIO,
-    caps::Capability::CAP_SYS_MODULE,
-    caps::Capability::CAP_BPF,
-    caps::Capability::CAP_PERFMON,
-    caps::Capability::CAP_SYSLOG,
-    caps::Capability::CAP_SYS_BOOT,
-    caps::Capability::CAP_SYS_TIME,
-];
 
 /// Create the cgroup every run starts in, capped at `pids` processes and 1 GiB where the
 /// controllers can be had (each enabled on its own: one that cannot be must not cost the
@@ -555,6 +514,75 @@ mod tests {
             host.is_ok_and(|o| !o.status.success()),
             "not in the grader's namespace"
         );
+        let _ = std::fs::remove_file(&sub.runtime);
+    }
+
+    #[test]
+    fn a_run_cannot_see_or_reach_the_grader_and_what_it_leaves_on_its_host_is_seen_then_gone() {
+        let grader = std::process::id();
+        let point = std::env::temp_dir().join(random_word("grade-host-"));
+        std::fs::create_dir_all(&point).unwrap();
+        let name = random_word("h");
+        let sub = shell(
+            &format!(
+                "echo procs=$(ls /proc | grep -c '^[0-9]*$') pid=$$
+                kill -0 {grader} 2>/dev/null && echo REACHED
+                for f in /proc/kcore /dev/mem; do head -c1 $f >/dev/null 2>&1 && echo READ $f; done
+                mount -t tmpfs leaked {} && hostname {name}",
+                point.display()
+            ),
+            30,
+        );
+        let out = sub.run(&[], &[], None, "nomarker", None);
+        assert!(out.success(), "{out:?}");
+        // The run's PID namespace: its keeper, the shell, ls and grep.
+        let procs: usize = out
+            .stdout
+            .split("procs=")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(usize::MAX);
+        assert!(procs <= 5 && out.stdout.contains("pid=2"), "{out:?}");
+        assert!(
+            !out.stdout.contains("REACHED") && !out.stdout.contains("READ"),
+            "{out:?}"
+        );
+        let point = point.display().to_string();
+        assert_eq!(
+            out.host.mounts,
+            vec![point.clone()],
+            "seen on the run's host"
+        );
+        assert_eq!(out.host.renamed.as_deref(), Some(name.as_str()));
+        assert!(
+            !inspect::mounts("self").iter().any(|(_, p, _)| *p == point),
+            "never in the grader's table"
+        );
+        assert_ne!(super::super::steps::hostname(), name);
+        let _ = std::fs::remove_dir(&point);
+        let _ = std::fs::remove_file(&sub.runtime);
+    }
+
+    #[test]
+    fn a_run_that_prints_without_end_keeps_only_the_first_mib() {
+        let sub = shell("head -c 5000000 /dev/zero | tr '\\0' x; echo end >&2", 60);
+        let out = sub.run(&[], &[], None, "nomarker", None);
+        assert!(out.success(), "{out:?}");
+        assert!(
+            out.stdout.len() < RUN_OUTPUT_MAX + 100,
+            "{}",
+            out.stdout.len()
+        );
+        assert!(
+            out.stdout.ends_with(&format!(
+                "[{} more bytes not kept]\n",
+                5_000_000 - RUN_OUTPUT_MAX
+            )),
+            "{}",
+            &out.stdout[out.stdout.len() - 60..]
+        );
+        assert_eq!(out.stderr, "end\n");
         let _ = std::fs::remove_file(&sub.runtime);
     }
 

@@ -5,8 +5,10 @@
 
 pub mod check;
 pub mod class;
+pub mod classroom;
 pub mod config;
 pub mod console;
+pub mod host;
 pub mod inspect;
 pub mod invoke;
 pub mod render;

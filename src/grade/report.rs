@@ -50,6 +50,20 @@ pub struct Check {
     pub hint: String,
 }
 
+#[cfg(test)]
+impl Check {
+    /// A check for tests, its texts made from its name.
+    pub fn named(name: &str, status: Status) -> Check {
+        Check {
+            name: name.into(),
+            status,
+            expected: format!("{name} expected"),
+            seen: format!("{name} seen"),
+            hint: format!("{name} hint"),
+        }
+    }
+}
+
 /// A workshop step: its checks and the status they add up to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {

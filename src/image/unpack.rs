@@ -9,20 +9,27 @@
 //! Whiteouts (OCI image spec): `.wh.<name>` deletes `<name>` from lower layers, `.wh..wh..opq`
 //! hides every lower child of its directory, wherever they sit in the tar; neither ever removes
 //! what the same layer adds (tracked in [`Layer::added`]).
+//!
+//! An entry's ownership, mode, times and xattrs are read and set in [`meta`]; the primitives
+//! that keep every name, lookup and removal inside the root are in [`contained`].
+
+mod contained;
+mod meta;
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
-use rustix::fs::{
-    self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Timestamps, XattrFlags,
-};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::{Error, Result};
+
+use contained::{bad_layer, clean_path, list_dir, open_dir_in_root, remove_tree_at};
+use meta::{apply_xattrs, chown_fd, timestamps, Meta};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
@@ -67,10 +74,6 @@ pub fn open_root(path: &Path) -> Result<OwnedFd> {
     .map_err(|e| Error::path("open", path, e.into()))
 }
 
-fn bad_layer(why: String) -> Error {
-    Error::Image(format!("invalid layer: {why}"))
-}
-
 /// State of one layer being applied.
 struct Layer<'a> {
     root: BorrowedFd<'a>,
@@ -80,78 +83,6 @@ struct Layer<'a> {
     ancestors_of_added: HashSet<PathBuf>,
     stats: LayerStats,
 }
-
-/// Ownership, mode, time and extended attributes of an entry, from its tar headers.
-struct Meta {
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    mtime: u64,
-    /// `SCHILY.xattr.<name>` PAX records (file capabilities live in `security.capability`).
-    xattrs: Vec<(std::ffi::OsString, Vec<u8>)>,
-}
-
-impl Meta {
-    /// Read and check the entry's metadata: an owner that is not a valid id is an error (it
-    /// would otherwise silently become root).
-    fn of<R: Read>(entry: &mut tar::Entry<'_, R>, rel: &Path) -> Result<Meta> {
-        let bad = |what: &str, e: &dyn std::fmt::Display| {
-            bad_layer(format!("{}: malformed {what}: {e}", rel.display()))
-        };
-        let mut xattrs = Vec::new();
-        let mut pax_owner = Vec::new();
-        if let Some(exts) = entry.pax_extensions().map_err(|e| bad("PAX header", &e))? {
-            for ext in exts {
-                let ext = ext.map_err(|e| bad("PAX record", &e))?;
-                let key = ext.key_bytes();
-                if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                    xattrs.push((
-                        OsStr::from_bytes(name).to_owned(),
-                        ext.value_bytes().to_vec(),
-                    ));
-                } else if key == b"uid" || key == b"gid" {
-                    pax_owner.push((key.to_vec(), ext.value_bytes().to_vec()));
-                }
-            }
-        }
-        // The tar crate folds valid PAX uid/gid into the header and ignores invalid ones.
-        for (key, value) in pax_owner {
-            let key = String::from_utf8_lossy(&key).into_owned();
-            let text = String::from_utf8_lossy(&value).into_owned();
-            id_from(text.parse::<u64>().map_err(|e| bad(&key, &e))).map_err(|e| bad(&key, &e))?;
-        }
-        let header = entry.header();
-        Ok(Meta {
-            mode: header.mode().map_err(|e| bad("mode", &e))? & 0o7777,
-            uid: header_id(&header.as_old().uid, header.uid()).map_err(|e| bad("uid", &e))?,
-            gid: header_id(&header.as_old().gid, header.gid()).map_err(|e| bad("gid", &e))?,
-            mtime: header.mtime().unwrap_or(0),
-            xattrs,
-        })
-    }
-}
-
-/// A header's uid/gid field: an empty one (only NULs or spaces) is 0, as Go's archive/tar
-/// reads it; anything else must parse as a valid id.
-fn header_id(field: &[u8], parsed: io::Result<u64>) -> std::result::Result<u32, String> {
-    if field.iter().all(|&b| b == 0 || b == b' ') {
-        return Ok(0);
-    }
-    id_from(parsed)
-}
-
-/// A tar uid/gid as a Linux id: `u32::MAX` is the kernel's "no id" and anything larger
-/// would be truncated (to root, for 2^32).
-fn id_from<E: std::fmt::Display>(
-    value: std::result::Result<u64, E>,
-) -> std::result::Result<u32, String> {
-    let v = value.map_err(|e| e.to_string())?;
-    u32::try_from(v)
-        .ok()
-        .filter(|&id| id != u32::MAX)
-        .ok_or_else(|| format!("{v} is not a valid id"))
-}
-
 impl<'a> Layer<'a> {
     fn apply_entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
         let raw = entry.path_bytes().into_owned();
@@ -435,28 +366,6 @@ struct Target<'a> {
     rel: &'a Path,
 }
 
-/// An entry name made relative to the root: leading `/` and `.` dropped, `..` refused.
-/// `None` for the root itself.
-fn clean_path(raw: &[u8]) -> Result<Option<PathBuf>> {
-    if raw.contains(&0) {
-        return Err(bad_layer("entry name contains NUL".into()));
-    }
-    let mut out = PathBuf::new();
-    for comp in Path::new(OsStr::from_bytes(raw)).components() {
-        match comp {
-            Component::Normal(c) => out.push(c),
-            Component::RootDir | Component::CurDir => {}
-            Component::ParentDir | Component::Prefix(_) => {
-                return Err(Error::Image(format!(
-                    "hostile layer refused: entry {:?} leaves the rootfs through '..'",
-                    String::from_utf8_lossy(raw)
-                )))
-            }
-        }
-    }
-    Ok((!out.as_os_str().is_empty()).then_some(out))
-}
-
 fn link_name<R: Read>(entry: &tar::Entry<'_, R>, rel: &Path) -> Result<PathBuf> {
     match entry.link_name_bytes() {
         Some(b) if !b.is_empty() => Ok(PathBuf::from(OsStr::from_bytes(&b))),
@@ -466,112 +375,6 @@ fn link_name<R: Read>(entry: &tar::Entry<'_, R>, rel: &Path) -> Result<PathBuf> 
         ))),
     }
 }
-
-/// `openat2(root, rel, O_PATH|O_DIRECTORY, RESOLVE_IN_ROOT)`: the kernel keeps every step,
-/// `..` and symlinks included, inside `root`.
-fn open_dir_in_root(root: BorrowedFd<'_>, rel: &Path) -> rustix::io::Result<OwnedFd> {
-    let path: &Path = if rel.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        rel
-    };
-    let mut tries = 0;
-    loop {
-        match rfs::openat2(
-            root,
-            path,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        ) {
-            Err(Errno::AGAIN) if tries < 16 => tries += 1,
-            other => return other,
-        }
-    }
-}
-
-/// Names in a directory, without `.` and `..`.
-fn list_dir(dir: &OwnedFd) -> rustix::io::Result<Vec<std::ffi::OsString>> {
-    let fd = rfs::openat(
-        dir,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut names = Vec::new();
-    for ent in rfs::Dir::new(fd)? {
-        let ent = ent?;
-        let n = ent.file_name().to_bytes();
-        if n != b"." && n != b".." {
-            names.push(OsStr::from_bytes(n).to_owned());
-        }
-    }
-    Ok(names)
-}
-
-/// Remove `name` in `dir` and everything below it, never following a symlink.
-fn remove_tree_at(dir: BorrowedFd<'_>, name: &OsStr) -> rustix::io::Result<()> {
-    let st = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
-    if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
-        return rfs::unlinkat(dir, name, AtFlags::empty());
-    }
-    let sub = rfs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    for child in list_dir(&sub)? {
-        remove_tree_at(sub.as_fd(), &child)?;
-    }
-    rfs::unlinkat(dir, name, AtFlags::REMOVEDIR)
-}
-
-fn chown_fd(fd: impl AsFd, meta: &Meta) -> rustix::io::Result<()> {
-    match rfs::fchown(
-        fd,
-        Some(rfs::Uid::from_raw(meta.uid)),
-        Some(rfs::Gid::from_raw(meta.gid)),
-    ) {
-        // Not root or an unmapped id: ownership is best effort, as docker's rootless mode.
-        Err(Errno::PERM | Errno::INVAL) => Ok(()),
-        other => other,
-    }
-}
-
-fn timestamps(mtime: u64) -> Timestamps {
-    let t = rfs::Timespec {
-        tv_sec: mtime.min(i64::MAX as u64) as i64,
-        tv_nsec: 0,
-    };
-    Timestamps {
-        last_access: t,
-        last_modification: t,
-    }
-}
-
-/// The entry's `SCHILY.xattr.*` records, set after chown (which clears file capabilities).
-/// overlayfs's own `trusted.overlay.*` attributes would steer the container's overlay mount:
-/// a layer never sets them. A filesystem without extended attributes is not an error (the
-/// attribute is dropped, as docker does); any other failure is.
-fn apply_xattrs(fd: impl AsFd, meta: &Meta, rel: &Path) -> Result<()> {
-    for (name, value) in &meta.xattrs {
-        if name.as_bytes().starts_with(b"trusted.overlay.") {
-            continue;
-        }
-        match rfs::fsetxattr(&fd, name.as_os_str(), value, XattrFlags::empty()) {
-            Ok(()) | Err(Errno::NOTSUP) => {}
-            Err(e) => {
-                return Err(Error::io(
-                    format!("set {} on /{}", name.to_string_lossy(), rel.display()),
-                    e.into(),
-                ))
-            }
-        }
-    }
-    Ok(())
-}
-
 fn fail(what: &str, rel: &Path, e: Errno) -> Error {
     Error::io(format!("{what} /{}", rel.display()), e.into())
 }

@@ -325,8 +325,10 @@ pub fn assert_no_leaks(root: &TestRoot, mounts_before: &str, marker: &str) {
     let left = root.leftover_containers();
     assert!(left.is_empty(), "container state left behind: {left:?}");
 }
+pub mod accounts;
 pub mod cgroup;
 pub mod hub;
+pub mod options;
 pub mod registry;
 pub mod run;
 pub mod volume;

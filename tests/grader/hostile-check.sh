@@ -4,7 +4,9 @@
 # build's scratch copy (this checkout — graded from a copy of it, whose `git status` must stay
 # clean —, the teacher's home, a canary in /root, the submissions' own directories, nothing new in
 # /tmp), no process left, no key readable, nothing reached a listening port of this machine, and
-# the ELF headers naming files outside the library directories refused with one line. Then the
+# the ELF headers naming files outside the library directories refused with one line; a runtime
+# attacking the grader from inside the guest (forged lines, the grader's process, /proc/kcore)
+# reaches nothing and is graded on what the grader saw. Then the
 # gradings that end badly: vm/grade.sh failing on its own, or interrupted (SIGTERM), still writes
 # its report (and the build dies at once), and vm/grade-all.sh gives a grading killed before it
 # could write one a row anyway. The build-time attacks fail their build once tried, so no guest
@@ -18,7 +20,7 @@ out="$(realpath -m "${1:-$repo/target/hostile-check}")"
 [ "$(id -u)" = 0 ] || { echo "hostile-check: run as root (vm/grade.sh needs it)" >&2; exit 2; }
 command -v gcc >/dev/null || { echo "hostile-check: gcc missing (apt-get install gcc)" >&2; exit 2; }
 py="$(command -v python3)" || { echo "hostile-check: python3 missing" >&2; exit 2; }
-for f in target/release/devoxx-docker-grade target/probe/x86_64-unknown-linux-gnu/release/probe; do
+for f in target/release/devoxx-docker-grade target/release/devoxx-docker target/probe/x86_64-unknown-linux-gnu/release/probe; do
     [ -x "$repo/$f" ] || { echo "hostile-check: $f missing: make build probe" >&2; exit 2; }
 done
 
@@ -45,7 +47,7 @@ git -C "$copy" init -q
 git -C "$copy" add -A
 git -C "$copy" -c user.name=hostile-check -c user.email=hostile-check@localhost commit -qm "the grader as the teacher has it"
 mkdir -p "$copy/target/release" "$copy/target/probe/x86_64-unknown-linux-gnu/release"
-cp "$repo/target/release/devoxx-docker-grade" "$copy/target/release/"
+cp "$repo/target/release/devoxx-docker-grade" "$repo/target/release/devoxx-docker" "$copy/target/release/"
 cp "$repo/target/probe/x86_64-unknown-linux-gnu/release/probe" "$copy/target/probe/x86_64-unknown-linux-gnu/release/"
 
 mkdir -p "$home"
@@ -173,6 +175,25 @@ check "needed: nothing copied outside the guest's archive" nothing_copied
 rc="$(grade interp default)"
 check "interp: a program interpreter outside the library directories is refused with one line" \
     eval "[ $rc = 2 ] && count 1 $out/interp-default.log 'refused: the binary.s program interpreter' && has $r/interp-default/report.json '\"error\": *\"refused'"
+
+# A runtime that attacks the grader from inside the guest at every run (it boots the guest): its
+# forged lines, the grader's process and the kernel's memory out of reach; graded on what the
+# grader saw, not on what it printed.
+rc="$(grade runtime default STEPS=process,namespaces)"
+rt="$r/runtime-default"
+check "runtime: the attacks ran in the guest (a forged line on the console)" has "$rt/console.log" 'hostile-runtime: WROTE /dev/console'
+check "runtime: the grader's channel could not be opened, its lines are the grader's alone" \
+    eval "has $rt/console.log 'hostile-runtime: could not write /dev/vport' && ! has $rt/console.log 'hostile-runtime: WROTE /dev/vport' &&
+        has $rt/grade.log '^DEVOXX-GRADE ' && ! has $rt/grade.log $marker"
+check "runtime: the grader's process was out of sight (in /proc and in a proc it mounted), the kernel's memory unreadable" \
+    eval "has $rt/console.log 'hostile-runtime: grader hunt done' && ! has $rt/console.log 'hostile-runtime: FOUND' && ! has $rt/console.log 'hostile-runtime: READ'"
+check "runtime: graded on what the grader saw (process passes, namespaces fails despite the facts it printed; exit 1)" \
+    "$py" -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+s = r["steps"]
+ok = sys.argv[2] == "1" and not r.get("error") and s["process"]["status"] == "pass" and s["namespaces"]["status"] == "fail"
+sys.exit(0 if ok else 1)' "$rt/report.json" "$rc"
 
 # vm/grade.sh failing on its own (here: no busybox to pack the guest's archive) still writes its
 # report, with an error naming the failure.

@@ -62,7 +62,8 @@ fi
 CG=/sys/fs/cgroup/workshop-$$
 mkdir -p "$CG" || die "cannot create $CG"
 if ! fault no-limits; then
-    echo 104857600 > "$CG/memory.max" && echo "50000 100000" > "$CG/cpu.max" || die "cannot write limits"
+    echo 104857600 > "$CG/memory.max" || die "cannot write limits"
+    fault no-cpu-limit || echo "50000 100000" > "$CG/cpu.max" || die "cannot write limits"
 fi
 fault cgroup-not-joined || fault racy-cgroup || echo $$ > "$CG/cgroup.procs"
 

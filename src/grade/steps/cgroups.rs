@@ -24,7 +24,7 @@ pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
         Ok(hold) => hold,
         Err(check) => return vec![check],
     };
-    let placed = settle(ctx, hold.held.pid, hold.held.runtime);
+    let placed = settle(ctx, hold.held.pid, (hold.held.runtime, hold.held.host));
     let cgroup = placed.first.clone();
     let created = ctx.new_cgroups();
     let memory = inspect::effective_limit(&cgroup, "memory.max");
@@ -101,10 +101,10 @@ impl Placement {
 
 /// Wait (up to [`SETTLE`]) until the runtime has placed the first process of the container
 /// holding `probe` in a cgroup of its own, then say where it and the command are.
-fn settle(ctx: &Ctx, probe: i32, runtime: i32) -> Placement {
+fn settle(ctx: &Ctx, probe: i32, (runtime, host): (i32, i32)) -> Placement {
     let deadline = Instant::now() + SETTLE;
     loop {
-        let first_pid = inspect::first_process(probe, runtime);
+        let first_pid = inspect::first_process(probe, runtime, host);
         let read = |pid: i32| {
             let cg = inspect::cgroup_of(pid).unwrap_or_else(|| "/".into());
             if ctx.is_grader_cgroup(&cg) {
@@ -136,7 +136,11 @@ fn gated(ctx: &mut Ctx, work: &[&str]) -> Result<(i32, String, Started), NotStar
         let marker = started.marker.clone();
         return Err((started.running.wait(), marker));
     };
-    let placed = settle(ctx, pid, started.running.runtime_pid);
+    let placed = settle(
+        ctx,
+        pid,
+        (started.running.runtime_pid, started.running.host.pid),
+    );
     let mut note = String::new();
     if placed.escaped() {
         let procs = inspect::cgroup_dir(&placed.first).join("cgroup.procs");

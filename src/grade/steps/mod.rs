@@ -2,10 +2,12 @@
 //! states what the step asks, what the host saw, and a hint that names the workshop step.
 
 mod cgroups;
+mod job;
 mod namespaces;
 mod network;
 mod process;
 mod rootfs;
+mod verdict;
 mod volumes;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,6 +18,8 @@ use super::inspect;
 use super::invoke::{random_word, Outcome, RunNet, Running, Submission};
 use super::report::{Check, Status};
 use super::seed::Image;
+pub use job::Job;
+pub use verdict::{fail, not_attempted, pass, verdict, with_effects};
 
 /// Grade one step by name: its checks, in order.
 pub fn grade_step(name: &str, ctx: &mut Ctx) -> Vec<Check> {
@@ -64,14 +68,13 @@ pub struct Ctx {
     /// Scratch directory on the host side (volumes are created here).
     pub scratch: PathBuf,
     pub host_hostname: String,
-    mount_ids: BTreeSet<u64>,
     cgroups: BTreeSet<String>,
     /// The volume the submission hard-codes (devoxx-grade.toml): its source exists, as it was
     /// at the start, before every run of every step.
     hard_coded: Option<(Volume, BTreeSet<PathBuf>)>,
     /// Mount points under which a leaked mount is a volume's: a fault of the volumes step only.
     volume_points: Vec<PathBuf>,
-    /// Other mounts runs left in the host's table (unmounted since): judged by the namespaces
+    /// Other mounts runs left in the host's table (gone with the run's host): judged by the namespaces
     /// step's own run, reported as an extra wherever they happen.
     pub mount_leaks: BTreeSet<String>,
     /// Has the probe run at all, in any run so far? If never, later failures depend on process.
@@ -84,60 +87,17 @@ pub struct Ctx {
 #[derive(Debug, Default)]
 pub struct SideEffects {
     pub problems: Vec<String>,
-    /// The host's hostname as the run left it, when it changed it (restored since): a
+    /// The host's hostname as the run left it, when it changed it (gone with the run's host): a
     /// namespaces fault, counted there only.
     pub host_renamed: Option<String>,
     /// Cgroups the run created and left behind (removed by the grader since).
     pub cgroups_left: Vec<String>,
-    /// Volume mounts left in the host's table after exit (unmounted since): counted by the
+    /// Volume mounts left in the host's table after exit (gone with the run's host): counted by the
     /// volumes step only.
     pub volume_leaked: Vec<String>,
-    /// Other mounts left in the host's table after exit (unmounted since): counted by the
+    /// Other mounts left in the host's table after exit (gone with the run's host): counted by the
     /// namespaces step only (`mounts-stay-in-container`).
     pub mounts_left: Vec<String>,
-}
-
-/// One run of the probe as the container's command: the job it does (one subcommand and its
-/// arguments per line) and the arguments it is called with (none but in the process step's
-/// `args` check: every other check needs a one-word command).
-pub struct Job<'a> {
-    pub lines: Vec<Vec<String>>,
-    pub args: Vec<String>,
-    pub volumes: &'a [Volume],
-    pub stdin: Option<&'a [u8]>,
-}
-
-impl<'a> Job<'a> {
-    /// A job of these lines, with no argument, volume or stdin.
-    pub fn of(lines: &[&[&str]]) -> Job<'a> {
-        Job {
-            lines: lines
-                .iter()
-                .map(|l| l.iter().map(|w| w.to_string()).collect())
-                .collect(),
-            args: Vec::new(),
-            volumes: &[],
-            stdin: None,
-        }
-    }
-
-    /// With `volumes` passed to the runtime.
-    pub fn volumes(mut self, volumes: &'a [Volume]) -> Job<'a> {
-        self.volumes = volumes;
-        self
-    }
-
-    /// With `data` on the runtime's stdin.
-    pub fn stdin(mut self, data: &'a [u8]) -> Job<'a> {
-        self.stdin = Some(data);
-        self
-    }
-
-    /// With these arguments after the one-word command.
-    pub fn args(mut self, args: &[&str]) -> Job<'a> {
-        self.args = args.iter().map(|a| a.to_string()).collect();
-        self
-    }
 }
 
 /// Why a mount of the container reached the host's table, in the workshop's words.
@@ -160,7 +120,6 @@ impl Ctx {
             image,
             scratch,
             host_hostname: hostname(),
-            mount_ids: BTreeSet::new(),
             cgroups: inspect::all_cgroups(),
             hard_coded,
             volume_points: Vec::new(),
@@ -173,7 +132,6 @@ impl Ctx {
             let _ = ctx.image.add(&target, None, true);
             ctx.add_volume_point(&target);
         }
-        ctx.mount_ids = mount_ids();
         ctx
     }
 
@@ -314,6 +272,7 @@ impl Ctx {
                 held: Held {
                     pid,
                     runtime: started.running.runtime_pid,
+                    host: started.running.host.pid,
                     net: started.net.as_ref().map(|n| n.inode),
                 },
                 started,
@@ -327,8 +286,8 @@ impl Ctx {
         }
     }
 
-    /// What the last run left on the host: mounts (unmounted since), a changed hostname
-    /// (restored since), surviving processes (killed), cgroups (removed).
+    /// What the last run left on its host: mounts and a changed hostname (gone with the run's
+    /// host), surviving processes (killed), cgroups (removed).
     pub fn side_effects(&mut self, outcome: &Outcome, marker: &str) -> SideEffects {
         self.unprepare(marker);
         let mut fx = SideEffects::default();
@@ -338,20 +297,20 @@ impl Ctx {
                 self.sub.config.timeout_s
             ));
         }
-        let leaked = self.leaked_mounts();
-        let (volume, other): (Vec<String>, Vec<String>) = leaked.iter().cloned().partition(|p| {
-            self.volume_points
-                .iter()
-                .any(|v| Path::new(p).starts_with(v))
-        });
-        self.unmount(&leaked);
+        // The run's host is gone with what it left (its namespaces die with its keeper).
+        let (volume, other): (Vec<String>, Vec<String>) =
+            outcome.host.mounts.iter().cloned().partition(|p| {
+                self.volume_points
+                    .iter()
+                    .any(|v| Path::new(p).starts_with(v))
+            });
         if !other.is_empty() {
             self.mount_leaks.extend(other.iter().cloned());
             self.extra(fail(
                 "no-mount-left-on-host",
                 "no mount of the container is left in the host's mount table after exit",
                 format!(
-                    "left (and unmounted by the grader): {}",
+                    "left: {}",
                     self.mount_leaks
                         .iter()
                         .cloned()
@@ -363,11 +322,7 @@ impl Ctx {
         }
         fx.mounts_left = other;
         fx.volume_leaked = volume;
-        let now = hostname();
-        if now != self.host_hostname {
-            let _ = nix::unistd::sethostname(&self.host_hostname);
-            fx.host_renamed = Some(now);
-        }
+        fx.host_renamed = outcome.host.renamed.clone();
         if outcome.leftovers > 0 {
             fx.problems.push(format!(
                 "{} container process(es) were still running after the runtime exited: wait for the command before exiting",
@@ -376,23 +331,6 @@ impl Ctx {
         }
         fx.cgroups_left = self.remove_new_cgroups();
         fx
-    }
-
-    /// Mount points the host's table gained since the baseline.
-    pub fn leaked_mounts(&self) -> Vec<String> {
-        inspect::mounts("self")
-            .into_iter()
-            .filter(|(id, _, _)| !self.mount_ids.contains(id))
-            .map(|(_, p, _)| p)
-            .collect()
-    }
-
-    fn unmount(&self, points: &[String]) {
-        let mut points = points.to_vec();
-        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in points {
-            let _ = nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH);
-        }
     }
 
     /// Cgroups created since the baseline.
@@ -451,6 +389,11 @@ pub struct Hold {
 }
 
 impl Hold {
+    /// Mount points the run's host gained so far (the runtime still running).
+    pub fn host_mounts(&self) -> Vec<String> {
+        self.started.running.host.new_mounts()
+    }
+
     /// Release the probe, wait for the runtime, and collect the run's side effects.
     pub fn finish(self, ctx: &mut Ctx) -> (Outcome, SideEffects) {
         super::invoke::release(self.held.pid);
@@ -479,6 +422,8 @@ pub struct Held {
     pub pid: i32,
     /// The runtime the grader started.
     pub runtime: i32,
+    /// The keeper of the run's host (PID 1 of the run's PID namespace).
+    pub host: i32,
     /// The inode of the run's own "host" network namespace.
     pub net: Option<u64>,
 }
@@ -488,62 +433,4 @@ pub fn hostname() -> String {
     nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-fn mount_ids() -> BTreeSet<u64> {
-    inspect::mounts("self")
-        .into_iter()
-        .map(|(id, _, _)| id)
-        .collect()
-}
-
-/// A passing check.
-pub fn pass(name: &str, expected: &str, seen: impl Into<String>) -> Check {
-    check(name, Status::Pass, expected, seen, "")
-}
-
-/// A failing check with its hint.
-pub fn fail(name: &str, expected: &str, seen: impl Into<String>, hint: &str) -> Check {
-    check(name, Status::Fail, expected, seen, hint)
-}
-
-/// A check with no trace of the step having been tried.
-pub fn not_attempted(name: &str, expected: &str, seen: impl Into<String>, hint: &str) -> Check {
-    check(name, Status::NotAttempted, expected, seen, hint)
-}
-
-fn check(name: &str, status: Status, expected: &str, seen: impl Into<String>, hint: &str) -> Check {
-    Check {
-        name: name.into(),
-        status,
-        expected: expected.into(),
-        seen: seen.into(),
-        hint: hint.into(),
-    }
-}
-
-/// `check` as it stands, or failed with the run's side effects when there were any: a run
-/// that leaked mounts, changed the host's hostname or hung fails the check that made it.
-pub fn with_effects(mut check: Check, fx: &SideEffects) -> Check {
-    if fx.problems.is_empty() {
-        return check;
-    }
-    check.status = Status::Fail;
-    check.seen = format!("{}; {}", check.seen, fx.problems.join("; "));
-    // What the run did wrong comes first: it is why the check failed.
-    check.hint = if check.hint.is_empty() {
-        fx.problems.join("; ")
-    } else {
-        format!("{}; {}", fx.problems.join("; "), check.hint)
-    };
-    check
-}
-
-/// Status helper: `pass` if `ok`, else `fail` with `hint`.
-pub fn verdict(ok: bool, name: &str, expected: &str, seen: impl Into<String>, hint: &str) -> Check {
-    if ok {
-        pass(name, expected, seen)
-    } else {
-        fail(name, expected, seen, hint)
-    }
 }

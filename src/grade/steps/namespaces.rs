@@ -18,7 +18,7 @@ pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
     let ns_check = |kind: &str, name: &str, flag: &str| {
         let (inside, host) = (
             inspect::ns_inode(&pid.to_string(), kind),
-            inspect::ns_inode("self", kind),
+            inspect::ns_inode(&hold.held.host.to_string(), kind),
         );
         verdict(
             inside.is_some() && inside != host,
@@ -77,7 +77,7 @@ fn hostname(ctx: &mut Ctx, inside: &str, host_renamed: Option<&str>) -> Check {
         ctx.host_hostname
     );
     if let Some(renamed) = host_renamed {
-        fail("hostname-set-inside", &expected, format!("inside {inside:?}; the HOST's hostname was changed to {renamed:?} (restored by the grader)"), "step 2 (namespaces): sethostname ran in the host's UTS namespace: call it in the child, after CLONE_NEWUTS")
+        fail("hostname-set-inside", &expected, format!("inside {inside:?}; the HOST's hostname was changed to {renamed:?}"), "step 2 (namespaces): sethostname ran in the host's UTS namespace: call it in the child, after CLONE_NEWUTS")
     } else if inside.is_empty() || inside == ctx.host_hostname {
         fail("hostname-set-inside", &expected, format!("inside {inside:?}"), "step 2 (namespaces): in the child (new UTS namespace), call syscall.Sethostname([]byte(\"container\")) before running the command")
     } else {
@@ -124,7 +124,7 @@ fn mounts_stay_in_container(ctx: &mut Ctx, held_left: &[String]) -> Check {
         if left.is_empty() {
             format!("none left ({})", out.describe())
         } else {
-            format!("left (unmounted by the grader): {}", left.join(", "))
+            format!("left: {}", left.join(", "))
         },
         super::MOUNT_LEAK_HINT,
     );

@@ -64,7 +64,7 @@ pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
         &Path::new(&format!("/proc/{pid}/root"))
             .join(inside_path(&host_name).trim_start_matches('/')),
     ) == host_text;
-    let on_host_during = ctx.leaked_mounts();
+    let on_host_during = hold.host_mounts();
     let (out, fx) = hold.finish(ctx);
     let written_after = read(&volume.source.join(&name)) == text;
     let copied = !written_during && written_after;
@@ -158,10 +158,7 @@ pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
         fail(
             "nothing-mounted-after-exit",
             "after exit, nothing of the volume in the host's mount table",
-            format!(
-                "left: {} (unmounted by the grader)",
-                fx.volume_leaked.join(", ")
-            ),
+            format!("left: {}", fx.volume_leaked.join(", ")),
             LEAK_HINT,
         )
     };

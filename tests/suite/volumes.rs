@@ -3,7 +3,7 @@
 //! mount table is byte-for-byte the same, no container state or process remains, the image in
 //! the store is unchanged and the mount points the runtime created are gone with its layer.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt};

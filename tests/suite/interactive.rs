@@ -2,7 +2,7 @@
 //! (openpty; the runtime's stdio is the pty slave and its controlling terminal), as a user at
 //! a keyboard would: type, read the answer, Ctrl-C, exit with a code.
 
-mod common;
+use crate::common;
 
 use std::fs::File;
 use std::os::fd::OwnedFd;

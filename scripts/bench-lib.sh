@@ -1,5 +1,5 @@
-# tests/bench-lib.sh — sourced by tests/bench.sh and tests/bench-pull.sh (bash): one way to time
-# contenders. Needs WORK (a scratch directory).
+# scripts/bench-lib.sh — sourced by scripts/bench.sh and scripts/bench-pull.sh (bash): one way
+# to time contenders. Needs WORK (a scratch directory).
 
 # One timed run of "$@" (stdout discarded, stderr kept in $WORK/last.err), in microseconds;
 # "fail" when it failed.

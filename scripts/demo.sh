@@ -1,7 +1,7 @@
 #!/bin/sh
 # End-to-end demo, no internet needed: start a local registry, build a small busybox image
 # (umoci), push it (skopeo), pull it with devoxx-docker, show the rootfs, run a container.
-# Usage (as root): tests/demo.sh [BIN]   (default bin/devoxx-docker)
+# Usage (as root): scripts/demo.sh [BIN]   (default bin/devoxx-docker)
 # Uses DEVOXX_ROOT if set, else a temp store that is removed at the end.
 set -eu
 

@@ -1,7 +1,7 @@
 //! Workshop step "CLI": help and version, and every kind of bad input ending in exit code 125
 //! with one clear `devoxx-docker:` line on stderr and nothing changed.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! process may still do (mount, mknod a host disk, open one through a volume, create a user
 //! namespace, use the kernel keyring); `--privileged` and the flags flip exactly those.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -1,4 +1,4 @@
-# tests/registry.sh — sourced by tests/demo.sh and tests/bench-pull.sh (POSIX sh): a real
+# scripts/registry.sh — sourced by scripts/demo.sh and scripts/bench-pull.sh (POSIX sh): a real
 # registry (CNCF distribution, Debian's docker-registry) on a free loopback port, storage in a dir.
 #   start_registry DIR   sets REGISTRY_ADDR (127.0.0.1:PORT) and REGISTRY_PID; fails after ~10 s
 #   stop_registry        kills it (its own status, 143, is not the caller's)

@@ -1,7 +1,7 @@
 //! Workshop step "namespaces": UTS (hostname), PID (the command is PID 1 and sees only its own
 //! processes), mount (nothing leaks to the host). Everything through the CLI, as root.
 
-mod common;
+use crate::common;
 
 use common::run::*;
 use common::*;
@@ -73,7 +73,7 @@ fn sethostname_inside_does_not_reach_the_host() {
         guard_own_namespace("uts")
     );
     // Renaming and mounting need CAP_SYS_ADMIN, which containers lack by default (see
-    // tests/security.rs): granted here, isolation must still hold.
+    // tests/suite/security.rs): granted here, isolation must still hold.
     let ran = run(
         &root,
         &[
@@ -240,7 +240,7 @@ fn mounts_made_inside_never_reach_the_host() {
         guard_own_namespace("mnt")
     );
     // Renaming and mounting need CAP_SYS_ADMIN, which containers lack by default (see
-    // tests/security.rs): granted here, isolation must still hold.
+    // tests/suite/security.rs): granted here, isolation must still hold.
     let ran = run(
         &root,
         &[

@@ -1,7 +1,7 @@
 //! `pull`, `images`, `rmi` through the binary, against a real registry on loopback
 //! (tests/common/registry.rs). Every image carries random content.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs;

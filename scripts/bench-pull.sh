@@ -6,7 +6,7 @@
 #   skopeo+umoci    skopeo copy docker://ADDR/bench oci:DIR  &&  umoci unpack  (the same result:
 #                   a verified, unpacked root file system)
 # Prints `bench: pull skopeo+umoci/this = X` and `bench: pull peak-rss-mib = Y` (and `# ` notes).
-# Usage: tests/bench-pull.sh BIN [RUNS] (as root). Env: BUSYBOX, REGISTRY, BENCH_PULL_RUNS,
+# Usage: scripts/bench-pull.sh BIN [RUNS] (as root). Env: BUSYBOX, REGISTRY, BENCH_PULL_RUNS,
 # BENCH_PULL_LAYER_MIB (20).
 set -euo pipefail
 
@@ -23,9 +23,9 @@ for tool in "$REGISTRY" "$GNU_TIME" "$(command -v skopeo || echo skopeo)" "$(com
 done
 
 WORK=$(mktemp -d /tmp/devoxx-bench-pull.XXXXXX)
-# shellcheck source=tests/registry.sh
+# shellcheck source=scripts/registry.sh
 . "$(dirname "$0")/registry.sh"
-# shellcheck source=tests/bench-lib.sh
+# shellcheck source=scripts/bench-lib.sh
 . "$(dirname "$0")/bench-lib.sh"
 trap 'stop_registry; rm -rf "$WORK"' EXIT
 

@@ -4,7 +4,7 @@
 //! naming the host and how to trust a CA, and the store is unchanged; plain HTTP is never a
 //! fallback, except for hosts listed in `DEVOXX_INSECURE_REGISTRIES`.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! host's root), seen through a per-container writable layer, with /proc, a minimal /dev and
 //! the /etc files a process expects; no runtime file descriptor or directory leaks inside.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::fs;

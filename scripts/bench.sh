@@ -7,7 +7,7 @@
 #   floor          unshare --uts --pid --mount --fork --root=ROOTFS /bin/true
 #   runc, crun     `run` of an OCI bundle whose root is the same ROOTFS (when installed)
 # then 50 containers started at once. Prints `bench: <name> = <number>` lines (and `# ` notes).
-# Usage: tests/bench.sh BIN [RUNS] (as root). Env: BUSYBOX, BENCH_RUNS, BENCH_AT_ONCE.
+# Usage: scripts/bench.sh BIN [RUNS] (as root). Env: BUSYBOX, BENCH_RUNS, BENCH_AT_ONCE.
 set -euo pipefail
 
 BIN=$(realpath "${1:?usage: $0 BIN [RUNS]}")
@@ -57,7 +57,7 @@ cat >"$BUNDLE/config.json" <<EOF
 }
 EOF
 
-# shellcheck source=tests/bench-lib.sh
+# shellcheck source=scripts/bench-lib.sh
 . "$(dirname "$0")/bench-lib.sh"
 
 n=0

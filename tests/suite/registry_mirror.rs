@@ -1,9 +1,9 @@
 //! Registry mirrors (`--registry-mirror`, `DEVOXX_REGISTRY_MIRROR`) for Docker Hub references,
 //! against real `docker-registry` processes on loopback: the shared one plays the mirror
 //! (images pushed under `library/…`), others of the test's own play a different registry, an
-//! upstream and a pull-through cache (the teacher's recipe from the README).
+//! upstream and a pull-through cache (the teacher's recipe in docs/usage.md).
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! lookup inside the rootfs), its stdio, its exit code (own code, 128+signal, 126, 127) and the
 //! signals the runtime forwards. Everything through the CLI, as root.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::time::{Duration, Instant};

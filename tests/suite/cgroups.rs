@@ -4,7 +4,7 @@
 //! one is reclaimed by the next run. Every assertion has a v1 (hybrid) and a v2 form; the
 //! v2-only ones skip on a hybrid host and run in the VM (`make vm-test`).
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::process::ExitStatusExt;

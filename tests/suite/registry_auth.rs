@@ -1,7 +1,7 @@
 //! `pull` the way Docker Hub really serves it, offline (tests/common/hub.rs): TLS with a test
 //! CA, a `Bearer` challenge answered by a token server, blob GETs redirected to a CDN host.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;
