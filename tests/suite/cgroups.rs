@@ -745,11 +745,13 @@ fn sub_cgroups_made_inside_the_container_cgroup_are_removed_with_it() {
 /// The runtime's switch that forces clone(2) + a `cgroup.procs` write (kernels without clone3).
 const NO_CLONE3: &str = "DEVOXX_NO_CLONE3";
 
-/// `/bin/sh -c 'cat /proc/self/cgroup; exit CODE'` in a container; `(code, output)`.
+/// `/bin/sh -c 'cat /proc/self/cgroup; exit CODE'` in a container; `(code, output)`. In the
+/// host's cgroup namespace, so the command reads its full cgroup path: in a private one (the
+/// default on v2) it would read `0::/` wherever that namespace had been rooted.
 fn own_cgroup_and_exit(cmd: &mut std::process::Command, image: &str, code: u64) -> Finished {
     let script = format!("cat /proc/self/cgroup; exit {code}");
     let child = cmd
-        .args(["run", image, "/bin/sh", "-c", &script])
+        .args(["run", "--cgroupns", "host", image, "/bin/sh", "-c", &script])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
