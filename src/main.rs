@@ -100,6 +100,12 @@ struct RunArgs {
     /// seccomp=unconfined (no seccomp filter) or no-new-privileges[=true|false].
     #[arg(long = "security-opt")]
     security_opt: Vec<String>,
+    /// Allocate a pseudo-terminal for the container (its /dev/console and /dev/pts/0).
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// Keep stdin attached: with -t, relayed to the container's terminal (raw mode on yours).
+    #[arg(short = 'i', long)]
+    interactive: bool,
     #[command(flatten)]
     mirrors: MirrorArgs,
     /// Image to run.
@@ -130,6 +136,8 @@ impl RunArgs {
                 security_opt: self.security_opt,
             },
             registry_mirrors: self.mirrors.registry_mirror,
+            tty: self.tty,
+            interactive: self.interactive,
         }
     }
 }

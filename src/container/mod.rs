@@ -15,6 +15,7 @@ pub mod rootfs;
 pub mod security;
 pub mod spec;
 pub mod state;
+pub mod tty;
 pub mod volume;
 
 use std::path::Path;
@@ -42,6 +43,7 @@ struct Plan {
     network: NetworkMode,
     stop_timeout: Duration,
     security: Security,
+    tty: Option<tty::TtyMode>,
 }
 
 /// `devoxx-docker run`: returns the container's exit code (128+N on signal N).
@@ -71,6 +73,7 @@ fn plan(paths: &Paths, options: &RunOptions) -> Result<Plan> {
     )?;
     let network = NetworkMode::parse(&options.network)?;
     let security = Security::resolve(&options.security)?;
+    let tty = tty::mode(options.tty, options.interactive)?;
     spec::validate(options)?;
     let volumes = volume::parse_all(&options.volumes, &paths.volumes)?;
     let mut image = image::ensure(
@@ -80,7 +83,10 @@ fn plan(paths: &Paths, options: &RunOptions) -> Result<Plan> {
         &id::is_live,
     )?;
     image.rootfs = absolute(&image.rootfs)?;
-    let term = std::env::var("TERM").ok();
+    // docker's TERM for a pty when the caller has none.
+    let term = std::env::var("TERM")
+        .ok()
+        .or_else(|| tty.map(|_| "xterm".to_owned()));
     let process = spec::resolve(options, &image.config, term.as_deref())?;
     Ok(Plan {
         image,
@@ -90,6 +96,7 @@ fn plan(paths: &Paths, options: &RunOptions) -> Result<Plan> {
         network,
         stop_timeout: Duration::from_secs(options.stop_timeout),
         security,
+        tty,
     })
 }
 
@@ -111,6 +118,7 @@ fn execute(paths: &Paths, plan: &Plan) -> Result<i32> {
     trace::mark("prepared");
     let cgroup = Cgroup::create(&state.id, &plan.limits)?;
     trace::mark("cgroup");
+    let tty = plan.tty.map(tty::Tty::prepare).transpose()?;
     let config = ChildConfig {
         spec: &plan.process,
         layer: &layer,
@@ -118,6 +126,7 @@ fn execute(paths: &Paths, plan: &Plan) -> Result<i32> {
         network: plan.network,
         etc: &etc,
         security: &plan.security,
+        tty: tty.as_ref().map(tty::Tty::child_side),
     };
     let terminal = TerminalGuard::capture();
     let flags = namespaces::clone_flags(plan.network.needs_netns());
@@ -133,12 +142,15 @@ fn execute(paths: &Paths, plan: &Plan) -> Result<i32> {
     trace::mark("placed");
     child.release_and_wait_exec()?;
     trace::mark("execed");
+    // Dropped before `child` on every way out: the host terminal is restored.
+    let relay = tty.map(tty::Tty::attach).transpose()?;
     drop(image_lock);
     // Off the start path: the command already runs; our own state is locked, so kept.
     state::reclaim_stale(paths);
     trace::mark("reclaimed");
     let exit = child.wait(plan.stop_timeout)?;
     trace::mark("exited");
+    drop(relay);
     drop(terminal);
     let code = process::exit_code(exit.status);
     if code == 128 + libc::SIGKILL && !exit.killed_by_runtime && cgroup.oom_killed() {

@@ -57,6 +57,8 @@ pub struct ChildConfig<'a> {
     pub network: NetworkMode,
     pub etc: &'a EtcFiles,
     pub security: &'a Security,
+    /// `-t`: the child's side of the container's terminal (see [`super::tty`]).
+    pub tty: Option<super::tty::ChildTty>,
 }
 
 /// Block the forwarded signals and SIGCHLD (they are consumed synchronously by [`Child::wait`],
@@ -464,6 +466,9 @@ fn set_up_and_exec(
     rootfs::pivot_into(&config.layer.merged)?;
     rootfs::mount_pseudo_filesystems(privileged)?;
     config.etc.provide()?;
+    if let Some(tty) = &config.tty {
+        tty.set_up()?;
+    }
     trace::mark("child-root");
     enter_workdir(&config.spec.workdir)?;
     let program = find_executable(&config.spec.argv[0], &path_of(&config.spec.env))?;

@@ -27,3 +27,4 @@ mod registry_auth;
 mod registry_mirror;
 mod registry_tls;
 mod security;
+mod tty;
