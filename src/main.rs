@@ -115,6 +115,12 @@ struct RunArgs {
     /// Cgroup namespace: private or host (default: private on cgroup v2, host on v1).
     #[arg(long, allow_hyphen_values = true)]
     cgroupns: Option<String>,
+    /// Allocate a pseudo-terminal for the container (its /dev/console and /dev/pts/0).
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// Keep stdin attached: with -t, relayed to the container's terminal (raw mode on yours).
+    #[arg(short = 'i', long)]
+    interactive: bool,
     #[command(flatten)]
     mirrors: MirrorArgs,
     /// Image to run.
@@ -150,6 +156,8 @@ impl RunArgs {
             tmpfs: self.tmpfs,
             ulimits: self.ulimit,
             cgroupns: self.cgroupns,
+            tty: self.tty,
+            interactive: self.interactive,
         }
     }
 }

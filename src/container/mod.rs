@@ -18,6 +18,7 @@ pub mod security;
 pub mod spec;
 pub mod state;
 pub mod tmpfs;
+pub mod tty;
 pub mod user;
 pub mod volume;
 
@@ -50,6 +51,7 @@ struct Plan {
     tmpfs: Vec<tmpfs::Tmpfs>,
     read_only: bool,
     cgroupns: CgroupNs,
+    tty: Option<tty::TtyMode>,
 }
 
 /// `devoxx-docker run`: returns the container's exit code (128+N on signal N).
@@ -79,6 +81,7 @@ fn plan(paths: &Paths, options: &RunOptions) -> Result<Plan> {
     )?;
     let network = NetworkMode::parse(&options.network)?;
     let security = Security::resolve(&options.security)?;
+    let tty = tty::mode(options.tty, options.interactive)?;
     spec::validate(options)?;
     let tmpfs = tmpfs::parse_all(&options.tmpfs, &volume::targets(&options.volumes)?)?;
     let host_is_v2 = matches!(cgroup::layout::host(), cgroup::layout::Layout::V2 { .. });
@@ -91,7 +94,10 @@ fn plan(paths: &Paths, options: &RunOptions) -> Result<Plan> {
         &id::is_live,
     )?;
     image.rootfs = absolute(&image.rootfs)?;
-    let term = std::env::var("TERM").ok();
+    // docker's TERM for a pty when the caller has none.
+    let term = std::env::var("TERM")
+        .ok()
+        .or_else(|| tty.map(|_| "xterm".to_owned()));
     let user_spec = spec::user_spec(options, &image.config)?;
     let user = user::resolve_in_image(user_spec.as_ref(), &image.rootfs)?;
     let process = spec::resolve(options, &image.config, term.as_deref(), user)?;
@@ -106,6 +112,7 @@ fn plan(paths: &Paths, options: &RunOptions) -> Result<Plan> {
         tmpfs,
         read_only: options.read_only,
         cgroupns,
+        tty,
     })
 }
 
@@ -127,6 +134,7 @@ fn execute(paths: &Paths, plan: &Plan) -> Result<i32> {
     trace::mark("prepared");
     let cgroup = Cgroup::create(&state.id, &plan.limits)?;
     trace::mark("cgroup");
+    let tty = plan.tty.map(tty::Tty::prepare).transpose()?;
     let config = ChildConfig {
         spec: &plan.process,
         layer: &layer,
@@ -137,6 +145,7 @@ fn execute(paths: &Paths, plan: &Plan) -> Result<i32> {
         tmpfs: &plan.tmpfs,
         read_only: plan.read_only,
         cgroupns: plan.cgroupns,
+        tty: tty.as_ref().map(tty::Tty::child_side),
     };
     let terminal = TerminalGuard::capture();
     let flags = namespaces::clone_flags(plan.network.needs_netns());
@@ -152,12 +161,15 @@ fn execute(paths: &Paths, plan: &Plan) -> Result<i32> {
     trace::mark("placed");
     child.release_and_wait_exec()?;
     trace::mark("execed");
+    // Dropped before `child` on every way out: the host terminal is restored.
+    let relay = tty.map(tty::Tty::attach).transpose()?;
     drop(image_lock);
     // Off the start path: the command already runs; our own state is locked, so kept.
     state::reclaim_stale(paths);
     trace::mark("reclaimed");
     let exit = child.wait(plan.stop_timeout)?;
     trace::mark("exited");
+    drop(relay);
     drop(terminal);
     let code = process::exit_code(exit.status);
     if code == 128 + libc::SIGKILL && !exit.killed_by_runtime && cgroup.oom_killed() {

@@ -21,6 +21,10 @@ pub struct RunOptions {
     pub network: String,
     pub stop_timeout: u64,
     pub security: super::security::SecurityArgs,
+    /// `-t`: a pty for the container ([`super::tty`]).
+    pub tty: bool,
+    /// `-i`: relay stdin to that pty (without `-t` stdin is shared anyway).
+    pub interactive: bool,
     /// Registry mirrors for Docker Hub images pulled because they are missing.
     pub registry_mirrors: Vec<String>,
     /// `-u USER[:GROUP]` (else the image's `User`, else root).
@@ -244,6 +248,8 @@ mod tests {
             network: "host".into(),
             stop_timeout: 10,
             security: Default::default(),
+            tty: false,
+            interactive: false,
             registry_mirrors: vec![],
             user: None,
             read_only: false,

@@ -31,5 +31,6 @@ mod security;
 mod cgroupns;
 mod no_pivot;
 mod read_only;
+mod tty;
 mod ulimit;
 mod user;

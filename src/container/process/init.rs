@@ -71,6 +71,9 @@ pub(super) fn set_up_and_exec(
     rootfs::pivot_into(&config.layer.merged)?;
     rootfs::mount_pseudo_filesystems(privileged)?;
     config.etc.provide()?;
+    if let Some(tty) = &config.tty {
+        tty.set_up()?;
+    }
     trace::mark("child-root");
     enter_workdir(&config.spec.workdir)?;
     if config.read_only {

@@ -40,6 +40,8 @@ pub struct ChildConfig<'a> {
     pub network: NetworkMode,
     pub etc: &'a EtcFiles,
     pub security: &'a Security,
+    /// `-t`: the child's side of the container's terminal (see [`super::tty`]).
+    pub tty: Option<super::tty::ChildTty>,
     pub tmpfs: &'a [tmpfs::Tmpfs],
     pub read_only: bool,
     pub cgroupns: namespaces::CgroupNs,
