@@ -37,6 +37,7 @@ fi
 
 user=devoxx-runner
 uid=64999
+getent passwd "$uid" >/dev/null && die "uid $uid is taken on this machine: the rehearsed runner needs a free one"
 home="$out/home/$user"
 ws="$out/work"
 rm -rf "$out"
@@ -61,7 +62,9 @@ mount --bind "$out/etc/sudoers.d" /etc/sudoers.d
 # (this machine's, read-only), CARGO_HOME with the proxies and a copy of the registry.
 rustup_home="${RUSTUP_HOME:-$HOME/.rustup}"
 cargo_home="${CARGO_HOME:-$HOME/.cargo}"
-[ -d "$rustup_home/toolchains" ] && [ -d "$cargo_home/bin" ] || die "no rustup toolchain in $rustup_home / $cargo_home"
+if [ ! -d "$rustup_home/toolchains" ] || [ ! -d "$cargo_home/bin" ]; then
+    die "no rustup toolchain in $rustup_home / $cargo_home"
+fi
 mkdir -p "$home/.rustup" "$home/.cargo"
 mount --bind "$rustup_home" "$home/.rustup"
 mount -o remount,bind,ro "$home/.rustup"

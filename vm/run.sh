@@ -96,6 +96,7 @@ set_qemu_args() {
     if [ "$mode" = grade ]; then
         # The grader reports on a port of its own: only one process in the guest can hold a
         # virtio serial port open, and the grader opens it before the submission's first run.
+        # shellcheck disable=SC2054 # QEMU's own comma-separated options, not array elements
         QARGS+=(-device virtio-serial-pci,id=vser -chardev "file,id=grade,path=${grade_log//,/,,}"
             -device virtserialport,bus=vser.0,chardev=grade,name=devoxx.grade)
     fi
