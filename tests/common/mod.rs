@@ -331,6 +331,7 @@ pub mod hub;
 pub mod options;
 pub mod registry;
 pub mod run;
+pub mod terminal;
 pub mod volume;
 
 /// Visible images in a store (entries not starting with a dot).

@@ -5,18 +5,11 @@
 
 use crate::common;
 
-use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::run::*;
+use common::terminal::Terminal;
 use common::*;
-use nix::pty::{openpty, Winsize};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
@@ -27,144 +20,6 @@ fn image(root: &TestRoot) -> (String, String) {
 
 /// Generous: the suite also runs in a slow emulated VM.
 const SCREEN_TIMEOUT: Duration = Duration::from_secs(30);
-
-nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, Winsize);
-
-fn winsize(rows: u16, cols: u16) -> Winsize {
-    Winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    }
-}
-
-/// The runtime on an outer pseudo-terminal, with everything it printed so far.
-struct Terminal {
-    child: Child,
-    master: OwnedFd,
-    keyboard: File,
-    /// The outer terminal's slave, for `stty -a -F` from the host.
-    slave_path: PathBuf,
-    screen: Receiver<Vec<u8>>,
-    transcript: String,
-    /// Where the next `expect` starts looking, so an old answer is never matched twice.
-    seen: usize,
-}
-
-impl Terminal {
-    /// Start `devoxx-docker ARGS` in a new session whose controlling terminal is a fresh pty
-    /// of `rows`×`cols`.
-    fn spawn(root: &TestRoot, args: &[&str], rows: u16, cols: u16) -> Self {
-        let pty = openpty(Some(&winsize(rows, cols)), None).expect("openpty");
-        let slave: OwnedFd = pty.slave;
-        let slave_path = std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd()))
-            .expect("outer slave path");
-        let mut cmd = root.std_cmd();
-        cmd.args(args)
-            .stdin(Stdio::from(slave.try_clone().expect("dup")))
-            .stdout(Stdio::from(slave.try_clone().expect("dup")))
-            .stderr(Stdio::from(slave));
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().expect("spawn runtime on a pty");
-        drop(cmd); // closes our copies of the slave: EIO on the master once the runtime is gone
-        let keyboard = File::from(pty.master.try_clone().expect("dup master"));
-        let screen = read_master(File::from(pty.master.try_clone().expect("dup master")));
-        Terminal {
-            child,
-            master: pty.master,
-            keyboard,
-            slave_path,
-            screen,
-            transcript: String::new(),
-            seen: 0,
-        }
-    }
-
-    fn type_line(&mut self, text: &str) {
-        // In raw mode the outer terminal passes bytes as typed: Enter is a carriage return.
-        type_into(&mut self.keyboard, &format!("{text}\r"));
-    }
-
-    fn type_raw(&mut self, bytes: &str) {
-        type_into(&mut self.keyboard, bytes);
-    }
-
-    /// Resize the outer terminal (the kernel sends SIGWINCH to the runtime, its foreground).
-    fn resize(&self, rows: u16, cols: u16) {
-        // SAFETY: TIOCSWINSZ reads a winsize we own.
-        unsafe { set_winsize(self.master.as_raw_fd(), &winsize(rows, cols)) }.expect("resize");
-    }
-
-    /// The outer terminal's settings as `stty -a` (the host's) prints them.
-    fn stty(&self) -> String {
-        let out = Command::new("stty")
-            .arg("-a")
-            .arg("-F")
-            .arg(&self.slave_path)
-            .output()
-            .expect("run stty");
-        assert!(out.status.success(), "stty -a: {out:?}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Wait until `needle` shows up on the screen after the last match.
-    fn expect(&mut self, needle: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(at) = self.transcript[self.seen..].find(needle) {
-                self.seen += at + needle.len();
-                return;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.screen.recv_timeout(left) {
-                Ok(chunk) => self.transcript.push_str(&String::from_utf8_lossy(&chunk)),
-                Err(_) => panic!("{needle:?} never appeared; screen:\n{}", self.transcript),
-            }
-        }
-    }
-
-    /// Wait (bounded) for the runtime to exit; its exit code.
-    fn wait(&mut self, timeout: Duration) -> i32 {
-        let status = wait_bounded(&mut self.child, timeout)
-            .unwrap_or_else(|| panic!("runtime still running; screen:\n{}", self.transcript));
-        status
-            .code()
-            .unwrap_or_else(|| panic!("runtime died of a signal: {status:?}"))
-    }
-}
-
-impl Drop for Terminal {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            kill_tree(self.child.id() as i32);
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Pump the pty master into a channel until EOF/EIO (the last slave holder exited).
-fn read_master(mut master: File) -> Receiver<Vec<u8>> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        use std::io::Read;
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = master.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
 
 /// `stty -a` says canonical mode with echo and signals: a terminal a shell can use.
 fn assert_cooked(stty: &str) {
@@ -199,7 +54,7 @@ fn tty_gives_the_container_its_own_terminal_on_dev_pts_0() {
     let code = random_in(1..=120);
     let before = before(&root);
 
-    let mut term = Terminal::spawn(&root, &["run", "-it", &img, "/bin/sh"], 24, 100);
+    let mut term = Terminal::spawn(&root, &["run", "-it", &img, "/bin/sh"], 24, 100).raw();
     term.type_line(&format!(
         "echo {tag}$(tty)$(({a}+{b})); [ -t 0 ] && [ -t 1 ] && [ -t 2 ] && [ -c /dev/console ] && echo {tag}-ok-$(({a}*2))"
     ));
@@ -229,7 +84,7 @@ fn stty_size_is_the_outer_terminals_and_follows_its_resizes() {
     };
     let before = before(&root);
 
-    let mut term = Terminal::spawn(&root, &["run", "-it", &img, "/bin/sh"], rows, cols);
+    let mut term = Terminal::spawn(&root, &["run", "-it", &img, "/bin/sh"], rows, cols).raw();
     // The product is computed inside: the echoed typed line can never match it.
     let show = format!("set -- $(stty size); echo {tag}$(($1*1000+$2))");
     term.type_line(&show);
@@ -262,7 +117,7 @@ fn ctrl_c_interrupts_the_foreground_job_inside_not_the_runtime() {
     let code = random_in(1..=120);
     let before = before(&root);
 
-    let mut term = Terminal::spawn(&root, &["run", "-it", &img, "/bin/sh"], 24, 100);
+    let mut term = Terminal::spawn(&root, &["run", "-it", &img, "/bin/sh"], 24, 100).raw();
     term.type_line(&format!(
         "/bin/sh -c 'echo {tag}$(({a}+{b})){tag}; exec /bin/probe sleep 60 {tag}'"
     ));
@@ -311,7 +166,8 @@ fn the_commands_exit_code_passes_through_with_and_without_a_terminal() {
         ],
         24,
         80,
-    );
+    )
+    .raw();
     assert_eq!(term.wait(SCREEN_TIMEOUT), code as i32);
     assert_cooked(&term.stty());
     assert_clean(&root, &before, &[&img]);
@@ -325,7 +181,7 @@ fn outer_terminal_is_cooked_again_after_the_container_is_sigkilled() {
     let tag = marker();
     let before = before(&root);
 
-    let mut term = Terminal::spawn(&root, &["run", "-it", &img, "/bin/sh"], 24, 100);
+    let mut term = Terminal::spawn(&root, &["run", "-it", &img, "/bin/sh"], 24, 100).raw();
     term.type_line(&format!(
         "echo {tag}$((6*7)); exec /bin/probe sleep 600 {tag}"
     ));
@@ -349,7 +205,7 @@ fn a_signal_to_the_runtime_stops_the_container_and_restores_the_terminal() {
     let before = before(&root);
 
     let args = ["run", "-it", "--stop-timeout", "1", &img, "/bin/sh"];
-    let mut term = Terminal::spawn(&root, &args, 24, 100);
+    let mut term = Terminal::spawn(&root, &args, 24, 100).raw();
     term.type_line(&format!(
         "echo {tag}$((6*7)); exec /bin/probe sleep 600 {tag}"
     ));
@@ -357,7 +213,7 @@ fn a_signal_to_the_runtime_stops_the_container_and_restores_the_terminal() {
     container_pid1(&tag);
     assert_raw(&term.stty());
     // A PID 1 without a handler ignores the forwarded SIGTERM: killed after the stop timeout.
-    let runtime = nix::unistd::Pid::from_raw(term.child.id() as i32);
+    let runtime = nix::unistd::Pid::from_raw(term.pid() as i32);
     nix::sys::signal::kill(runtime, Signal::SIGTERM).expect("signal the runtime");
     let exit = term.wait(SCREEN_TIMEOUT);
 
@@ -383,7 +239,8 @@ fn tty_without_interactive_relays_output_but_never_reads_stdin() {
         &["run", "-t", &img, "/bin/sh", "-c", &script],
         24,
         80,
-    );
+    )
+    .raw();
     term.expect(&format!("{tag}-ready"), SCREEN_TIMEOUT);
     // Without -i the outer terminal stays cooked and what is typed is not the container's.
     assert_cooked(&term.stty());
@@ -418,7 +275,7 @@ fn without_tty_stdio_is_the_runtimes_own_as_before() {
         let mut args = vec!["run"];
         args.extend_from_slice(options);
         args.extend([img.as_str(), "/bin/sh", "-c", &on_term]);
-        let mut term = Terminal::spawn(&root, &args, 24, 80);
+        let mut term = Terminal::spawn(&root, &args, 24, 80).raw();
         term.expect(&format!("{tag}{}", a as i64 - b as i64), SCREEN_TIMEOUT);
         assert_eq!(term.wait(SCREEN_TIMEOUT), 0, "screen:\n{}", term.transcript);
     }
