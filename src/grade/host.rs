@@ -68,7 +68,7 @@ pub struct RunHost {
 type HostNamespaces = (
     std::os::fd::OwnedFd,
     std::os::fd::OwnedFd,
-    Option<std::os::fd::OwnedFd>,
+    std::os::fd::OwnedFd,
 );
 
 impl RunHost {
@@ -163,8 +163,7 @@ impl RunHost {
         let open = |kind: &str| -> std::io::Result<std::os::fd::OwnedFd> {
             Ok(std::fs::File::open(format!("/proc/{}/ns/{kind}", self.pid))?.into())
         };
-        let net = open("net")?;
-        Ok((open("mnt")?, open("uts")?, Some(net)))
+        Ok((open("mnt")?, open("uts")?, open("net")?))
     }
 
     /// Inode of the host's namespace `kind` (`pid`, `mnt`, `uts`, `net`).

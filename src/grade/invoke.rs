@@ -161,9 +161,7 @@ impl Submission {
                     drop_untrusted_caps()?;
                     enter(&mnt, libc::CLONE_NEWNS)?;
                     enter(&uts, libc::CLONE_NEWUTS)?;
-                    if let Some(fd) = &net {
-                        enter(fd, libc::CLONE_NEWNET)?;
-                    }
+                    enter(&net, libc::CLONE_NEWNET)?;
                     // Joining a mount namespace moved us to its root: back to the run's directory.
                     if libc::chdir(dir.as_ptr()) != 0 {
                         return Err(std::io::Error::last_os_error());
