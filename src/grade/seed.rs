@@ -39,6 +39,11 @@ const DIRS: [&str; 22] = [
     "var/log",
 ];
 
+/// Where the probe finds its job (in the image, and on the host for a runtime that never
+/// switches root): see tests/probe. Part of the laid-out image, so that a run's job, written
+/// and removed again, leaves the image as it was (nothing to lay out anew before the next run).
+pub const JOB_DIR: &str = ".grade-jobs";
+
 /// Where the image's rootfs lives (the workshop's layout).
 pub fn rootfs_of(store: &Path, image: &str) -> PathBuf {
     store.join(image).join("rootfs")
@@ -50,6 +55,8 @@ pub struct Image {
     pub rootfs: PathBuf,
     busybox: PathBuf,
     probe: PathBuf,
+    /// busybox's applets (`--list-full`), asked once: each reseed lays out the same links.
+    applets: Vec<String>,
     /// Files (`Some(text)`) and directories (`None`) added to the seeded image, by path
     /// relative to the root; `true`: kept for the whole grading (a hard-coded volume's target).
     additions: Vec<(String, Option<String>, bool)>,
@@ -68,6 +75,7 @@ impl Image {
             rootfs: rootfs_of(store, image),
             busybox: busybox.to_path_buf(),
             probe: probe.to_path_buf(),
+            applets: applets(busybox)?,
             additions: Vec::new(),
             baseline: BTreeMap::new(),
         };
@@ -106,7 +114,7 @@ impl Image {
     }
 
     fn reseed(&mut self) -> anyhow::Result<()> {
-        seed(&self.rootfs, &self.busybox, &self.probe)?;
+        seed(&self.rootfs, &self.busybox, &self.probe, &self.applets)?;
         for (rel, text, _) in &self.additions {
             write_addition(&self.rootfs, rel, text.as_deref())?;
         }
@@ -159,12 +167,12 @@ fn stamps(root: &Path) -> BTreeMap<String, Stamp> {
     found
 }
 
-/// Build a fresh rootfs at `rootfs` from `busybox` (static) and `probe`.
-pub fn seed(rootfs: &Path, busybox: &Path, probe: &Path) -> anyhow::Result<()> {
+/// Build a fresh rootfs at `rootfs` from `busybox` (static, with its `applets`) and `probe`.
+fn seed(rootfs: &Path, busybox: &Path, probe: &Path, applets: &[String]) -> anyhow::Result<()> {
     if let Some(image_dir) = rootfs.parent() {
         remove_tree(image_dir)?;
     }
-    for d in DIRS {
+    for d in DIRS.iter().chain([&JOB_DIR]) {
         fs::create_dir_all(rootfs.join(d)).with_context(|| format!("create {d}"))?;
     }
     for d in ["tmp", "var/tmp"] {
@@ -173,19 +181,28 @@ pub fn seed(rootfs: &Path, busybox: &Path, probe: &Path) -> anyhow::Result<()> {
     fs::set_permissions(rootfs.join("root"), fs::Permissions::from_mode(0o700))?;
     fs::copy(busybox, rootfs.join("bin/busybox")).context("copy busybox")?;
     fs::copy(probe, rootfs.join("bin/probe")).context("copy probe")?;
-    link_applets(rootfs, busybox)?;
+    link_applets(rootfs, applets)?;
     write_etc(rootfs)
 }
 
-/// One symlink per applet at the path busybox itself names (`--list-full`), like alpine.
-fn link_applets(rootfs: &Path, busybox: &Path) -> anyhow::Result<()> {
+/// The applets of `busybox`, each at the path it names itself (`--list-full`), like alpine.
+fn applets(busybox: &Path) -> anyhow::Result<Vec<String>> {
     let out = Command::new(busybox)
         .arg("--list-full")
         .output()
         .context("busybox --list-full")?;
-    for rel in String::from_utf8_lossy(&out.stdout).lines() {
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|rel| !rel.is_empty() && !rel.contains(".."))
+        .map(str::to_owned)
+        .collect())
+}
+
+/// One symlink to /bin/busybox per applet.
+fn link_applets(rootfs: &Path, applets: &[String]) -> anyhow::Result<()> {
+    for rel in applets {
         let path = rootfs.join(rel);
-        if rel.is_empty() || rel.contains("..") || path.symlink_metadata().is_ok() {
+        if path.symlink_metadata().is_ok() {
             continue;
         }
         if let Some(parent) = path.parent() {
@@ -300,6 +317,26 @@ mod tests {
             "a step's additions end with it"
         );
         assert!(img.rootfs.join("volume").is_dir(), "kept additions stay");
+    }
+
+    #[test]
+    fn a_runs_job_written_and_removed_again_leaves_nothing_to_lay_out() {
+        let store = tempfile::tempdir().unwrap();
+        let busybox = Path::new("/bin/busybox");
+        let mut img = Image::new(store.path(), "alpine", busybox, busybox).unwrap();
+        let job = img
+            .rootfs
+            .join(JOB_DIR)
+            .join(crate::grade::invoke::random_word("grade-"));
+        fs::create_dir_all(job.parent().unwrap()).unwrap();
+        fs::write(&job, "hold\t-\t120\n").unwrap();
+        fs::write(job.with_extension("ran"), "").unwrap();
+        fs::remove_file(&job).unwrap();
+        fs::remove_file(job.with_extension("ran")).unwrap();
+        assert!(
+            !img.reset().unwrap(),
+            "the job directory belongs to the image"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use super::config::Volume;
 use super::inspect;
 use super::invoke::{random_word, Outcome, RunNet, Running, Submission};
 use super::report::{Check, Status};
-use super::seed::Image;
+use super::seed::{Image, JOB_DIR};
 pub use job::Job;
 pub use verdict::{fail, not_attempted, pass, verdict, with_effects};
 
@@ -102,10 +102,6 @@ pub struct SideEffects {
 
 /// Why a mount of the container reached the host's table, in the workshop's words.
 pub const MOUNT_LEAK_HINT: &str = "step 3 (namespaces and chroot): make / private (syscall.Mount(\"\", \"/\", \"\", MS_REC|MS_PRIVATE, \"\")) in the child before mounting anything (proc, sys, dev), and unmount on every exit path: on a host whose / is shared, the child's mounts otherwise appear on the host";
-
-/// Where the probe finds its job (in the image, and on the host for a runtime that never
-/// switches root): see tests/probe.
-const JOB_DIR: &str = ".grade-jobs";
 
 impl Ctx {
     /// Take the host's baseline.
