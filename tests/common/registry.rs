@@ -355,6 +355,12 @@ pub fn push_image(
     push_image_with_layer_type(repo, tag, layers, config, flavour, None)
 }
 
+/// Push `layers` as the OCI image `repo:tag` with a plain amd64 config (nothing but the layers).
+pub fn push_layers(repo: &str, tag: &str, layers: &[Layer]) -> Pushed {
+    let config = image_config(layers, "amd64", json!({}));
+    push_image(repo, tag, layers, &config, Flavour::Oci)
+}
+
 /// Same as [`push_image`], with every layer announced as `layer_type` (unsupported types).
 pub fn push_image_with_layer_type(
     repo: &str,
