@@ -219,11 +219,25 @@ impl LayerBuilder {
         self
     }
 
-    pub fn dir(mut self, path: &str, mode: u32) -> Self {
-        let mut h = Self::header(tar::EntryType::Directory, mode, 0);
+    pub fn dir(self, path: &str, mode: u32) -> Self {
+        self.without_data(tar::EntryType::Directory, path, mode)
+    }
+
+    /// An entry of `kind` that holds no data (a directory, a fifo).
+    fn without_data(mut self, kind: tar::EntryType, path: &str, mode: u32) -> Self {
+        let mut h = Self::header(kind, mode, 0);
         self.b
             .append_data(&mut h, path, &b""[..])
-            .expect("append dir");
+            .unwrap_or_else(|e| panic!("append {kind:?} {path}: {e}"));
+        self
+    }
+
+    /// A link entry of `kind` (symbolic or hard) from `path` to `target`.
+    fn link(mut self, kind: tar::EntryType, path: &str, target: &str, mode: u32) -> Self {
+        let mut h = Self::header(kind, mode, 0);
+        self.b
+            .append_link(&mut h, path, target)
+            .unwrap_or_else(|e| panic!("append {kind:?} {path}: {e}"));
         self
     }
 
@@ -241,28 +255,16 @@ impl LayerBuilder {
         self
     }
 
-    pub fn symlink(mut self, path: &str, target: &str) -> Self {
-        let mut h = Self::header(tar::EntryType::Symlink, 0o777, 0);
-        self.b
-            .append_link(&mut h, path, target)
-            .expect("append symlink");
-        self
+    pub fn symlink(self, path: &str, target: &str) -> Self {
+        self.link(tar::EntryType::Symlink, path, target, 0o777)
     }
 
-    pub fn hardlink(mut self, path: &str, target: &str) -> Self {
-        let mut h = Self::header(tar::EntryType::Link, 0o644, 0);
-        self.b
-            .append_link(&mut h, path, target)
-            .expect("append hardlink");
-        self
+    pub fn hardlink(self, path: &str, target: &str) -> Self {
+        self.link(tar::EntryType::Link, path, target, 0o644)
     }
 
-    pub fn fifo(mut self, path: &str, mode: u32) -> Self {
-        let mut h = Self::header(tar::EntryType::Fifo, mode, 0);
-        self.b
-            .append_data(&mut h, path, &b""[..])
-            .expect("append fifo");
-        self
+    pub fn fifo(self, path: &str, mode: u32) -> Self {
+        self.without_data(tar::EntryType::Fifo, path, mode)
     }
 
     /// `.wh.<name>` beside `path`: deletes `path` from lower layers.
