@@ -363,6 +363,16 @@ pub fn push_layers(repo: &str, tag: &str, layers: &[Layer]) -> Pushed {
     push_image(repo, tag, layers, &config, Flavour::Oci)
 }
 
+/// What an image's manifest points to: its layers' blobs and its config, with their digests.
+fn image_blobs(layers: &[Layer], config_bytes: &[u8]) -> Vec<(Vec<u8>, String)> {
+    let mut blobs: Vec<(Vec<u8>, String)> = layers
+        .iter()
+        .map(|l| (l.blob.clone(), l.digest.clone()))
+        .collect();
+    blobs.push((config_bytes.to_vec(), sha256(config_bytes)));
+    blobs
+}
+
 /// Same as [`push_image`], with every layer announced as `layer_type` (unsupported types).
 pub fn push_image_with_layer_type(
     repo: &str,
@@ -387,11 +397,7 @@ pub fn push_image_with_layer_type(
         })).collect::<Vec<_>>(),
     });
     let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest json");
-    let mut blobs: Vec<(Vec<u8>, String)> = layers
-        .iter()
-        .map(|l| (l.blob.clone(), l.digest.clone()))
-        .collect();
-    blobs.push((config_bytes.clone(), sha256(&config_bytes)));
+    let blobs = image_blobs(layers, &config_bytes);
     push(repo, tag, blobs, &manifest_bytes, manifest_type);
     Pushed {
         digest: sha256(&manifest_bytes),
@@ -435,11 +441,7 @@ pub fn push_image_to(addr: &str, repo: &str, tag: &str, layers: &[Layer], config
         })).collect::<Vec<_>>(),
     });
     let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest json");
-    let mut blobs: Vec<(Vec<u8>, String)> = layers
-        .iter()
-        .map(|l| (l.blob.clone(), l.digest.clone()))
-        .collect();
-    blobs.push((config_bytes.clone(), sha256(&config_bytes)));
+    let blobs = image_blobs(layers, &config_bytes);
     push_at(addr, repo, tag, blobs, &manifest_bytes, OCI_MANIFEST);
 }
 
