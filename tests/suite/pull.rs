@@ -71,6 +71,12 @@ fn assert_fails_cleanly(assert: assert_cmd::assert::Assert, what: &str) {
     );
 }
 
+/// The file `path` of the image stored at `img` holds `content`.
+fn assert_file(img: &Path, path: &str, content: &str) {
+    let got = fs::read_to_string(img.join("rootfs").join(path));
+    assert_eq!(got.unwrap(), content, "{path} in {}", img.display());
+}
+
 /// `pull REFERENCE` fails as [`assert_fails_cleanly`] wants, mentioning `what`, and stores no
 /// image.
 fn assert_pull_fails_and_stores_nothing(root: &TestRoot, reference: &str, what: &str) {
@@ -240,10 +246,7 @@ fn index_resolves_to_linux_amd64_and_docker_schema2_works() {
     let reference = registry().reference(&repo, "multi");
     root.cmd().args(["pull", &reference]).assert().success();
     let img = image_dir(&root, &reference);
-    assert_eq!(
-        fs::read_to_string(img.join("rootfs/platform")).unwrap(),
-        amd
-    );
+    assert_file(&img, "platform", &amd);
     let meta: serde_json::Value =
         serde_json::from_slice(&fs::read(img.join("image.json")).unwrap()).unwrap();
     assert_eq!(
@@ -265,10 +268,7 @@ fn pinned_digest_pull() {
     root.cmd().args(["pull", &reference]).assert().success();
     let names = stored_images(&root.store());
     assert_eq!(names.len(), 1);
-    assert_eq!(
-        fs::read_to_string(root.store().join(&names[0]).join("rootfs/content")).unwrap(),
-        content
-    );
+    assert_file(&root.store().join(&names[0]), "content", &content);
 }
 
 #[test]
@@ -328,10 +328,7 @@ fn repull_at_same_digest_downloads_nothing() {
         .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
         .unwrap();
     assert_eq!(before, after, "image untouched");
-    assert_eq!(
-        fs::read_to_string(img.join("rootfs/content")).unwrap(),
-        content
-    );
+    assert_file(&img, "content", &content);
 }
 
 #[test]
@@ -348,7 +345,7 @@ fn moved_tag_replaces_the_image_atomically() {
     push_layers(&repo, "t", &l2);
     root.cmd().args(["pull", &reference]).assert().success();
     let img = image_dir(&root, &reference);
-    assert_eq!(fs::read_to_string(img.join("rootfs/v")).unwrap(), v2);
+    assert_file(&img, "v", &v2);
     assert!(!img.join("rootfs/only-v1").exists());
     assert_eq!(stored_images(&root.store()).len(), 1);
     assert!(staging_leftovers(&root.store()).is_empty());
@@ -377,10 +374,7 @@ fn concurrent_pulls_of_one_image_are_safe() {
         assert!(status.success());
     }
     let img = image_dir(&root, &reference);
-    assert_eq!(
-        fs::read_to_string(img.join("rootfs/content")).unwrap(),
-        content
-    );
+    assert_file(&img, "content", &content);
     assert_eq!(stored_images(&root.store()).len(), 1);
     assert!(staging_leftovers(&root.store()).is_empty());
 }
@@ -851,7 +845,7 @@ fn repull_keeps_the_old_tree_until_its_containers_exit() {
     push_layers(&repo, "t", &l2);
     root.cmd().args(["pull", &reference]).assert().success();
     let img = image_dir(&root, &reference);
-    assert_eq!(fs::read_to_string(img.join("rootfs/v")).unwrap(), v2);
+    assert_file(&img, "v", &v2);
     assert_eq!(
         fs::read_to_string(format!("/proc/{pid}/root/v")).expect("read inside"),
         v1,
