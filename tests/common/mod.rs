@@ -347,3 +347,9 @@ pub fn stored_images(store: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// What `images` prints for `root`'s store (it must succeed).
+pub fn images_listing(root: &TestRoot) -> String {
+    let out = root.cmd().arg("images").assert().success();
+    String::from_utf8(out.get_output().stdout.clone()).unwrap()
+}

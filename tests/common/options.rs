@@ -2,19 +2,22 @@
 //! `read_only`, `ulimit`, `cgroupns`, `no_pivot`): the standard test image with extra config
 //! keys, and a run that must be refused before anything is created.
 
-use serde_json::json;
-
-use super::run::run;
+use super::run::{run, run_args, standard_config, Arranged};
 use super::TestRoot;
 
 /// The standard test image (busybox + probe, `PATH=/bin`, `/bin/sh`) with `extra` merged into
 /// its config (`{"User": ...}`); returns its name.
 pub fn image_with(root: &TestRoot, extra: serde_json::Value) -> String {
-    let mut config = json!({"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]});
+    root.install_image(config_with(extra)).0
+}
+
+/// The standard test image's config with `extra` merged into it.
+pub fn config_with(extra: serde_json::Value) -> serde_json::Value {
+    let mut config = standard_config();
     if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
         c.extend(e.clone());
     }
-    root.install_image(config).0
+    config
 }
 
 /// A run that must fail before anything is created: 125, one prefixed line containing `needle`.
@@ -26,4 +29,12 @@ pub fn assert_refused(root: &TestRoot, args: &[&str], needle: &str) {
         "{args:?}: want {needle:?} in {:?}",
         ran.stderr
     );
+}
+
+impl Arranged {
+    /// `run OPTIONS IMAGE /bin/probe echo never` must be refused as [`assert_refused`] says.
+    pub fn assert_refused(&self, options: &[&str], needle: &str) {
+        let args = run_args(options, &self.img, &["/bin/probe", "echo", "never"]);
+        assert_refused(&self.root, &args, needle);
+    }
 }

@@ -219,11 +219,25 @@ impl LayerBuilder {
         self
     }
 
-    pub fn dir(mut self, path: &str, mode: u32) -> Self {
-        let mut h = Self::header(tar::EntryType::Directory, mode, 0);
+    pub fn dir(self, path: &str, mode: u32) -> Self {
+        self.without_data(tar::EntryType::Directory, path, mode)
+    }
+
+    /// An entry of `kind` that holds no data (a directory, a fifo).
+    fn without_data(mut self, kind: tar::EntryType, path: &str, mode: u32) -> Self {
+        let mut h = Self::header(kind, mode, 0);
         self.b
             .append_data(&mut h, path, &b""[..])
-            .expect("append dir");
+            .unwrap_or_else(|e| panic!("append {kind:?} {path}: {e}"));
+        self
+    }
+
+    /// A link entry of `kind` (symbolic or hard) from `path` to `target`.
+    fn link(mut self, kind: tar::EntryType, path: &str, target: &str, mode: u32) -> Self {
+        let mut h = Self::header(kind, mode, 0);
+        self.b
+            .append_link(&mut h, path, target)
+            .unwrap_or_else(|e| panic!("append {kind:?} {path}: {e}"));
         self
     }
 
@@ -241,28 +255,16 @@ impl LayerBuilder {
         self
     }
 
-    pub fn symlink(mut self, path: &str, target: &str) -> Self {
-        let mut h = Self::header(tar::EntryType::Symlink, 0o777, 0);
-        self.b
-            .append_link(&mut h, path, target)
-            .expect("append symlink");
-        self
+    pub fn symlink(self, path: &str, target: &str) -> Self {
+        self.link(tar::EntryType::Symlink, path, target, 0o777)
     }
 
-    pub fn hardlink(mut self, path: &str, target: &str) -> Self {
-        let mut h = Self::header(tar::EntryType::Link, 0o644, 0);
-        self.b
-            .append_link(&mut h, path, target)
-            .expect("append hardlink");
-        self
+    pub fn hardlink(self, path: &str, target: &str) -> Self {
+        self.link(tar::EntryType::Link, path, target, 0o644)
     }
 
-    pub fn fifo(mut self, path: &str, mode: u32) -> Self {
-        let mut h = Self::header(tar::EntryType::Fifo, mode, 0);
-        self.b
-            .append_data(&mut h, path, &b""[..])
-            .expect("append fifo");
-        self
+    pub fn fifo(self, path: &str, mode: u32) -> Self {
+        self.without_data(tar::EntryType::Fifo, path, mode)
     }
 
     /// `.wh.<name>` beside `path`: deletes `path` from lower layers.
@@ -355,6 +357,22 @@ pub fn push_image(
     push_image_with_layer_type(repo, tag, layers, config, flavour, None)
 }
 
+/// Push `layers` as the OCI image `repo:tag` with a plain amd64 config (nothing but the layers).
+pub fn push_layers(repo: &str, tag: &str, layers: &[Layer]) -> Pushed {
+    let config = image_config(layers, "amd64", json!({}));
+    push_image(repo, tag, layers, &config, Flavour::Oci)
+}
+
+/// What an image's manifest points to: its layers' blobs and its config, with their digests.
+fn image_blobs(layers: &[Layer], config_bytes: &[u8]) -> Vec<(Vec<u8>, String)> {
+    let mut blobs: Vec<(Vec<u8>, String)> = layers
+        .iter()
+        .map(|l| (l.blob.clone(), l.digest.clone()))
+        .collect();
+    blobs.push((config_bytes.to_vec(), sha256(config_bytes)));
+    blobs
+}
+
 /// Same as [`push_image`], with every layer announced as `layer_type` (unsupported types).
 pub fn push_image_with_layer_type(
     repo: &str,
@@ -379,11 +397,7 @@ pub fn push_image_with_layer_type(
         })).collect::<Vec<_>>(),
     });
     let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest json");
-    let mut blobs: Vec<(Vec<u8>, String)> = layers
-        .iter()
-        .map(|l| (l.blob.clone(), l.digest.clone()))
-        .collect();
-    blobs.push((config_bytes.clone(), sha256(&config_bytes)));
+    let blobs = image_blobs(layers, &config_bytes);
     push(repo, tag, blobs, &manifest_bytes, manifest_type);
     Pushed {
         digest: sha256(&manifest_bytes),
@@ -427,11 +441,7 @@ pub fn push_image_to(addr: &str, repo: &str, tag: &str, layers: &[Layer], config
         })).collect::<Vec<_>>(),
     });
     let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest json");
-    let mut blobs: Vec<(Vec<u8>, String)> = layers
-        .iter()
-        .map(|l| (l.blob.clone(), l.digest.clone()))
-        .collect();
-    blobs.push((config_bytes.clone(), sha256(&config_bytes)));
+    let blobs = image_blobs(layers, &config_bytes);
     push_at(addr, repo, tag, blobs, &manifest_bytes, OCI_MANIFEST);
 }
 

@@ -32,6 +32,15 @@ pub struct Ran {
 }
 
 impl Ran {
+    /// What a finished process printed (code -1 when a signal ended it).
+    pub fn from_output(out: &std::process::Output) -> Ran {
+        Ran {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// Container output lines (stdout), trimmed, for order-insensitive checks.
     pub fn stdout_lines(&self) -> Vec<String> {
         self.stdout.lines().map(|l| l.trim().to_owned()).collect()
@@ -83,6 +92,14 @@ impl Ran {
             lines[0]
         );
         self
+    }
+
+    /// The container's own stderr lines (the runtime's `devoxx-docker:` messages left out).
+    pub fn container_stderr(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| !l.starts_with(PREFIX))
+            .collect()
     }
 
     /// The run succeeded: code 0 and stderr holds nothing but runtime messages.
@@ -456,6 +473,85 @@ pub fn assert_clean(root: &TestRoot, before: &Before, markers: &[&str]) {
         )
         .collect();
     assert!(changed.is_empty(), "image store changed: {changed:?}");
+}
+
+/// The image most run tests use: busybox + probe, PATH set, a shell as default command.
+pub fn standard_config() -> serde_json::Value {
+    serde_json::json!({"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]})
+}
+
+/// The arrange step of most run tests: a fresh root, one image installed from its config, and
+/// what the runs must leave unchanged ([`Before`], taken right after the install).
+pub struct Arranged {
+    pub root: TestRoot,
+    pub img: String,
+    /// The image's random `/marker`.
+    pub mark: String,
+    pub before: Before,
+}
+
+impl Arranged {
+    /// A fresh root holding one image made from `config`.
+    pub fn new(config: serde_json::Value) -> Self {
+        Self::prepared(config, |_, _| {})
+    }
+
+    /// Same as [`Arranged::new`], with `prepare(root, image)` run on the installed image (extra
+    /// files in its rootfs) before what must stay unchanged is taken.
+    pub fn prepared(config: serde_json::Value, prepare: impl FnOnce(&TestRoot, &str)) -> Self {
+        let root = TestRoot::new();
+        let (img, mark) = root.install_image(config);
+        prepare(&root, &img);
+        let before = before(&root);
+        Arranged {
+            root,
+            img,
+            mark,
+            before,
+        }
+    }
+
+    /// A fresh root holding the [`standard_config`] image.
+    pub fn standard() -> Self {
+        Self::new(standard_config())
+    }
+
+    /// `devoxx-docker run OPTIONS... IMAGE COMMAND...`, stdin empty.
+    pub fn run(&self, options: &[&str], command: &[&str]) -> Ran {
+        run(&self.root, &run_args(options, &self.img, command))
+    }
+
+    /// Same as [`Arranged::run`] in the background.
+    pub fn spawn(&self, options: &[&str], command: &[&str]) -> Background {
+        Background::spawn(&self.root, &run_args(options, &self.img, command))
+    }
+
+    /// `run OPTIONS IMAGE sh -c` [`ready_then_sleep`]`(marker)` in the background, once it
+    /// printed `ready`: the runtime, and the container's PID 1 as the host sees it.
+    pub fn spawn_sleeper(&self, options: &[&str], marker: &str) -> (Background, i32) {
+        let script = ready_then_sleep(marker);
+        let mut bg = self.spawn(options, &["/bin/sh", "-c", &script]);
+        bg.wait_for_line("ready", RUN_TIMEOUT);
+        (bg, container_pid1(marker))
+    }
+
+    /// [`assert_clean`] for the image and every one of `markers`.
+    pub fn assert_clean(&self, markers: &[&str]) {
+        let mut all = vec![self.img.as_str()];
+        all.extend_from_slice(markers);
+        assert_clean(&self.root, &self.before, &all);
+    }
+}
+
+/// One run that must succeed on a fresh root: `run OPTIONS IMAGE COMMAND` with the image made
+/// from `config` exits 0 with nothing but runtime messages on stderr, and leaves everything as
+/// it was ([`assert_clean`]).
+pub fn clean_run(config: serde_json::Value, options: &[&str], command: &[&str]) -> Ran {
+    let arranged = Arranged::new(config);
+    let ran = arranged.run(options, command);
+    ran.assert_ok();
+    arranged.assert_clean(&[]);
+    ran
 }
 
 /// Host-side view of the `/` listing of an image in the store (what `ls /` must show inside).

@@ -13,8 +13,12 @@ use std::time::{Duration, Instant};
 
 use nix::pty::{openpty, Winsize};
 
-use super::run::{type_into, wait_bounded};
-use super::{kill_tree, TestRoot};
+use super::run::{run_args, type_into, wait_bounded, Arranged};
+use super::{kill_tree, random_in, TestRoot};
+
+/// How long a terminal test waits for an answer on the screen. Generous: the suite also runs in
+/// a slow emulated VM.
+pub const SCREEN_TIMEOUT: Duration = Duration::from_secs(30);
 
 nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, Winsize);
 
@@ -166,6 +170,50 @@ impl Terminal {
     /// The runtime's pid (to signal it from outside).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Type `exit CODE` to the shell and wait for the run to end: its exit code.
+    pub fn type_exit(&mut self, code: u64) -> i32 {
+        self.type_line(&format!("exit {code}"));
+        self.wait(SCREEN_TIMEOUT)
+    }
+
+    /// Ctrl-C a foreground job of the shell on this terminal: a `sh -c` that prints a sum and
+    /// then sleeps with `tag` on its command line. Only a shell that survived and regained the
+    /// terminal answers next, with the job's status: 130, it died of SIGINT.
+    pub fn interrupt_a_foreground_job(&mut self, tag: &str) {
+        let (a, b) = (random_in(1000..=999_999), random_in(1000..=999_999));
+        self.type_line(&format!(
+            "/bin/sh -c 'echo {tag}$(({a}+{b})){tag}; exec /bin/probe sleep 60 {tag}'"
+        ));
+        self.expect(&format!("{tag}{}{tag}", a + b), SCREEN_TIMEOUT);
+        self.type_raw("\x03");
+        self.type_line(&format!("echo {tag}-$?-$(({a}-{b}))"));
+        self.expect(
+            &format!("{tag}-130-{}", a as i64 - b as i64),
+            SCREEN_TIMEOUT,
+        );
+    }
+
+    /// Have the shell print `{tag}42` (computed, so the echoed typed line cannot match) and then
+    /// `exec` a long sleep carrying `tag`: the container's PID 1 is then the sleeper.
+    pub fn exec_a_sleeper(&mut self, tag: &str) {
+        self.type_line(&format!(
+            "echo {tag}$((6*7)); exec /bin/probe sleep 600 {tag}"
+        ));
+        self.expect(&format!("{tag}42"), SCREEN_TIMEOUT);
+    }
+}
+
+impl Arranged {
+    /// `run OPTIONS IMAGE COMMAND` on a fresh outer terminal of `rows`×`cols`.
+    pub fn terminal(&self, options: &[&str], command: &[&str], rows: u16, cols: u16) -> Terminal {
+        Terminal::spawn(
+            &self.root,
+            &run_args(options, &self.img, command),
+            rows,
+            cols,
+        )
     }
 }
 

@@ -8,30 +8,23 @@ use std::fs;
 use std::time::Duration;
 
 use common::cgroup::{assert_cgroup_gone, is_v2, signal, wait_finished, ContainerCgroup, V2_SKIP};
-use common::options::{assert_refused, image_with};
 use common::run::*;
 use common::*;
 use nix::sys::signal::Signal;
-use serde_json::json;
 
 /// The container's `/proc/self/cgroup` and cgroup namespace link, seen from inside, and the
 /// same for its PID 1 seen from the host while it runs; the cgroup is gone afterwards.
-fn cgroups_inside_and_out(
-    root: &TestRoot,
-    options: &[&str],
-    no_clone3: bool,
-) -> (String, String, String) {
-    let img = image_with(root, json!({}));
+fn cgroups_inside_and_out(options: &[&str], no_clone3: bool) -> (String, String, String) {
+    let arranged = Arranged::standard();
     let mark = marker();
-    let before = before(root);
     let script = format!(
         "cat /proc/self/cgroup; readlink /proc/self/ns/cgroup; echo ready; exec /bin/probe sleep 30 {mark}"
     );
-    let mut cmd = root.std_cmd();
+    let mut cmd = arranged.root.std_cmd();
     cmd.arg("run")
         .args(["--stop-timeout", "1"])
         .args(options)
-        .args([&img, "/bin/sh", "-c", &script]);
+        .args([&arranged.img, "/bin/sh", "-c", &script]);
     if no_clone3 {
         cmd.env("DEVOXX_NO_CLONE3", "1");
     }
@@ -55,7 +48,7 @@ fn cgroups_inside_and_out(
         done.stderr
     );
     assert_cgroup_gone(&cg);
-    assert_clean(root, &before, &[&img, &mark]);
+    arranged.assert_clean(&[&mark]);
     let (cgroups, ns) = done
         .stdout
         .rsplit_once("cgroup:[")
@@ -77,10 +70,8 @@ fn own_cgroupns() -> String {
 #[test]
 fn private_cgroupns_roots_the_container_at_its_own_cgroup_with_either_clone() {
     require_root!();
-    let root = TestRoot::new();
     for no_clone3 in [false, true] {
-        let (inside, ns, outside) =
-            cgroups_inside_and_out(&root, &["--cgroupns", "private"], no_clone3);
+        let (inside, ns, outside) = cgroups_inside_and_out(&["--cgroupns", "private"], no_clone3);
         assert_ne!(ns, own_cgroupns(), "own cgroup namespace");
         let paths: Vec<&str> = inside
             .lines()
@@ -100,8 +91,7 @@ fn private_cgroupns_roots_the_container_at_its_own_cgroup_with_either_clone() {
 #[test]
 fn host_cgroupns_shows_the_hosts_paths() {
     require_root!();
-    let root = TestRoot::new();
-    let (inside, ns, outside) = cgroups_inside_and_out(&root, &["--cgroupns", "host"], false);
+    let (inside, ns, outside) = cgroups_inside_and_out(&["--cgroupns", "host"], false);
     assert_eq!(ns, own_cgroupns(), "the host's cgroup namespace");
     assert_eq!(inside.trim_end(), outside.trim_end());
     assert!(inside.contains("/devoxx-docker/"), "{inside}");
@@ -113,8 +103,7 @@ fn default_cgroupns_is_private_on_cgroup_v2_reading_0_root() {
     if !is_v2() {
         skip!("{V2_SKIP}");
     }
-    let root = TestRoot::new();
-    let (inside, ns, _) = cgroups_inside_and_out(&root, &[], false);
+    let (inside, ns, _) = cgroups_inside_and_out(&[], false);
     assert_eq!(inside, "0::/\n");
     assert_ne!(ns, own_cgroupns());
 }
@@ -122,14 +111,8 @@ fn default_cgroupns_is_private_on_cgroup_v2_reading_0_root() {
 #[test]
 fn bad_cgroupns_is_one_line_and_125() {
     require_root!();
-    let root = TestRoot::new();
-    let img = image_with(&root, json!({}));
-    let before = before(&root);
+    let arranged = Arranged::standard();
     let bad = format!("p{}", marker());
-    assert_refused(
-        &root,
-        &run_args(&["--cgroupns", &bad], &img, &["/bin/probe", "echo"]),
-        "invalid --cgroupns",
-    );
-    assert_clean(&root, &before, &[&img]);
+    arranged.assert_refused(&["--cgroupns", &bad], "invalid --cgroupns");
+    arranged.assert_clean(&[]);
 }

@@ -9,7 +9,7 @@ use crate::common;
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::Duration;
 
 use common::cgroup::{
@@ -234,12 +234,17 @@ fn zero_and_max_mean_no_limit() {
     }
 }
 
+/// A random memory limit (bytes) and an allocation (MiB) well above it.
+fn limit_and_excess() -> (u64, u64) {
+    let limit = random_in(16..=48) * MIB;
+    (limit, limit / MIB + random_in(24..=64))
+}
+
 #[test]
 fn allocating_above_the_limit_is_oom_killed_137_with_one_line() {
     require_cgroups!();
     let (root, image, mounts) = setup();
-    let limit = random_in(16..=48) * MIB;
-    let alloc = limit / MIB + random_in(24..=64);
+    let (limit, alloc) = limit_and_excess();
     let mark = marker();
     // The short sleep lets the test find the cgroup; exec keeps the allocator PID 1.
     let script = format!("/bin/probe sleep 1 {mark}; exec /bin/probe alloc {alloc}");
@@ -271,28 +276,41 @@ fn allocating_above_the_limit_is_oom_killed_137_with_one_line() {
     assert_no_leaks(&root, &mounts, &mark);
 }
 
+/// Start a container (1 s stop timeout) under a random memory limit (returned) whose shell
+/// first runs an allocation well above it as a child, which the kernel OOM-kills, then the shell
+/// text `rest`, where `MARK` stands for `mark` split by empty quotes (so only the process
+/// `rest` execs carries it, not the shell). Its cgroup is found once the allocation is done,
+/// with the OOM kill counted.
+fn after_a_childs_oom(
+    root: &TestRoot,
+    image: &str,
+    mark: &str,
+    rest: &str,
+) -> (Child, ContainerCgroup, u64) {
+    let (limit, alloc) = limit_and_excess();
+    let (head, tail) = mark.split_at(mark.len() / 2);
+    let rest = rest.replace("MARK", &format!("{head}''{tail}"));
+    let script = format!("/bin/probe alloc {alloc}; {rest}");
+    let opts = ["--stop-timeout", "1", "--memory", &limit.to_string()];
+    let child = spawn(root, &opts, image, &["/bin/sh", "-c", &script]);
+    let cg = find_container(mark, FIND).expect("container found after the allocation");
+    assert!(
+        cg.oom_kills() >= 1,
+        "the child was OOM-killed: kernel OOM kill counter of {:?}",
+        cg.dirs()
+    );
+    (child, cg, limit)
+}
+
 #[test]
 fn the_kernel_counts_the_oom_kill_in_the_containers_cgroup() {
     require_cgroups!();
     let (root, image, mounts) = setup();
-    let limit = random_in(16..=48) * MIB;
-    let alloc = limit / MIB + random_in(24..=64);
     let mark = marker();
     // The allocator is a child here, so the container outlives its OOM kill and the test can
     // read the kernel's counters before the cgroup is removed.
-    // The marker is split by empty quotes so only the sleeper, not the shell, carries it.
-    let (head, tail) = mark.split_at(mark.len() / 2);
-    let script = format!(
-        "/bin/probe alloc {alloc}; echo alloc_status=$?; exec /bin/probe trap {head}''{tail}"
-    );
-    let opts = ["--stop-timeout", "1", "--memory", &limit.to_string()];
-    let child = spawn(&root, &opts, &image, &["/bin/sh", "-c", &script]);
-    let cg = find_container(&mark, FIND).expect("container found after the allocation");
-    assert!(
-        cg.oom_kills() >= 1,
-        "kernel OOM kill counter of {:?}",
-        cg.dirs()
-    );
+    let rest = "echo alloc_status=$?; exec /bin/probe trap MARK";
+    let (child, cg, limit) = after_a_childs_oom(&root, &image, &mark, rest);
     let peak = cg.peak_memory();
     assert!(
         peak >= limit / 10 * 9,
@@ -321,19 +339,22 @@ fn the_kernel_counts_the_oom_kill_in_the_containers_cgroup() {
 fn a_stop_timeout_kill_after_a_childs_oom_is_not_reported_as_oom() {
     require_cgroups!();
     let (root, image, mounts) = setup();
-    let limit = random_in(16..=48) * MIB;
-    let alloc = limit / MIB + random_in(24..=64);
     let mark = marker();
-    let (head, tail) = mark.split_at(mark.len() / 2);
     // A child is OOM-killed, PID 1 survives, ignores SIGTERM and is SIGKILLed by the runtime
     // after --stop-timeout: 137, but the memory limit is not what killed the container.
-    let script = format!("/bin/probe alloc {alloc}; exec /bin/probe sleep 30 {head}''{tail}");
-    let opts = ["--stop-timeout", "1", "--memory", &limit.to_string()];
-    let child = spawn(&root, &opts, &image, &["/bin/sh", "-c", &script]);
-    let cg = find_container(&mark, FIND).expect("container found after the allocation");
-    assert!(cg.oom_kills() >= 1, "the child was OOM-killed");
+    let rest = "exec /bin/probe sleep 30 MARK";
+    let (child, cg, _) = after_a_childs_oom(&root, &image, &mark, rest);
     let done = stop_and_check(&root, child, Signal::SIGTERM, &cg, &mounts, &mark);
     assert_eq!(done.status.code(), Some(137), "killed after --stop-timeout");
+}
+
+/// `run --memory LIMITm IMAGE probe alloc ALLOC MARK` (sizes in MiB), to its end.
+fn run_alloc(root: &TestRoot, image: &str, limit: u64, alloc: u64, mark: &str) -> Output {
+    root.cmd()
+        .args(["run", "--memory", &format!("{limit}m"), image])
+        .args(["/bin/probe", "alloc", &alloc.to_string(), mark])
+        .output()
+        .expect("run")
 }
 
 #[test]
@@ -343,20 +364,7 @@ fn allocating_below_the_limit_succeeds() {
     let limit = random_in(64..=128);
     let alloc = random_in(8..=limit / 3);
     let mark = marker();
-    let out = root
-        .cmd()
-        .args([
-            "run",
-            "--memory",
-            &format!("{limit}m"),
-            &image,
-            "/bin/probe",
-            "alloc",
-        ])
-        .arg(alloc.to_string())
-        .arg(&mark)
-        .output()
-        .expect("run");
+    let out = run_alloc(&root, &image, limit, alloc, &mark);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("allocated={alloc}")));
@@ -669,20 +677,7 @@ fn v2_oom_kill_is_counted_up_the_hierarchy() {
     let before = count();
     let limit = random_in(16..=48);
     let mark = marker();
-    let out = root
-        .cmd()
-        .args([
-            "run",
-            "--memory",
-            &format!("{limit}m"),
-            &image,
-            "/bin/probe",
-            "alloc",
-        ])
-        .arg((limit + random_in(24..=64)).to_string())
-        .arg(&mark)
-        .output()
-        .expect("run");
+    let out = run_alloc(&root, &image, limit, limit + random_in(24..=64), &mark);
     assert_eq!(out.status.code(), Some(137));
     assert!(
         count() > before,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::run::*;
 use common::*;
+use rstest::rstest;
 use serde_json::json;
 
 /// The standard test image: busybox + probe, PATH set, a shell as default command.
@@ -15,18 +16,36 @@ fn image(root: &TestRoot) -> (String, String) {
     root.install_image(json!({"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]}))
 }
 
-#[test]
-fn help_lists_every_command() {
+/// `--help` (of the whole CLI or of one command) exits 0, prints nothing on stderr, and names
+/// every one of `words` on stdout.
+#[rstest]
+#[case::help_lists_every_command(&["--help"], &["pull", "run", "images", "rmi"])]
+#[case::run_help_lists_the_contract_options(
+    &["run", "--help"],
+    &[
+        "--hostname",
+        "--memory",
+        "--cpus",
+        "--pids-limit",
+        "--volume",
+        "--env",
+        "--workdir",
+        "--network",
+        "IMAGE",
+    ]
+)]
+#[case::pull_help_describes_the_image_argument(&["pull", "--help"], &["IMAGE"])]
+fn help_names(#[case] args: &[&str], #[case] words: &[&str]) {
     let root = TestRoot::new();
 
-    let ran = run(&root, &["--help"]);
+    let ran = run(&root, args);
 
     ran.assert_code(0);
     assert_eq!(ran.stderr, "");
-    for command in ["pull", "run", "images", "rmi"] {
+    for word in words {
         assert!(
-            ran.stdout.contains(command),
-            "--help lacks {command}: {}",
+            ran.stdout.contains(word),
+            "{args:?} lacks {word}: {}",
             ran.stdout
         );
     }
@@ -50,44 +69,6 @@ fn version_prints_name_and_version() {
     );
 }
 
-#[test]
-fn run_help_lists_the_contract_options() {
-    let root = TestRoot::new();
-
-    let ran = run(&root, &["run", "--help"]);
-
-    ran.assert_code(0);
-    assert_eq!(ran.stderr, "");
-    for option in [
-        "--hostname",
-        "--memory",
-        "--cpus",
-        "--pids-limit",
-        "--volume",
-        "--env",
-        "--workdir",
-        "--network",
-        "IMAGE",
-    ] {
-        assert!(
-            ran.stdout.contains(option),
-            "run --help lacks {option}: {}",
-            ran.stdout
-        );
-    }
-}
-
-#[test]
-fn pull_help_describes_the_image_argument() {
-    let root = TestRoot::new();
-
-    let ran = run(&root, &["pull", "--help"]);
-
-    ran.assert_code(0);
-    assert_eq!(ran.stderr, "");
-    assert!(ran.stdout.contains("IMAGE"), "{}", ran.stdout);
-}
-
 /// A usage error: exit 125, stdout empty, stderr names the offending word.
 fn assert_usage_error(ran: &Ran, offending: &str) {
     ran.assert_code(125);
@@ -99,77 +80,49 @@ fn assert_usage_error(ran: &Ran, offending: &str) {
     );
 }
 
-#[test]
-fn unknown_run_option_exits_125_and_runs_nothing() {
+/// Usage errors exit 125 with nothing on stdout, name the offending word (`WORD` stands for a
+/// random one, `IMAGE` for a stored image) and change nothing.
+#[rstest]
+#[case::unknown_run_option_exits_125_and_runs_nothing(
+    &["run", "--bogus-WORD", "IMAGE", "/bin/probe", "echo", "ran"],
+    "--bogus-WORD"
+)]
+#[case::unknown_subcommand_exits_125(&["frob-WORD"], "frob-WORD")]
+#[case::run_without_an_image_exits_125(&["run"], "IMAGE")]
+#[case::non_numeric_stop_timeout_exits_125(
+    &["run", "--stop-timeout", "WORD", "IMAGE", "/bin/true"],
+    "WORD"
+)]
+fn usage_error(#[case] template: &[&str], #[case] offending: &str) {
     let root = TestRoot::new();
     let (img, _) = image(&root);
-    let option = format!("--bogus-{}", marker());
+    let word = marker();
+    let args: Vec<String> = template
+        .iter()
+        .map(|a| a.replace("WORD", &word).replace("IMAGE", &img))
+        .collect();
+    let offending = offending.replace("WORD", &word);
     let before = before(&root);
 
-    let ran = run(&root, &["run", &option, &img, "/bin/probe", "echo", "ran"]);
+    let ran = run(&root, &args.iter().map(String::as_str).collect::<Vec<_>>());
 
-    assert_usage_error(&ran, &option);
+    assert_usage_error(&ran, &offending);
     assert_clean(&root, &before, &[&img]);
-}
-
-#[test]
-fn unknown_subcommand_exits_125() {
-    let root = TestRoot::new();
-    let word = format!("frob-{}", marker());
-
-    let ran = run(&root, &[&word]);
-
-    assert_usage_error(&ran, &word);
-}
-
-#[test]
-fn run_without_an_image_exits_125() {
-    let root = TestRoot::new();
-
-    let ran = run(&root, &["run"]);
-
-    ran.assert_code(125);
-    assert_eq!(ran.stdout, "");
-    assert!(ran.stderr.contains("IMAGE"), "{}", ran.stderr);
-}
-
-#[test]
-fn non_numeric_stop_timeout_exits_125() {
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
-    let value = marker();
-
-    let ran = run(&root, &["run", "--stop-timeout", &value, &img, "/bin/true"]);
-
-    assert_usage_error(&ran, &value);
 }
 
 #[test]
 fn invalid_hostname_exits_125_with_one_line() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
+    let arranged = Arranged::standard();
     // The kernel caps a UTS hostname at 64 bytes.
     let too_long = "h".repeat(65 + random_in(0..=30) as usize);
     let host = host_hostname();
-    let before = before(&root);
 
-    let ran = run(
-        &root,
-        &[
-            "run",
-            "--hostname",
-            &too_long,
-            &img,
-            "/bin/probe",
-            "echo",
-            "ran",
-        ],
-    );
+    let ran = arranged.run(&["--hostname", &too_long], &["/bin/probe", "echo", "ran"]);
 
     ran.assert_code(125).assert_one_error_line();
     assert_eq!(host_hostname(), host);
-    assert_clean(&root, &before, &[&img]);
+    arranged.assert_clean(&[]);
 }
 
 #[test]
@@ -191,11 +144,7 @@ fn non_root_run_exits_125_with_one_line_naming_root() {
     let Ok(out) = out else {
         skip!("setpriv not available");
     };
-    let ran = Ran {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let ran = Ran::from_output(&out);
 
     ran.assert_code(125).assert_one_error_line();
     assert!(
@@ -249,12 +198,10 @@ fn run_of_an_image_no_registry_serves_exits_125_and_leaves_the_store_as_it_was()
 #[test]
 fn run_of_a_local_only_name_that_is_missing_exits_125_with_a_clear_message() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
+    let arranged = Arranged::standard();
     let name = format!("nosuch-{}", marker());
-    let before = before(&root);
 
-    let ran = run(&root, &["run", &name, "/bin/probe", "echo", "ran"]);
+    let ran = run(&arranged.root, &["run", &name, "/bin/probe", "echo", "ran"]);
 
     ran.assert_code(125).assert_one_error_line();
     assert!(
@@ -262,7 +209,7 @@ fn run_of_a_local_only_name_that_is_missing_exits_125_with_a_clear_message() {
         "the error should name the image: {}",
         ran.stderr
     );
-    assert_clean(&root, &before, &[&img]);
+    arranged.assert_clean(&[]);
 }
 
 #[test]

@@ -4,32 +4,19 @@
 
 use crate::common;
 
-use std::time::Duration;
-
 use common::run::*;
-use common::terminal::Terminal;
+use common::terminal::SCREEN_TIMEOUT;
 use common::*;
-use serde_json::json;
-
-/// The standard test image: busybox + probe, PATH set, a shell as default command.
-fn image(root: &TestRoot) -> (String, String) {
-    root.install_image(json!({"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]}))
-}
-
-/// Generous: the suite also runs in a slow emulated VM.
-const SCREEN_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[test]
 fn shell_on_a_terminal_answers_typed_arithmetic_and_exits_with_its_code() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
+    let arranged = Arranged::standard();
     let (a, b) = (random_in(1000..=999_999), random_in(1000..=999_999));
     let tag = marker();
     let code = random_in(1..=120);
-    let before = before(&root);
 
-    let mut term = Terminal::spawn(&root, &["run", &img, "/bin/sh"], 24, 120);
+    let mut term = arranged.terminal(&[], &["/bin/sh"], 24, 120);
     // The typed line is echoed too, but only the shell can print the computed sum.
     term.type_line(&format!("echo {tag}$(({a}+{b})){tag}"));
     term.expect(&format!("{tag}{}{tag}", a + b), SCREEN_TIMEOUT);
@@ -37,51 +24,35 @@ fn shell_on_a_terminal_answers_typed_arithmetic_and_exits_with_its_code() {
         "[ -t 0 ] && [ -t 1 ] && echo {tag}$((2*{a})){tag}"
     ));
     term.expect(&format!("{tag}{}{tag}", 2 * a), SCREEN_TIMEOUT);
-    term.type_line(&format!("exit {code}"));
-    let exit = term.wait(SCREEN_TIMEOUT);
+    let exit = term.type_exit(code);
 
     assert_eq!(exit, code as i32, "screen:\n{}", term.transcript);
-    assert_clean(&root, &before, &[&img]);
+    arranged.assert_clean(&[]);
 }
 
 #[test]
 fn ctrl_c_interrupts_the_foreground_command_not_the_shell() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
-    let (a, b) = (random_in(1000..=999_999), random_in(1000..=999_999));
+    let arranged = Arranged::standard();
     let tag = marker();
-    let before = before(&root);
 
-    let mut term = Terminal::spawn(&root, &["run", &img, "/bin/sh"], 24, 120);
-    term.type_line(&format!(
-        "/bin/sh -c 'echo {tag}$(({a}+{b})){tag}; exec /bin/probe sleep 60 {tag}'"
-    ));
-    term.expect(&format!("{tag}{}{tag}", a + b), SCREEN_TIMEOUT);
-    term.type_raw("\x03");
+    let mut term = arranged.terminal(&[], &["/bin/sh"], 24, 120);
     // Only a shell that survived and regained the terminal answers: the sleeper died of SIGINT.
-    term.type_line(&format!("echo {tag}-$?-$(({a}-{b}))"));
-    term.expect(
-        &format!("{tag}-130-{}", a as i64 - b as i64),
-        SCREEN_TIMEOUT,
-    );
-    term.type_line("exit 0");
-    let exit = term.wait(SCREEN_TIMEOUT);
+    term.interrupt_a_foreground_job(&tag);
+    let exit = term.type_exit(0);
 
     assert_eq!(exit, 0, "screen:\n{}", term.transcript);
-    assert_clean(&root, &before, &[&img, &tag]);
+    arranged.assert_clean(&[&tag]);
 }
 
 #[test]
 fn shell_exit_status_of_last_command_is_the_runs_exit_code_on_eof() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
+    let arranged = Arranged::standard();
     let code = random_in(1..=120);
     let tag = marker();
-    let before = before(&root);
 
-    let mut term = Terminal::spawn(&root, &["run", &img, "/bin/sh"], 24, 120);
+    let mut term = arranged.terminal(&[], &["/bin/sh"], 24, 120);
     term.type_line(&format!("(exit {code}); echo {tag}$((1+{code}))"));
     term.expect(&format!("{tag}{}", 1 + code), SCREEN_TIMEOUT);
     term.expect("# ", SCREEN_TIMEOUT);
@@ -93,5 +64,5 @@ fn shell_exit_status_of_last_command_is_the_runs_exit_code_on_eof() {
     let exit = term.eof_until_exit(SCREEN_TIMEOUT);
 
     assert_eq!(exit, code as i32, "screen:\n{}", term.transcript);
-    assert_clean(&root, &before, &[&img]);
+    arranged.assert_clean(&[]);
 }

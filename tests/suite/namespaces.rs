@@ -7,12 +7,6 @@ use common::run::*;
 use common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use serde_json::json;
-
-/// The standard test image: busybox + probe, PATH set, a shell as default command.
-fn image(root: &TestRoot) -> (String, String) {
-    root.install_image(json!({"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]}))
-}
 
 /// Shell guard for a test that changes something namespaced: it goes on only when the shell is
 /// provably NOT in the host's `kind` namespace (fails closed when /proc is unreadable), so a broken runtime fails the test instead of changing
@@ -22,101 +16,77 @@ fn guard_own_namespace(kind: &str) -> String {
     format!("{{ ns=$(readlink /proc/self/ns/{kind}) && [ -n \"$ns\" ] && [ \"$ns\" != '{host}' ] || exit 3; }}")
 }
 
+/// Run `script` with CAP_SYS_ADMIN behind [`guard_own_namespace`]`(kind)`: it must succeed and
+/// leave everything clean. Returns its stdout.
+fn with_sys_admin(script: &str, kind: &str) -> String {
+    // Renaming and mounting need CAP_SYS_ADMIN, which containers lack by default (see
+    // tests/suite/security.rs): granted here, isolation must still hold.
+    let guarded = format!("{} && {script}", guard_own_namespace(kind));
+    clean_run(
+        standard_config(),
+        &["--cap-add", "SYS_ADMIN"],
+        &["/bin/sh", "-c", &guarded],
+    )
+    .stdout
+}
+
 #[test]
 fn hostname_inside_is_container_by_default() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
     let host = host_hostname();
-    let before = before(&root);
 
-    let ran = run(&root, &["run", &img, "/bin/probe", "hostname"]);
+    let ran = clean_run(standard_config(), &[], &["/bin/probe", "hostname"]);
 
-    ran.assert_ok();
     assert_eq!(ran.stdout, "container\n");
     assert_eq!(host_hostname(), host, "the host's hostname changed");
-    assert_clean(&root, &before, &[&img]);
 }
 
 #[test]
 fn hostname_option_sets_the_hostname_inside_only() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
     let host = host_hostname();
     let wanted = format!("h-{}", marker());
-    let before = before(&root);
 
-    let ran = run(
-        &root,
-        &["run", "--hostname", &wanted, &img, "/bin/probe", "hostname"],
+    let ran = clean_run(
+        standard_config(),
+        &["--hostname", &wanted],
+        &["/bin/probe", "hostname"],
     );
 
-    ran.assert_ok();
     assert_eq!(ran.stdout.trim_end(), wanted);
     assert_ne!(host, wanted);
     assert_eq!(host_hostname(), host, "the host's hostname changed");
-    assert_clean(&root, &before, &[&img]);
 }
 
 #[test]
 fn sethostname_inside_does_not_reach_the_host() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
     let host = host_hostname();
     let renamed = format!("r-{}", marker());
-    let before = before(&root);
 
-    let script = format!(
-        "{} && hostname {renamed} && /bin/probe hostname",
-        guard_own_namespace("uts")
-    );
-    // Renaming and mounting need CAP_SYS_ADMIN, which containers lack by default (see
-    // tests/suite/security.rs): granted here, isolation must still hold.
-    let ran = run(
-        &root,
-        &[
-            "run",
-            "--cap-add",
-            "SYS_ADMIN",
-            &img,
-            "/bin/sh",
-            "-c",
-            &script,
-        ],
-    );
+    let stdout = with_sys_admin(&format!("hostname {renamed} && /bin/probe hostname"), "uts");
 
-    ran.assert_ok();
-    assert_eq!(ran.stdout.trim_end(), renamed);
+    assert_eq!(stdout.trim_end(), renamed);
     assert_eq!(host_hostname(), host, "renaming inside renamed the host");
-    assert_clean(&root, &before, &[&img]);
 }
 
 #[test]
 fn command_is_pid_1() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
-    let before = before(&root);
 
-    let ran = run(&root, &["run", &img, "/bin/probe", "pid"]);
+    let ran = clean_run(standard_config(), &[], &["/bin/probe", "pid"]);
 
-    ran.assert_ok();
     // ppid 0: PID 1's parent lives outside its namespace.
     assert_eq!(ran.stdout, "pid=1 ppid=0\n");
-    assert_clean(&root, &before, &[&img]);
 }
 
 #[test]
 fn command_sees_only_itself_in_proc() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
-    let before = before(&root);
+    let arranged = Arranged::standard();
 
-    let count = run(&root, &["run", &img, "/bin/probe", "procs"]);
-    let listing = run(&root, &["run", &img, "/bin/probe", "ls", "/proc"]);
+    let count = arranged.run(&[], &["/bin/probe", "procs"]);
+    let listing = arranged.run(&[], &["/bin/probe", "ls", "/proc"]);
 
     count.assert_ok();
     assert_eq!(count.stdout, "1\n", "processes visible to the command");
@@ -127,49 +97,33 @@ fn command_sees_only_itself_in_proc() {
         .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
         .collect();
     assert_eq!(pids, ["1"], "pids in the container's /proc");
-    assert_clean(&root, &before, &[&img]);
+    arranged.assert_clean(&[]);
 }
 
 #[test]
 fn children_of_the_command_are_counted_in_its_namespace() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
     let n = random_in(2..=5);
-    let before = before(&root);
 
     // PID 1 (sh) starts n background sleepers, then a probe that counts: n + sh + probe.
     let script =
         format!("for i in $(seq {n}); do /bin/probe sleep 1 & done; /bin/probe procs; wait");
-    let ran = run(&root, &["run", &img, "/bin/sh", "-c", &script]);
+    let ran = clean_run(standard_config(), &[], &["/bin/sh", "-c", &script]);
 
-    ran.assert_ok();
     assert_eq!(ran.stdout.trim(), (n + 2).to_string());
-    assert_clean(&root, &before, &[&img]);
 }
 
 #[test]
 fn two_containers_at_once_do_not_see_each_other() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
+    let arranged = Arranged::standard();
     let mark = marker();
-    let before = before(&root);
 
-    let script = ready_then_sleep(&mark);
-    let mut first = Background::spawn(&root, &["run", &img, "/bin/sh", "-c", &script]);
-    first.wait_for_line("ready", RUN_TIMEOUT);
-    let second = run(
-        &root,
-        &[
-            "run",
-            &img,
-            "/bin/sh",
-            "-c",
-            "/bin/probe procs; /bin/probe ls /proc",
-        ],
+    let (mut first, first_pid1) = arranged.spawn_sleeper(&[], &mark);
+    let second = arranged.run(
+        &[],
+        &["/bin/sh", "-c", "/bin/probe procs; /bin/probe ls /proc"],
     );
-    let first_pid1 = container_pid1(&mark);
     kill(Pid::from_raw(first_pid1), Signal::SIGKILL).expect("kill first container");
     let first_ran = first.wait(RUN_TIMEOUT);
 
@@ -187,21 +141,16 @@ fn two_containers_at_once_do_not_see_each_other() {
     );
     first_ran.assert_code(137).assert_stderr_only_runtime();
     assert_eq!(first_ran.stdout, "ready\n");
-    assert_clean(&root, &before, &[&img, &mark]);
+    arranged.assert_clean(&[&mark]);
 }
 
 #[test]
 fn container_runs_in_its_own_pid_uts_and_mount_namespaces() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
+    let arranged = Arranged::standard();
     let mark = marker();
-    let before = before(&root);
 
-    let script = ready_then_sleep(&mark);
-    let mut bg = Background::spawn(&root, &["run", &img, "/bin/sh", "-c", &script]);
-    bg.wait_for_line("ready", RUN_TIMEOUT);
-    let pid1 = container_pid1(&mark);
+    let (mut bg, pid1) = arranged.spawn_sleeper(&[], &mark);
     let differs: Vec<(&str, bool)> = ["pid", "uts", "mnt"]
         .into_iter()
         .map(|ns| {
@@ -224,41 +173,20 @@ fn container_runs_in_its_own_pid_uts_and_mount_namespaces() {
         "the runtime process itself left the host's UTS namespace"
     );
     ran.assert_code(137).assert_stderr_only_runtime();
-    assert_clean(&root, &before, &[&img, &mark]);
+    arranged.assert_clean(&[&mark]);
 }
 
 #[test]
 fn mounts_made_inside_never_reach_the_host() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
     let source = format!("src-{}", marker());
-    let before = before(&root);
 
-    let script = format!(
-        "{} && mount -t tmpfs {source} /tmp && grep -c {source} /proc/self/mountinfo",
-        guard_own_namespace("mnt")
-    );
-    // Renaming and mounting need CAP_SYS_ADMIN, which containers lack by default (see
-    // tests/suite/security.rs): granted here, isolation must still hold.
-    let ran = run(
-        &root,
-        &[
-            "run",
-            "--cap-add",
-            "SYS_ADMIN",
-            &img,
-            "/bin/sh",
-            "-c",
-            &script,
-        ],
-    );
+    let script = format!("mount -t tmpfs {source} /tmp && grep -c {source} /proc/self/mountinfo");
+    let stdout = with_sys_admin(&script, "mnt");
 
-    ran.assert_ok();
-    assert_eq!(ran.stdout, "1\n", "the tmpfs was mounted inside");
+    assert_eq!(stdout, "1\n", "the tmpfs was mounted inside");
     assert!(
         !host_mounts().contains(&source),
         "a mount made inside appeared on the host"
     );
-    assert_clean(&root, &before, &[&img]);
 }

@@ -5,10 +5,8 @@
 
 use crate::common;
 
-use common::options::image_with;
 use common::run::*;
 use common::*;
-use serde_json::json;
 
 /// Shell run under `unshare --mount --propagation private`: a private tmpfs made shared (a new
 /// peer group, so nothing reaches the host), a directory in it bind-mounted onto itself, the
@@ -32,6 +30,18 @@ fn root_view(code: u64) -> String {
     format!("ls /; echo --; cd ../../..; ls; echo --; cut -d' ' -f5 /proc/self/mountinfo | sort; exit {code}")
 }
 
+/// `ran` exited with `code`, took the no-pivot_root path (its start trace says so) and saw
+/// what `reference`, the run with pivot_root, saw.
+fn assert_no_pivot_run(ran: &Ran, code: u64, reference: &Ran, expected_top: &[String]) {
+    ran.assert_code(code as i32);
+    assert!(
+        ran.stderr.contains("trace child-no-pivot "),
+        "pivot_root did not fail: {}",
+        ran.stderr
+    );
+    assert_same_view(ran, reference, expected_top);
+}
+
 fn assert_same_view(ran: &Ran, reference: &Ran, expected_top: &[String]) {
     let view: Vec<&str> = ran.stdout.split("--\n").collect();
     assert_eq!(view.len(), 3, "{ran:?}");
@@ -48,34 +58,22 @@ fn assert_same_view(ran: &Ran, reference: &Ran, expected_top: &[String]) {
 #[test]
 fn without_pivot_root_the_root_is_moved_and_chrooted_with_the_same_isolation() {
     require_root!();
-    let root = TestRoot::new();
-    let img = image_with(&root, json!({}));
-    let expected = image_top_level(&root, &img);
+    let arranged = Arranged::standard();
+    let (root, img) = (&arranged.root, arranged.img.as_str());
+    let expected = image_top_level(root, img);
     let code = random_in(1..=100);
-    let before = before(&root);
     let cmd = ["/bin/sh", "-c", &root_view(code)];
 
-    let reference = run(&root, &run_args(&[], &img, &cmd));
+    let reference = arranged.run(&[], &cmd);
     reference.assert_code(code as i32);
     let forced = root
         .cmd()
         .env("DEVOXX_NO_PIVOT", "1")
         .env("DEVOXX_TRACE_START", "1")
-        .args(run_args(&[], &img, &cmd))
+        .args(run_args(&[], img, &cmd))
         .output()
         .expect("run");
-    let forced = Ran {
-        code: forced.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&forced.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&forced.stderr).into_owned(),
-    };
-    forced.assert_code(code as i32);
-    assert!(
-        forced.stderr.contains("trace child-no-pivot "),
-        "{}",
-        forced.stderr
-    );
-    assert_same_view(&forced, &reference, &expected);
+    assert_no_pivot_run(&Ran::from_output(&forced), code, &reference, &expected);
 
     // The real condition: a runtime whose root cannot be pivoted away.
     let runtime = runtime();
@@ -93,7 +91,7 @@ fn without_pivot_root_the_root_is_moved_and_chrooted_with_the_same_isolation() {
     .map(String::from)
     .to_vec();
     args.extend([&work, &store, &runtime].map(|p| p.display().to_string()));
-    args.extend(run_args(&[], &img, &cmd).iter().map(|s| s.to_string()));
+    args.extend(run_args(&[], img, &cmd).iter().map(|s| s.to_string()));
     let out = std::process::Command::new("unshare")
         .args(&args)
         .env("DEVOXX_ROOT", &store)
@@ -105,17 +103,6 @@ fn without_pivot_root_the_root_is_moved_and_chrooted_with_the_same_isolation() {
         .spawn()
         .expect("unshare (util-linux)");
     let out = output_within(out, RUN_TIMEOUT);
-    let chrooted = Ran {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    chrooted.assert_code(code as i32);
-    assert!(
-        chrooted.stderr.contains("trace child-no-pivot "),
-        "pivot_root did not fail: {}",
-        chrooted.stderr
-    );
-    assert_same_view(&chrooted, &reference, &expected);
-    assert_clean(&root, &before, &[&img]);
+    assert_no_pivot_run(&Ran::from_output(&out), code, &reference, &expected);
+    arranged.assert_clean(&[]);
 }

@@ -14,44 +14,29 @@ use nix::unistd::Pid;
 use rstest::rstest;
 use serde_json::json;
 
-/// The standard test image: busybox + probe, PATH set, a shell as default command.
-fn image(root: &TestRoot) -> (String, String) {
-    root.install_image(json!({"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]}))
-}
-
 // ---- exit codes -------------------------------------------------------------------------------
 
 #[test]
 fn successful_command_exits_0_with_its_output_on_stdout() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
     let word = marker();
-    let before = before(&root);
 
-    let ran = run(&root, &["run", &img, "/bin/probe", "echo", &word]);
+    let ran = clean_run(standard_config(), &[], &["/bin/probe", "echo", &word]);
 
-    ran.assert_ok();
     assert_eq!(ran.stdout, format!("{word}\n"));
-    assert_clean(&root, &before, &[&img]);
 }
 
 #[test]
 fn exit_code_is_the_commands_own() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
+    let arranged = Arranged::standard();
     let code = random_in(1..=120);
-    let before = before(&root);
 
-    let ran = run(
-        &root,
-        &["run", &img, "/bin/probe", "exit", &code.to_string()],
-    );
+    let ran = arranged.run(&[], &["/bin/probe", "exit", &code.to_string()]);
 
     ran.assert_code(code as i32).assert_stderr_only_runtime();
     assert_eq!(ran.stdout, "");
-    assert_clean(&root, &before, &[&img]);
+    arranged.assert_clean(&[]);
 }
 
 #[rstest]
@@ -61,29 +46,22 @@ fn exit_code_is_the_commands_own() {
 #[case::fpe("fpe", 136)]
 fn death_by_cpu_fault_exits_128_plus_signal(#[case] fault: &str, #[case] code: i32) {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
-    let before = before(&root);
+    let arranged = Arranged::standard();
 
-    let ran = run(&root, &["run", &img, "/bin/probe", "fault", fault]);
+    let ran = arranged.run(&[], &["/bin/probe", "fault", fault]);
 
     ran.assert_code(code).assert_stderr_only_runtime();
     assert_eq!(ran.stdout, "");
-    assert_clean(&root, &before, &[&img]);
+    arranged.assert_clean(&[]);
 }
 
 #[test]
 fn sigkill_to_pid_1_from_the_host_exits_137_and_removes_its_cgroup() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
+    let arranged = Arranged::standard();
     let mark = marker();
-    let before = before(&root);
 
-    let script = ready_then_sleep(&mark);
-    let mut bg = Background::spawn(&root, &["run", &img, "/bin/sh", "-c", &script]);
-    bg.wait_for_line("ready", RUN_TIMEOUT);
-    let pid1 = container_pid1(&mark);
+    let (mut bg, pid1) = arranged.spawn_sleeper(&[], &mark);
     let cgroups = own_cgroup_dirs(pid1);
     kill(Pid::from_raw(pid1), Signal::SIGKILL).expect("kill container");
     let ran = bg.wait(Duration::from_secs(30));
@@ -96,7 +74,7 @@ fn sigkill_to_pid_1_from_the_host_exits_137_and_removes_its_cgroup() {
     );
     let left: Vec<_> = cgroups.iter().filter(|d| d.exists()).collect();
     assert!(left.is_empty(), "cgroup dirs left: {left:?}");
-    assert_clean(&root, &before, &[&img, &mark]);
+    arranged.assert_clean(&[&mark]);
 }
 
 #[rstest]
@@ -104,11 +82,9 @@ fn sigkill_to_pid_1_from_the_host_exits_137_and_removes_its_cgroup() {
 #[case::directory("/bin")]
 fn command_that_is_not_executable_exits_126(#[case] command: &str) {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
-    let before = before(&root);
+    let arranged = Arranged::standard();
 
-    let ran = run(&root, &["run", &img, command]);
+    let ran = arranged.run(&[], &[command]);
 
     ran.assert_code(126).assert_one_error_line();
     assert!(
@@ -116,7 +92,7 @@ fn command_that_is_not_executable_exits_126(#[case] command: &str) {
         "error should name {command}: {}",
         ran.stderr
     );
-    assert_clean(&root, &before, &[&img]);
+    arranged.assert_clean(&[]);
 }
 
 #[rstest]
@@ -124,17 +100,15 @@ fn command_that_is_not_executable_exits_126(#[case] command: &str) {
 #[case::absolute_path(true)]
 fn missing_command_exits_127(#[case] absolute: bool) {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
+    let arranged = Arranged::standard();
     let name = format!("cmd-{}", marker());
     let command = if absolute {
         format!("/bin/{name}")
     } else {
         name.clone()
     };
-    let before = before(&root);
 
-    let ran = run(&root, &["run", &img, &command, "arg"]);
+    let ran = arranged.run(&[], &[&command, "arg"]);
 
     ran.assert_code(127).assert_one_error_line();
     assert!(
@@ -142,7 +116,7 @@ fn missing_command_exits_127(#[case] absolute: bool) {
         "error should name the command: {}",
         ran.stderr
     );
-    assert_clean(&root, &before, &[&img]);
+    arranged.assert_clean(&[]);
 }
 
 #[test]
@@ -172,17 +146,13 @@ fn command_is_looked_up_in_the_images_path_inside_the_rootfs() {
 #[test]
 fn arguments_after_the_image_are_passed_untouched() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
     let spaced = format!("{}  {}", marker(), marker());
-    let before = before(&root);
 
     let script = "for a in \"$@\"; do echo \"[$a]\"; done";
-    let ran = run(
-        &root,
+    let ran = clean_run(
+        standard_config(),
+        &[],
         &[
-            "run",
-            &img,
             "/bin/sh",
             "-c",
             script,
@@ -195,12 +165,10 @@ fn arguments_after_the_image_are_passed_untouched() {
         ],
     );
 
-    ran.assert_ok();
     assert_eq!(
         ran.stdout,
         format!("[--hostname]\n[-e]\n[{spaced}]\n[]\n[--help]\n")
     );
-    assert_clean(&root, &before, &[&img]);
 }
 
 // ---- stdio ------------------------------------------------------------------------------------
@@ -208,73 +176,57 @@ fn arguments_after_the_image_are_passed_untouched() {
 #[test]
 fn stdin_reaches_the_command() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
+    let arranged = Arranged::standard();
     let input = format!(
         "{}\n{}\nno newline at end {}",
         marker(),
         marker(),
         random_in(0..=u32::MAX as u64)
     );
-    let before = before(&root);
 
     let ran = run_with_stdin(
-        &root,
-        &["run", &img, "/bin/probe", "stdin"],
+        &arranged.root,
+        &["run", &arranged.img, "/bin/probe", "stdin"],
         input.as_bytes(),
     );
 
     ran.assert_ok();
     assert_eq!(ran.stdout, input);
-    assert_clean(&root, &before, &[&img]);
+    arranged.assert_clean(&[]);
 }
 
 #[test]
 fn stderr_of_the_command_lands_on_stderr_only() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
+    let arranged = Arranged::standard();
     let msg = format!("err-{}", marker());
-    let before = before(&root);
 
-    let ran = run(&root, &["run", &img, "/bin/probe", "stderr", &msg]);
+    let ran = arranged.run(&[], &["/bin/probe", "stderr", &msg]);
 
     ran.assert_code(0);
     assert_eq!(ran.stdout, "", "stderr output leaked onto stdout");
-    let lines: Vec<&str> = ran
-        .stderr
-        .lines()
-        .filter(|l| !l.starts_with(PREFIX))
-        .collect();
     assert_eq!(
-        lines,
+        ran.container_stderr(),
         [msg.as_str()],
         "container's stderr: {:?}",
         ran.stderr
     );
-    assert_clean(&root, &before, &[&img]);
+    arranged.assert_clean(&[]);
 }
 
 #[test]
 fn stdout_and_stderr_stay_separate_in_one_run() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
+    let arranged = Arranged::standard();
     let (out, err) = (format!("out-{}", marker()), format!("err-{}", marker()));
-    let before = before(&root);
 
     let script = format!("/bin/probe echo {out}; /bin/probe stderr {err}; /bin/probe echo {out}");
-    let ran = run(&root, &["run", &img, "/bin/sh", "-c", &script]);
+    let ran = arranged.run(&[], &["/bin/sh", "-c", &script]);
 
     ran.assert_code(0);
     assert_eq!(ran.stdout, format!("{out}\n{out}\n"));
-    let lines: Vec<&str> = ran
-        .stderr
-        .lines()
-        .filter(|l| !l.starts_with(PREFIX))
-        .collect();
-    assert_eq!(lines, [err.as_str()]);
-    assert_clean(&root, &before, &[&img]);
+    assert_eq!(ran.container_stderr(), [err.as_str()]);
+    arranged.assert_clean(&[]);
 }
 
 // ---- image config: Entrypoint / Cmd / Env / WorkingDir -----------------------------------------
@@ -282,68 +234,54 @@ fn stdout_and_stderr_stay_separate_in_one_run() {
 #[test]
 fn image_cmd_runs_when_no_command_is_given() {
     require_root!();
-    let root = TestRoot::new();
     let word = marker();
-    let (img, _) =
-        root.install_image(json!({"Env": ["PATH=/bin"], "Cmd": ["/bin/probe", "echo", word]}));
-    let before = before(&root);
+    let config = json!({"Env": ["PATH=/bin"], "Cmd": ["/bin/probe", "echo", word]});
 
-    let ran = run(&root, &["run", &img]);
+    let ran = clean_run(config, &[], &[]);
 
-    ran.assert_ok();
     assert_eq!(ran.stdout, format!("{word}\n"));
-    assert_clean(&root, &before, &[&img]);
 }
 
 #[test]
 fn given_command_replaces_the_image_cmd() {
     require_root!();
-    let root = TestRoot::new();
     let (unwanted, wanted) = (marker(), marker());
-    let (img, _) =
-        root.install_image(json!({"Env": ["PATH=/bin"], "Cmd": ["/bin/probe", "echo", unwanted]}));
-    let before = before(&root);
+    let config = json!({"Env": ["PATH=/bin"], "Cmd": ["/bin/probe", "echo", unwanted]});
 
-    let ran = run(&root, &["run", &img, "probe", "echo", &wanted]);
+    let ran = clean_run(config, &[], &["probe", "echo", &wanted]);
 
-    ran.assert_ok();
     assert_eq!(ran.stdout, format!("{wanted}\n"));
-    assert_clean(&root, &before, &[&img]);
 }
 
 #[test]
 fn entrypoint_is_prefixed_to_cmd_or_to_the_given_arguments() {
     require_root!();
-    let root = TestRoot::new();
     let (first, default_arg, given) = (marker(), marker(), marker());
-    let (img, _) = root.install_image(json!({
+    let arranged = Arranged::new(json!({
         "Env": ["PATH=/bin"],
         "Entrypoint": ["/bin/probe", "echo", first],
         "Cmd": [default_arg],
     }));
-    let before = before(&root);
 
-    let default = run(&root, &["run", &img]);
-    let overridden = run(&root, &["run", &img, &given]);
+    let default = arranged.run(&[], &[]);
+    let overridden = arranged.run(&[], &[&given]);
 
     default.assert_ok();
     assert_eq!(default.stdout, format!("{first} {default_arg}\n"));
     overridden.assert_ok();
     assert_eq!(overridden.stdout, format!("{first} {given}\n"));
-    assert_clean(&root, &before, &[&img]);
+    arranged.assert_clean(&[]);
 }
 
 #[test]
 fn no_command_anywhere_is_a_runtime_error_125() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = root.install_image(json!({"Env": ["PATH=/bin"]}));
-    let before = before(&root);
+    let arranged = Arranged::new(json!({"Env": ["PATH=/bin"]}));
 
-    let ran = run(&root, &["run", &img]);
+    let ran = arranged.run(&[], &[]);
 
     ran.assert_code(125).assert_one_error_line();
-    assert_clean(&root, &before, &[&img]);
+    arranged.assert_clean(&[]);
 }
 
 /// `KEY=VALUE` lines of `probe env` output.
@@ -354,17 +292,14 @@ fn env_of(stdout: &str) -> Vec<&str> {
 #[test]
 fn image_env_is_set() {
     require_root!();
-    let root = TestRoot::new();
     let (key, value) = (
         format!("K_{}", marker().to_uppercase()),
         format!("v {}=x", marker()),
     );
-    let (img, _) = root.install_image(json!({"Env": ["PATH=/bin", format!("{key}={value}")]}));
-    let before = before(&root);
+    let config = json!({"Env": ["PATH=/bin", format!("{key}={value}")]});
 
-    let ran = run(&root, &["run", &img, "probe", "env"]);
+    let ran = clean_run(config, &[], &["probe", "env"]);
 
-    ran.assert_ok();
     let env = env_of(&ran.stdout);
     assert!(env.contains(&format!("{key}={value}").as_str()), "{env:?}");
     assert!(env.contains(&"PATH=/bin"), "{env:?}");
@@ -372,106 +307,68 @@ fn image_env_is_set() {
         !env.iter().any(|l| l.starts_with("DEVOXX_")),
         "runtime env leaked: {env:?}"
     );
-    assert_clean(&root, &before, &[&img]);
 }
 
 #[test]
 fn env_option_overrides_the_image_and_adds_variables() {
     require_root!();
-    let root = TestRoot::new();
     let key = format!("K_{}", marker().to_uppercase());
     let added = format!("A_{}", marker().to_uppercase());
     let (old, new, add) = (marker(), marker(), marker());
-    let (img, _) = root.install_image(json!({"Env": ["PATH=/bin", format!("{key}={old}")]}));
-    let before = before(&root);
+    let config = json!({"Env": ["PATH=/bin", format!("{key}={old}")]});
 
-    let ran = run(
-        &root,
-        &[
-            "run",
-            "-e",
-            &format!("{key}={new}"),
-            "--env",
-            &format!("{added}={add}"),
-            &img,
-            "probe",
-            "env",
-        ],
+    let (new_env, added_env) = (format!("{key}={new}"), format!("{added}={add}"));
+    let ran = clean_run(
+        config,
+        &["-e", &new_env, "--env", &added_env],
+        &["probe", "env"],
     );
 
-    ran.assert_ok();
     let env = env_of(&ran.stdout);
     let ours: Vec<&&str> = env
         .iter()
         .filter(|l| l.starts_with(&format!("{key}=")))
         .collect();
-    assert_eq!(ours, [&format!("{key}={new}").as_str()], "{env:?}");
-    assert!(env.contains(&format!("{added}={add}").as_str()), "{env:?}");
-    assert_clean(&root, &before, &[&img]);
+    assert_eq!(ours, [&new_env.as_str()], "{env:?}");
+    assert!(env.contains(&added_env.as_str()), "{env:?}");
 }
 
-#[test]
-fn cwd_is_root_by_default() {
+/// The command starts in `-w`/`--workdir` if given, else in the image's WorkingDir, else in `/`.
+#[rstest]
+#[case::root_by_default(standard_config(), &[], "/")]
+#[case::image_workingdir_is_the_cwd(json!({"Env": ["PATH=/bin"], "WorkingDir": "/var"}), &[], "/var")]
+#[case::short_workdir_option_overrides_the_image_workingdir(
+    json!({"Env": ["PATH=/bin"], "WorkingDir": "/var"}),
+    &["-w", "/tmp"],
+    "/tmp"
+)]
+#[case::long_workdir_option_overrides_the_image_workingdir(
+    json!({"Env": ["PATH=/bin"], "WorkingDir": "/var"}),
+    &["--workdir", "/data"],
+    "/data"
+)]
+fn cwd_is_the_workdir_option_else_the_images_workingdir_else_root(
+    #[case] config: serde_json::Value,
+    #[case] options: &[&str],
+    #[case] cwd: &str,
+) {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
-    let before = before(&root);
 
-    let ran = run(&root, &["run", &img, "/bin/probe", "cwd"]);
+    let ran = clean_run(config, options, &["/bin/probe", "cwd"]);
 
-    ran.assert_ok();
-    assert_eq!(ran.stdout, "/\n");
-    assert_clean(&root, &before, &[&img]);
-}
-
-#[test]
-fn image_workingdir_is_the_cwd() {
-    require_root!();
-    let root = TestRoot::new();
-    let (img, _) = root.install_image(json!({"Env": ["PATH=/bin"], "WorkingDir": "/var"}));
-    let before = before(&root);
-
-    let ran = run(&root, &["run", &img, "/bin/probe", "cwd"]);
-
-    ran.assert_ok();
-    assert_eq!(ran.stdout, "/var\n");
-    assert_clean(&root, &before, &[&img]);
-}
-
-#[test]
-fn workdir_option_overrides_the_image_workingdir() {
-    require_root!();
-    let root = TestRoot::new();
-    let (img, _) = root.install_image(json!({"Env": ["PATH=/bin"], "WorkingDir": "/var"}));
-    let before = before(&root);
-
-    let short = run(&root, &["run", "-w", "/tmp", &img, "/bin/probe", "cwd"]);
-    let long = run(
-        &root,
-        &["run", "--workdir", "/data", &img, "/bin/probe", "cwd"],
-    );
-
-    short.assert_ok();
-    assert_eq!(short.stdout, "/tmp\n");
-    long.assert_ok();
-    assert_eq!(long.stdout, "/data\n");
-    assert_clean(&root, &before, &[&img]);
+    assert_eq!(ran.stdout, format!("{cwd}\n"));
 }
 
 #[test]
 fn missing_workingdir_is_created_inside_the_container_only() {
     require_root!();
-    let root = TestRoot::new();
     let dir = format!("/wd-{}/sub", marker());
-    let (img, _) = root.install_image(json!({"Env": ["PATH=/bin"], "WorkingDir": dir}));
-    let before = before(&root);
+    let config = json!({"Env": ["PATH=/bin"], "WorkingDir": dir});
 
-    let ran = run(&root, &["run", &img, "/bin/probe", "cwd"]);
+    // clean_run_stdout's store check proves the directory was not created in the image store.
+    let ran = clean_run(config, &[], &["/bin/probe", "cwd"]);
 
-    ran.assert_ok();
     assert_eq!(ran.stdout, format!("{dir}\n"));
-    // assert_clean proves the directory was not created in the image store.
-    assert_clean(&root, &before, &[&img]);
 }
 
 // ---- signals ----------------------------------------------------------------------------------
@@ -483,12 +380,10 @@ fn missing_workingdir_is_created_inside_the_container_only() {
 #[case::sigquit(Signal::SIGQUIT)]
 fn signal_to_the_runtime_is_forwarded_to_the_container(#[case] sig: Signal) {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
+    let arranged = Arranged::standard();
     let mark = marker();
-    let before = before(&root);
 
-    let mut bg = Background::spawn(&root, &["run", &img, "/bin/probe", "trap", &mark]);
+    let mut bg = arranged.spawn(&[], &["/bin/probe", "trap", &mark]);
     bg.wait_for_line("ready", RUN_TIMEOUT);
     bg.signal(sig);
     let ran = bg.wait(RUN_TIMEOUT);
@@ -496,7 +391,7 @@ fn signal_to_the_runtime_is_forwarded_to_the_container(#[case] sig: Signal) {
     let n = sig as i32;
     ran.assert_code(100 + n).assert_stderr_only_runtime();
     assert_eq!(ran.stdout, format!("ready\ncaught={n}\n"));
-    assert_clean(&root, &before, &[&img, &mark]);
+    arranged.assert_clean(&[&mark]);
 }
 
 #[rstest]
@@ -504,19 +399,11 @@ fn signal_to_the_runtime_is_forwarded_to_the_container(#[case] sig: Signal) {
 #[case::sigint(Signal::SIGINT)]
 fn container_ignoring_the_signal_is_killed_after_stop_timeout(#[case] sig: Signal) {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
+    let arranged = Arranged::standard();
     let mark = marker();
-    let before = before(&root);
 
     // A namespace's PID 1 without a handler never dies of a forwarded SIGTERM/SIGINT.
-    let script = ready_then_sleep(&mark);
-    let mut bg = Background::spawn(
-        &root,
-        &["run", "--stop-timeout", "1", &img, "/bin/sh", "-c", &script],
-    );
-    bg.wait_for_line("ready", RUN_TIMEOUT);
-    let pid1 = container_pid1(&mark);
+    let (mut bg, pid1) = arranged.spawn_sleeper(&["--stop-timeout", "1"], &mark);
     let cgroups = own_cgroup_dirs(pid1);
     let sent = Instant::now();
     bg.signal(sig);
@@ -535,7 +422,7 @@ fn container_ignoring_the_signal_is_killed_after_stop_timeout(#[case] sig: Signa
     );
     let left: Vec<_> = cgroups.iter().filter(|d| d.exists()).collect();
     assert!(left.is_empty(), "cgroup dirs left: {left:?}");
-    assert_clean(&root, &before, &[&img, &mark]);
+    arranged.assert_clean(&[&mark]);
 }
 
 #[rstest]
@@ -546,15 +433,10 @@ fn sigkill_to_the_runtime_takes_the_container_down_and_next_run_reclaims_its_sta
     #[case] next_code: i32,
 ) {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
+    let arranged = Arranged::standard();
     let mark = marker();
-    let before = before(&root);
 
-    let script = ready_then_sleep(&mark);
-    let mut bg = Background::spawn(&root, &["run", &img, "/bin/sh", "-c", &script]);
-    bg.wait_for_line("ready", RUN_TIMEOUT);
-    container_pid1(&mark);
+    let (mut bg, _) = arranged.spawn_sleeper(&[], &mark);
     bg.signal(Signal::SIGKILL);
     let killed = bg.wait(RUN_TIMEOUT);
     // PR_SET_PDEATHSIG acts asynchronously: give the kernel a bounded moment.
@@ -563,10 +445,8 @@ fn sigkill_to_the_runtime_takes_the_container_down_and_next_run_reclaims_its_sta
         std::thread::sleep(Duration::from_millis(20));
     }
     let orphan_alive = !processes_with(&mark).is_empty();
-    let mut next_args = vec!["run", img.as_str()];
-    next_args.extend_from_slice(next_command);
     // Reclaim runs whether the next container starts or fails before its exec.
-    let next = run(&root, &next_args);
+    let next = arranged.run(&[], next_command);
 
     assert_eq!(killed.code, 137, "the runtime itself was SIGKILLed");
     assert!(
@@ -574,32 +454,16 @@ fn sigkill_to_the_runtime_takes_the_container_down_and_next_run_reclaims_its_sta
         "container PID 1 survived its runtime's SIGKILL"
     );
     next.assert_code(next_code);
-    assert_clean(&root, &before, &[&img, &mark]);
+    arranged.assert_clean(&[&mark]);
 }
 
 #[test]
 fn second_stop_signal_kills_at_once_despite_a_long_stop_timeout() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
+    let arranged = Arranged::standard();
     let mark = marker();
-    let before = before(&root);
 
-    let script = ready_then_sleep(&mark);
-    let mut bg = Background::spawn(
-        &root,
-        &[
-            "run",
-            "--stop-timeout",
-            "300",
-            &img,
-            "/bin/sh",
-            "-c",
-            &script,
-        ],
-    );
-    bg.wait_for_line("ready", RUN_TIMEOUT);
-    container_pid1(&mark);
+    let (mut bg, _) = arranged.spawn_sleeper(&["--stop-timeout", "300"], &mark);
     let sent = Instant::now();
     // Two different signals: two of the same kind could coalesce into one pending signal.
     bg.signal(Signal::SIGTERM);
@@ -613,5 +477,5 @@ fn second_stop_signal_kills_at_once_despite_a_long_stop_timeout() {
         "took {:?}",
         sent.elapsed()
     );
-    assert_clean(&root, &before, &[&img, &mark]);
+    arranged.assert_clean(&[&mark]);
 }

@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 
 use common::registry::{
     base_layer, corrupt_blob, file_node, free_port, image_config, push_image,
-    push_image_with_layer_type, push_index, registry, snapshot, Flavour, Layer, LayerBuilder, Node,
+    push_image_with_layer_type, push_index, push_layers, registry, snapshot, Flavour, Layer,
+    LayerBuilder, Node,
 };
 use common::run::{wait_bounded, Background, RUN_TIMEOUT};
-use common::{is_root, marker, stored_images, TestRoot};
+use common::{images_listing, is_root, marker, stored_images, TestRoot};
 use predicates::prelude::*;
+use rstest::rstest;
 use serde_json::json;
 
 /// What a pull left in staging besides its lock files (must be nothing).
@@ -30,15 +32,7 @@ fn staging_leftovers(store: &Path) -> Vec<String> {
 
 /// The store name of a reference, as the runtime reports it in `images`.
 fn image_dir(root: &TestRoot, reference: &str) -> PathBuf {
-    let out = root
-        .cmd()
-        .arg("images")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let text = String::from_utf8(out).unwrap();
+    let text = images_listing(root);
     let canonical =
         if reference.contains(':') && reference.rsplit('/').next().unwrap().contains(':') {
             reference.to_owned()
@@ -75,6 +69,19 @@ fn assert_fails_cleanly(assert: assert_cmd::assert::Assert, what: &str) {
         1,
         "{err}"
     );
+}
+
+/// The file `path` of the image stored at `img` holds `content`.
+fn assert_file(img: &Path, path: &str, content: &str) {
+    let got = fs::read_to_string(img.join("rootfs").join(path));
+    assert_eq!(got.unwrap(), content, "{path} in {}", img.display());
+}
+
+/// `pull REFERENCE` fails as [`assert_fails_cleanly`] wants, mentioning `what`, and stores no
+/// image.
+fn assert_pull_fails_and_stores_nothing(root: &TestRoot, reference: &str, what: &str) {
+    assert_fails_cleanly(root.cmd().args(["pull", reference]).assert(), what);
+    assert!(stored_images(&root.store()).is_empty());
 }
 
 fn small_layer(path: &str, content: &str) -> Layer {
@@ -239,10 +246,7 @@ fn index_resolves_to_linux_amd64_and_docker_schema2_works() {
     let reference = registry().reference(&repo, "multi");
     root.cmd().args(["pull", &reference]).assert().success();
     let img = image_dir(&root, &reference);
-    assert_eq!(
-        fs::read_to_string(img.join("rootfs/platform")).unwrap(),
-        amd
-    );
+    assert_file(&img, "platform", &amd);
     let meta: serde_json::Value =
         serde_json::from_slice(&fs::read(img.join("image.json")).unwrap()).unwrap();
     assert_eq!(
@@ -259,21 +263,12 @@ fn pinned_digest_pull() {
     let content = marker();
     let repo = format!("pinned-{}", marker());
     let layers = vec![small_layer("content", &content)];
-    let pushed = push_image(
-        &repo,
-        "t",
-        &layers,
-        &image_config(&layers, "amd64", json!({})),
-        Flavour::Oci,
-    );
+    let pushed = push_layers(&repo, "t", &layers);
     let reference = format!("{}/{repo}@{}", registry().addr, pushed.digest);
     root.cmd().args(["pull", &reference]).assert().success();
     let names = stored_images(&root.store());
     assert_eq!(names.len(), 1);
-    assert_eq!(
-        fs::read_to_string(root.store().join(&names[0]).join("rootfs/content")).unwrap(),
-        content
-    );
+    assert_file(&root.store().join(&names[0]), "content", &content);
 }
 
 #[test]
@@ -282,21 +277,9 @@ fn corrupted_blob_fails_and_stores_nothing() {
     let root = TestRoot::new();
     let repo = format!("corrupt-{}", marker());
     let layers = vec![small_layer("data", &marker().repeat(100))];
-    push_image(
-        &repo,
-        "t",
-        &layers,
-        &image_config(&layers, "amd64", json!({})),
-        Flavour::Oci,
-    );
+    push_layers(&repo, "t", &layers);
     corrupt_blob(&layers[0].digest);
-    assert_fails_cleanly(
-        root.cmd()
-            .args(["pull", &registry().reference(&repo, "t")])
-            .assert(),
-        "digest",
-    );
-    assert!(stored_images(&root.store()).is_empty());
+    assert_pull_fails_and_stores_nothing(&root, &registry().reference(&repo, "t"), "digest");
     assert!(staging_leftovers(&root.store()).is_empty());
 }
 
@@ -309,13 +292,7 @@ fn wrong_diff_id_fails_and_stores_nothing() {
     let mut config = image_config(&layers, "amd64", json!({}));
     config["rootfs"]["diff_ids"][0] = json!(common::registry::sha256(marker().as_bytes()));
     push_image(&repo, "t", &layers, &config, Flavour::Oci);
-    assert_fails_cleanly(
-        root.cmd()
-            .args(["pull", &registry().reference(&repo, "t")])
-            .assert(),
-        "diff_id",
-    );
-    assert!(stored_images(&root.store()).is_empty());
+    assert_pull_fails_and_stores_nothing(&root, &registry().reference(&repo, "t"), "diff_id");
     assert!(staging_leftovers(&root.store()).is_empty());
 }
 
@@ -351,10 +328,7 @@ fn repull_at_same_digest_downloads_nothing() {
         .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
         .unwrap();
     assert_eq!(before, after, "image untouched");
-    assert_eq!(
-        fs::read_to_string(img.join("rootfs/content")).unwrap(),
-        content
-    );
+    assert_file(&img, "content", &content);
 }
 
 #[test]
@@ -365,25 +339,13 @@ fn moved_tag_replaces_the_image_atomically() {
     let (v1, v2) = (marker(), marker());
     let reference = registry().reference(&repo, "t");
     let l1 = vec![small_layer("v", &v1), small_layer("only-v1", "x")];
-    push_image(
-        &repo,
-        "t",
-        &l1,
-        &image_config(&l1, "amd64", json!({})),
-        Flavour::Oci,
-    );
+    push_layers(&repo, "t", &l1);
     root.cmd().args(["pull", &reference]).assert().success();
     let l2 = vec![small_layer("v", &v2)];
-    push_image(
-        &repo,
-        "t",
-        &l2,
-        &image_config(&l2, "amd64", json!({})),
-        Flavour::Oci,
-    );
+    push_layers(&repo, "t", &l2);
     root.cmd().args(["pull", &reference]).assert().success();
     let img = image_dir(&root, &reference);
-    assert_eq!(fs::read_to_string(img.join("rootfs/v")).unwrap(), v2);
+    assert_file(&img, "v", &v2);
     assert!(!img.join("rootfs/only-v1").exists());
     assert_eq!(stored_images(&root.store()).len(), 1);
     assert!(staging_leftovers(&root.store()).is_empty());
@@ -396,13 +358,7 @@ fn concurrent_pulls_of_one_image_are_safe() {
     let repo = format!("concurrent-{}", marker());
     let content = marker();
     let layers = vec![base_layer().0.clone(), small_layer("content", &content)];
-    push_image(
-        &repo,
-        "t",
-        &layers,
-        &image_config(&layers, "amd64", json!({})),
-        Flavour::Oci,
-    );
+    push_layers(&repo, "t", &layers);
     let reference = registry().reference(&repo, "t");
     let children: Vec<_> = (0..3)
         .map(|_| {
@@ -418,10 +374,7 @@ fn concurrent_pulls_of_one_image_are_safe() {
         assert!(status.success());
     }
     let img = image_dir(&root, &reference);
-    assert_eq!(
-        fs::read_to_string(img.join("rootfs/content")).unwrap(),
-        content
-    );
+    assert_file(&img, "content", &content);
     assert_eq!(stored_images(&root.store()).len(), 1);
     assert!(staging_leftovers(&root.store()).is_empty());
 }
@@ -466,112 +419,86 @@ impl HostTarget {
     }
 }
 
-#[test]
-fn hostile_layers_are_refused_or_contained() {
+/// A layer holding one regular file at `path` (any name, even one leading out of the rootfs).
+fn regular_at(path: &str) -> LayerBuilder {
+    LayerBuilder::new().raw(path, tar::EntryType::Regular, None, b"x")
+}
+
+/// A layer holding a hard link `h` to `target` (any name, even one out of the rootfs).
+fn hardlink_to(target: &str) -> LayerBuilder {
+    LayerBuilder::new().raw("h", tar::EntryType::Link, Some(target), b"")
+}
+
+/// A hostile layer, made by `layer(up, abs)` from `up`, a relative way out of the store to the
+/// host directory, and `abs`, its absolute path: pulling it must fail (`must_fail`) or may only
+/// write inside the store, never to the host.
+#[rstest]
+#[case::dotdot("dotdot", |up: &str, _: &str| regular_at(&format!("{up}/pwned")), true)]
+#[case::dotdot_secret("dotdot-secret", |up: &str, _: &str| regular_at(&format!("{up}/secret")), true)]
+#[case::abs_name("abs-name", |_: &str, abs: &str| regular_at(&format!("{abs}/pwned")), false)]
+#[case::hardlink_out("hardlink-out", |up: &str, _: &str| hardlink_to(&format!("{up}/secret")), true)]
+#[case::hardlink_abs("hardlink-abs", |_: &str, abs: &str| hardlink_to(&format!("{abs}/secret")), false)]
+#[case::symlink_write_rel(
+    "symlink-write-rel",
+    |up: &str, _: &str| LayerBuilder::new().symlink("evil", up).file("evil/secret", b"x", 0o644),
+    false
+)]
+#[case::symlink_write_abs(
+    "symlink-write-abs",
+    |_: &str, abs: &str| LayerBuilder::new().symlink("evil", abs).file("evil/pwned", b"x", 0o644),
+    false
+)]
+#[case::dir_swapped(
+    "dir-swapped",
+    |_: &str, abs: &str| LayerBuilder::new()
+        .dir("d", 0o755)
+        .raw("d", tar::EntryType::Symlink, Some(abs), b"")
+        .file("d/pwned", b"x", 0o644),
+    false
+)]
+#[case::whiteout_through_symlink(
+    "whiteout-through-symlink",
+    |_: &str, abs: &str| LayerBuilder::new().symlink("l", abs).whiteout("l/secret"),
+    false
+)]
+fn hostile_layers_are_refused_or_contained(
+    #[case] what: &str,
+    #[case] layer: fn(&str, &str) -> LayerBuilder,
+    #[case] must_fail: bool,
+) {
     require_root!();
     let root = TestRoot::new();
     let host = HostTarget::new(&root);
     let abs = host.dir.display().to_string();
-    let up = "../../../../host";
-    let cases: Vec<(&str, LayerBuilder, bool)> = vec![
-        (
-            "dotdot",
-            LayerBuilder::new().raw(&format!("{up}/pwned"), tar::EntryType::Regular, None, b"x"),
-            true,
-        ),
-        (
-            "dotdot-secret",
-            LayerBuilder::new().raw(&format!("{up}/secret"), tar::EntryType::Regular, None, b"x"),
-            true,
-        ),
-        (
-            "abs-name",
-            LayerBuilder::new().raw(&format!("{abs}/pwned"), tar::EntryType::Regular, None, b"x"),
-            false,
-        ),
-        (
-            "hardlink-out",
-            LayerBuilder::new().raw(
-                "h",
-                tar::EntryType::Link,
-                Some(&format!("{up}/secret")),
-                b"",
-            ),
-            true,
-        ),
-        (
-            "hardlink-abs",
-            LayerBuilder::new().raw(
-                "h",
-                tar::EntryType::Link,
-                Some(&format!("{abs}/secret")),
-                b"",
-            ),
-            false,
-        ),
-        (
-            "symlink-write-rel",
-            LayerBuilder::new()
-                .symlink("evil", up)
-                .file("evil/secret", b"x", 0o644),
-            false,
-        ),
-        (
-            "symlink-write-abs",
-            LayerBuilder::new()
-                .symlink("evil", &abs)
-                .file("evil/pwned", b"x", 0o644),
-            false,
-        ),
-        (
-            "dir-swapped",
-            LayerBuilder::new()
-                .dir("d", 0o755)
-                .raw("d", tar::EntryType::Symlink, Some(&abs), b"")
-                .file("d/pwned", b"x", 0o644),
-            false,
-        ),
-        (
-            "whiteout-through-symlink",
-            LayerBuilder::new().symlink("l", &abs).whiteout("l/secret"),
-            false,
-        ),
-    ];
-    for (what, layer, must_fail) in cases {
-        let repo = format!("hostile-{what}-{}", marker());
-        let layers = vec![layer.build()];
-        push_image(
-            &repo,
-            "t",
-            &layers,
-            &image_config(&layers, "amd64", json!({})),
-            Flavour::Oci,
+    let repo = format!("hostile-{what}-{}", marker());
+    let layers = vec![layer("../../../../host", &abs).build()];
+    push_layers(&repo, "t", &layers);
+
+    let out = root
+        .cmd()
+        .args(["pull", &registry().reference(&repo, "t")])
+        .output()
+        .unwrap();
+
+    host.assert_untouched(&root);
+    assert!(out.stdout.is_empty(), "{what}: stdout not empty");
+    if must_fail {
+        assert_eq!(out.status.code(), Some(125), "{what} must be refused");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("hostile"),
+            "{what}"
         );
-        let out = root
-            .cmd()
-            .args(["pull", &registry().reference(&repo, "t")])
-            .output()
-            .unwrap();
-        host.assert_untouched(&root);
-        assert!(out.stdout.is_empty(), "{what}: stdout not empty");
-        if must_fail {
-            assert_eq!(out.status.code(), Some(125), "{what} must be refused");
-            assert!(
-                String::from_utf8_lossy(&out.stderr).contains("hostile"),
-                "{what}"
-            );
-        }
-        if !out.status.success() {
-            assert_eq!(out.status.code(), Some(125), "{what}");
-            assert!(
-                !stored_images(&root.store())
-                    .iter()
-                    .any(|n| n.contains(what)),
-                "{what}: half image stored"
-            );
-        }
-        assert!(staging_leftovers(&root.store()).is_empty(), "{what}");
     }
+    if !out.status.success() {
+        assert_eq!(out.status.code(), Some(125), "{what}");
+        assert!(
+            !stored_images(&root.store())
+                .iter()
+                .any(|n| n.contains(what)),
+            "{what}: half image stored"
+        );
+    }
+    assert!(staging_leftovers(&root.store()).is_empty(), "{what}");
 }
 
 #[test]
@@ -582,26 +509,12 @@ fn images_lists_and_rmi_removes() {
     let mut refs = Vec::new();
     for tag in ["a", "b"] {
         let layers = vec![small_layer("f", &marker())];
-        let p = push_image(
-            &repo,
-            tag,
-            &layers,
-            &image_config(&layers, "amd64", json!({})),
-            Flavour::Oci,
-        );
+        let p = push_layers(&repo, tag, &layers);
         let r = registry().reference(&repo, tag);
         root.cmd().args(["pull", &r]).assert().success();
         refs.push((r, p.digest));
     }
-    let out = root
-        .cmd()
-        .arg("images")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let text = String::from_utf8(out).unwrap();
+    let text = images_listing(&root);
     let mut lines = text.lines();
     assert_eq!(
         lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
@@ -629,16 +542,8 @@ fn images_lists_and_rmi_removes() {
     root.cmd().args(["rmi", &name]).assert().success();
     assert!(stored_images(&root.store()).is_empty());
     assert!(staging_leftovers(&root.store()).is_empty());
-    let out = root
-        .cmd()
-        .arg("images")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
     assert_eq!(
-        String::from_utf8(out).unwrap().lines().count(),
+        images_listing(&root).lines().count(),
         1,
         "only the header is left"
     );
@@ -681,11 +586,7 @@ fn registry_down_fails_cleanly() {
     require_root!();
     let root = TestRoot::new();
     let reference = format!("127.0.0.1:{}/nothing-{}:t", free_port(), marker());
-    assert_fails_cleanly(
-        root.cmd().args(["pull", &reference]).assert(),
-        "cannot reach",
-    );
-    assert!(stored_images(&root.store()).is_empty());
+    assert_pull_fails_and_stores_nothing(&root, &reference, "cannot reach");
 }
 
 #[test]
@@ -694,20 +595,13 @@ fn unknown_image_or_tag_fails_cleanly() {
     let root = TestRoot::new();
     let repo = format!("known-{}", marker());
     let layers = vec![small_layer("f", "x")];
-    push_image(
-        &repo,
-        "t",
-        &layers,
-        &image_config(&layers, "amd64", json!({})),
-        Flavour::Oci,
-    );
+    push_layers(&repo, "t", &layers);
     for reference in [
         registry().reference(&repo, &marker()),
         registry().reference(&marker(), "t"),
     ] {
-        assert_fails_cleanly(root.cmd().args(["pull", &reference]).assert(), "not found");
+        assert_pull_fails_and_stores_nothing(&root, &reference, "not found");
     }
-    assert!(stored_images(&root.store()).is_empty());
 }
 
 #[test]
@@ -725,13 +619,7 @@ fn unsupported_media_type_fails_cleanly() {
         Flavour::Oci,
         Some("application/vnd.example.weird"),
     );
-    assert_fails_cleanly(
-        root.cmd()
-            .args(["pull", &registry().reference(&repo, "t")])
-            .assert(),
-        "unsupported",
-    );
-    assert!(stored_images(&root.store()).is_empty());
+    assert_pull_fails_and_stores_nothing(&root, &registry().reference(&repo, "t"), "unsupported");
 }
 
 #[test]
@@ -757,13 +645,7 @@ fn disk_full_fails_cleanly_and_stores_nothing() {
     let root = TestRoot::new();
     let repo = format!("diskfull-{}", marker());
     let layers = vec![base_layer().0.clone(), small_layer("f", &marker())];
-    push_image(
-        &repo,
-        "t",
-        &layers,
-        &image_config(&layers, "amd64", json!({})),
-        Flavour::Oci,
-    );
+    push_layers(&repo, "t", &layers);
     let mounts_before = common::host_mounts();
     // A tiny tmpfs as the store, mounted in a private mount namespace: the host never sees it.
     let script = r#"mount -t tmpfs -o size=512k devoxx-test-full "$1" || exit 99
@@ -818,13 +700,7 @@ fn leftovers_of_an_interrupted_pull_are_reclaimed() {
     let root = TestRoot::new();
     let repo = format!("stale-{}", marker());
     let layers = vec![small_layer("f", &marker())];
-    push_image(
-        &repo,
-        "t",
-        &layers,
-        &image_config(&layers, "amd64", json!({})),
-        Flavour::Oci,
-    );
+    push_layers(&repo, "t", &layers);
     let reference = registry().reference(&repo, "t");
     root.cmd().args(["pull", &reference]).assert().success();
     let name = image_dir(&root, &reference)
@@ -960,28 +836,16 @@ fn repull_keeps_the_old_tree_until_its_containers_exit() {
     let (v1, v2) = (marker(), marker());
     let base = base_layer().0.clone();
     let l1 = vec![base.clone(), small_layer("v", &v1)];
-    push_image(
-        &repo,
-        "t",
-        &l1,
-        &image_config(&l1, "amd64", json!({})),
-        Flavour::Oci,
-    );
+    push_layers(&repo, "t", &l1);
     root.cmd().args(["pull", &reference]).assert().success();
     let hold = marker();
     let (bg, pid, _) = running_container(&root, &reference, &hold);
 
     let l2 = vec![base, small_layer("v", &v2)];
-    push_image(
-        &repo,
-        "t",
-        &l2,
-        &image_config(&l2, "amd64", json!({})),
-        Flavour::Oci,
-    );
+    push_layers(&repo, "t", &l2);
     root.cmd().args(["pull", &reference]).assert().success();
     let img = image_dir(&root, &reference);
-    assert_eq!(fs::read_to_string(img.join("rootfs/v")).unwrap(), v2);
+    assert_file(&img, "v", &v2);
     assert_eq!(
         fs::read_to_string(format!("/proc/{pid}/root/v")).expect("read inside"),
         v1,

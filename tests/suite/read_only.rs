@@ -7,23 +7,19 @@ use crate::common;
 
 use std::fs;
 
-use common::options::{assert_refused, image_with};
 use common::run::*;
 use common::*;
-use serde_json::json;
 
 #[test]
 fn read_only_root_refuses_writes_but_keeps_etc_files_volumes_shm_and_workdir() {
     require_root!();
-    let root = TestRoot::new();
-    let img = image_with(&root, json!({}));
-    let host = common::volume::host_dir(&root);
+    let arranged = Arranged::standard();
+    let host = common::volume::host_dir(&arranged.root);
     let (name, hostname, workdir) = (
         marker(),
         format!("h-{}", marker()),
         format!("/w-{}", marker()),
     );
-    let before = before(&root);
     let script = format!(
         "/bin/probe write /{name} x; echo rc=$?; cat /etc/hostname; grep -c {hostname} /etc/hosts; \
          test -s /etc/resolv.conf && echo resolv; echo {name} > /vol/{name} && echo vol; \
@@ -40,7 +36,7 @@ fn read_only_root_refuses_writes_but_keeps_etc_files_volumes_shm_and_workdir() {
         &workdir,
     ];
 
-    let ran = run(&root, &run_args(&opts, &img, &["/bin/sh", "-c", &script]));
+    let ran = arranged.run(&opts, &["/bin/sh", "-c", &script]);
     ran.assert_code(0);
     assert!(
         ran.stderr.contains(&format!("write /{name}: errno=30")),
@@ -54,24 +50,16 @@ fn read_only_root_refuses_writes_but_keeps_etc_files_volumes_shm_and_workdir() {
         format!("{name}\n")
     );
     // The control: the same write succeeds without --read-only.
-    let ran = run(
-        &root,
-        &run_args(
-            &[],
-            &img,
-            &["/bin/probe", "write", &format!("/{name}"), "x"],
-        ),
-    );
+    let ran = arranged.run(&[], &["/bin/probe", "write", &format!("/{name}"), "x"]);
     ran.assert_ok();
-    assert_clean(&root, &before, &[&img, &name]);
+    arranged.assert_clean(&[&name]);
 }
 
 #[test]
 fn tmpfs_has_its_size_mode_dockers_flags_and_takes_volumes_inside() {
     require_root!();
-    let root = TestRoot::new();
-    let img = image_with(&root, json!({}));
-    let host = common::volume::host_dir(&root);
+    let arranged = Arranged::standard();
+    let host = common::volume::host_dir(&arranged.root);
     let dir = format!("/t-{}/{}", marker(), marker());
     // Whole pages: the kernel rounds a tmpfs size up to one.
     let kib = 4 * random_in(16..=128);
@@ -88,14 +76,9 @@ fn tmpfs_has_its_size_mode_dockers_flags_and_takes_volumes_inside() {
         kib
     );
 
-    let before = before(&root);
-    let ran = run(
-        &root,
-        &run_args(
-            &["--read-only", "--tmpfs", &tmpfs, "-v", &volume],
-            &img,
-            &["/bin/sh", "-c", &script],
-        ),
+    let ran = arranged.run(
+        &["--read-only", "--tmpfs", &tmpfs, "-v", &volume],
+        &["/bin/sh", "-c", &script],
     );
     ran.assert_ok();
     let lines = ran.stdout_lines();
@@ -119,42 +102,31 @@ fn tmpfs_has_its_size_mode_dockers_flags_and_takes_volumes_inside() {
         host.join(&mark).exists(),
         "the volume inside the tmpfs is the host directory"
     );
-    assert_clean(&root, &before, &[&img, &mark]);
+    arranged.assert_clean(&[&mark]);
 }
 
 #[test]
 fn tmpfs_exec_option_lifts_noexec() {
     require_root!();
-    let root = TestRoot::new();
-    let img = image_with(&root, json!({}));
+    let arranged = Arranged::standard();
     let (dir, code) = (format!("/x-{}", marker()), random_in(1..=100));
     // Busybox picks its applet by name: a copy named `sh` is a shell.
     let script = format!("cp /bin/busybox {dir}/sh && {dir}/sh -c 'exit {code}'");
-    let before = before(&root);
 
-    let ran = run(
-        &root,
-        &run_args(&["--tmpfs", &dir], &img, &["/bin/sh", "-c", &script]),
-    );
+    let ran = arranged.run(&["--tmpfs", &dir], &["/bin/sh", "-c", &script]);
     assert_eq!(ran.code, 126, "noexec by default: {ran:?}");
     let exec = format!("{dir}:exec");
-    let ran = run(
-        &root,
-        &run_args(&["--tmpfs", &exec], &img, &["/bin/sh", "-c", &script]),
-    );
+    let ran = arranged.run(&["--tmpfs", &exec], &["/bin/sh", "-c", &script]);
     ran.assert_code(code as i32);
-    assert_clean(&root, &before, &[&img]);
+    arranged.assert_clean(&[]);
 }
 
 #[test]
 fn bad_tmpfs_specs_are_one_line_and_125() {
     require_root!();
-    let root = TestRoot::new();
-    let img = image_with(&root, json!({}));
-    let host = common::volume::host_dir(&root);
+    let arranged = Arranged::standard();
+    let host = common::volume::host_dir(&arranged.root);
     let d = format!("/d-{}", marker());
-    let before = before(&root);
-    let cmd = ["/bin/probe", "echo", "never"];
 
     for bad in [
         format!("d-{}", marker()),
@@ -164,23 +136,11 @@ fn bad_tmpfs_specs_are_one_line_and_125() {
         format!("{d}:mode={}", random_in(8..=9)),
         format!("{d}:{}", marker()),
     ] {
-        assert_refused(
-            &root,
-            &run_args(&["--tmpfs", &bad], &img, &cmd),
-            "invalid --tmpfs",
-        );
+        arranged.assert_refused(&["--tmpfs", &bad], "invalid --tmpfs");
     }
     let volume = common::volume::spec(&host, &d, None);
     let inside = format!("{d}/{}", marker());
-    assert_refused(
-        &root,
-        &run_args(&["-v", &volume, "--tmpfs", &inside], &img, &cmd),
-        "inside volume",
-    );
-    assert_refused(
-        &root,
-        &run_args(&["--tmpfs", &d, "--tmpfs", &d], &img, &cmd),
-        "twice",
-    );
-    assert_clean(&root, &before, &[&img]);
+    arranged.assert_refused(&["-v", &volume, "--tmpfs", &inside], "inside volume");
+    arranged.assert_refused(&["--tmpfs", &d, "--tmpfs", &d], "twice");
+    arranged.assert_clean(&[]);
 }

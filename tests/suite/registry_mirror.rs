@@ -12,7 +12,7 @@ use common::registry::{
     free_port, http_status, image_config, push_image, push_image_to, registry, sha256,
     spawn_registry, Flavour, Layer, LayerBuilder,
 };
-use common::{marker, TestRoot};
+use common::{images_listing, marker, TestRoot};
 use serde_json::json;
 
 /// A one-layer image whose `/marker` holds `content`.
@@ -37,6 +37,11 @@ fn stored_marker(root: &TestRoot, prefix: &str) -> String {
         .unwrap_or_else(|e| panic!("{name}/rootfs/marker: {e}"))
 }
 
+/// The stderr of `cmd`, which must succeed.
+fn success_stderr(cmd: &mut assert_cmd::Command) -> String {
+    stderr(cmd.assert().success().get_output())
+}
+
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -49,32 +54,18 @@ fn hub_reference_is_pulled_from_the_mirror() {
     let (layers, config) = marker_image(&content);
     push_image("library/alpine", &tag, &layers, &config, Flavour::Oci);
     let mirror = format!("http://{}", registry().addr);
-    let out = root
-        .cmd()
-        .args([
-            "pull",
-            "--registry-mirror",
-            &mirror,
-            &format!("alpine:{tag}"),
-        ])
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let err = stderr(&out);
+    let err = success_stderr(root.cmd().args([
+        "pull",
+        "--registry-mirror",
+        &mirror,
+        &format!("alpine:{tag}"),
+    ]));
     assert!(
         err.contains(&format!("pulling from mirror {mirror}")),
         "one line must say the mirror was used: {err}"
     );
     assert_eq!(stored_marker(&root, &format!("alpine_{tag}-")), content);
-    let images = root
-        .cmd()
-        .arg("images")
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let listed = String::from_utf8_lossy(&images.stdout).into_owned();
+    let listed = images_listing(&root);
     assert!(
         listed.contains(&format!("docker.io/library/alpine:{tag}")),
         "stored under its Hub name: {listed}"
@@ -90,15 +81,11 @@ fn a_dead_mirror_is_skipped_for_the_next_one() {
     push_image("library/busybox", &tag, &layers, &config, Flavour::Oci);
     let dead = format!("127.0.0.1:{}", free_port());
     let working = registry().addr.clone();
-    let out = root
-        .cmd()
-        .env("DEVOXX_REGISTRY_MIRROR", format!("http://{dead},{working}"))
-        .args(["pull", &format!("docker.io/library/busybox:{tag}")])
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let err = stderr(&out);
+    let err = success_stderr(
+        root.cmd()
+            .env("DEVOXX_REGISTRY_MIRROR", format!("http://{dead},{working}"))
+            .args(["pull", &format!("docker.io/library/busybox:{tag}")]),
+    );
     assert!(
         err.contains(&format!("pulling from mirror http://{working}")),
         "{err}"

@@ -11,69 +11,52 @@ use std::path::Path;
 
 use common::run::*;
 use common::*;
-use serde_json::json;
-
-/// The standard test image: busybox + probe, PATH set, a shell as default command.
-fn image(root: &TestRoot) -> (String, String) {
-    root.install_image(json!({"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]}))
-}
 
 #[test]
 fn root_listing_equals_the_image_rootfs() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
     // A random top-level entry, so a listing of some other tree cannot match.
     let extra = format!("top-{}", marker());
-    fs::create_dir(root.store().join(&img).join("rootfs").join(&extra)).expect("mkdir");
-    let expected = image_top_level(&root, &img);
-    let before = before(&root);
+    let arranged = Arranged::prepared(standard_config(), |root, img| {
+        fs::create_dir(root.store().join(img).join("rootfs").join(&extra)).expect("mkdir");
+    });
+    let expected = image_top_level(&arranged.root, &arranged.img);
 
-    let ran = run(&root, &["run", &img, "/bin/probe", "ls", "/"]);
+    let ran = arranged.run(&[], &["/bin/probe", "ls", "/"]);
 
     ran.assert_ok();
     assert_eq!(ran.stdout_lines(), expected);
-    assert_clean(&root, &before, &[&img]);
+    arranged.assert_clean(&[]);
 }
 
 #[test]
 fn image_marker_file_is_readable() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, mark) = image(&root);
-    let before = before(&root);
+    let arranged = Arranged::standard();
 
-    let ran = run(&root, &["run", &img, "/bin/probe", "cat", "/marker"]);
+    let ran = arranged.run(&[], &["/bin/probe", "cat", "/marker"]);
 
     ran.assert_ok();
-    assert_eq!(ran.stdout, mark);
-    assert_clean(&root, &before, &[&img]);
+    assert_eq!(ran.stdout, arranged.mark);
+    arranged.assert_clean(&[]);
 }
 
 #[test]
 fn host_file_outside_the_rootfs_is_invisible() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
+    let arranged = Arranged::standard();
     let name = format!("host-{}", marker());
-    let host_file = root.dir.path().join(&name);
+    let host_file = arranged.root.dir.path().join(&name);
     fs::write(&host_file, marker()).expect("write host file");
-    let before = before(&root);
 
     let find = format!("find / \\( -path /proc -o -path /sys \\) -prune -o -name {name} -print");
-    let searched = run(&root, &["run", &img, "/bin/sh", "-c", &find]);
-    let by_path = run(
-        &root,
-        &[
-            "run",
-            &img,
-            "/bin/probe",
-            "cat",
-            host_file.to_str().expect("utf8"),
-        ],
+    let searched = arranged.run(&[], &["/bin/sh", "-c", &find]);
+    let by_path = arranged.run(
+        &[],
+        &["/bin/probe", "cat", host_file.to_str().expect("utf8")],
     );
     let escape = format!("/../../../..{}", host_file.display());
-    let by_dotdot = run(&root, &["run", &img, "/bin/probe", "cat", &escape]);
+    let by_dotdot = arranged.run(&[], &["/bin/probe", "cat", &escape]);
 
     searched.assert_ok();
     assert_eq!(searched.stdout, "", "host file found inside");
@@ -82,28 +65,25 @@ fn host_file_outside_the_rootfs_is_invisible() {
         assert_eq!(ran.stdout, "", "host file readable inside");
         assert!(ran.stderr.contains("No such file"), "{}", ran.stderr);
     }
-    assert_clean(&root, &before, &[&img]);
+    arranged.assert_clean(&[]);
 }
 
 #[test]
 fn writes_inside_change_neither_the_store_nor_the_next_container() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, mark) = image(&root);
+    let arranged = Arranged::standard();
+    let mark = &arranged.mark;
     let new_file = format!("/new-{}", marker());
-    let before = before(&root);
 
     let written = marker();
     // Create a file, overwrite an image file, delete another: all on the writable layer.
     let script = format!(
         "/bin/probe write {new_file} {written} && /bin/probe write /marker {written} && rm /etc/passwd && /bin/probe cat /marker"
     );
-    let first = run(&root, &["run", &img, "/bin/sh", "-c", &script]);
-    let second = run(
-        &root,
+    let first = arranged.run(&[], &["/bin/sh", "-c", &script]);
+    let second = arranged.run(
+        &[],
         &[
-            "run",
-            &img,
             "/bin/sh",
             "-c",
             &format!("/bin/probe cat /marker; ls /etc/passwd; ls {new_file}"),
@@ -129,15 +109,14 @@ fn writes_inside_change_neither_the_store_nor_the_next_container() {
     );
     assert!(second.stderr.contains(&new_file), "{}", second.stderr);
     // assert_clean compares the whole store to its state before the runs.
-    assert_clean(&root, &before, &[&img]);
+    arranged.assert_clean(&[]);
 }
 
 #[test]
 fn parallel_containers_from_one_image_have_their_own_writable_layers() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
-    let before = before(&root);
+    let arranged = Arranged::standard();
+    let (root, img) = (&arranged.root, arranged.img.as_str());
 
     let values: Vec<String> = (0..4).map(|_| marker()).collect();
     let results: Vec<Ran> = std::thread::scope(|s| {
@@ -162,21 +141,17 @@ fn parallel_containers_from_one_image_have_their_own_writable_layers() {
         ran.assert_ok();
         assert_eq!(ran.stdout, format!("{v}{v}\n"));
     }
-    assert_clean(&root, &before, &[&img]);
+    arranged.assert_clean(&[]);
 }
 
 #[test]
 fn proc_is_mounted_and_shows_the_container() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
     let arg = marker();
-    let before = before(&root);
 
     let script = "grep -c ' /proc proc ' /proc/mounts; tr '\\0' ' ' < /proc/1/cmdline; echo; /bin/probe ls /proc | grep -x -e 1 -e self";
-    let ran = run(&root, &["run", &img, "/bin/sh", "-c", script, &arg]);
+    let ran = clean_run(standard_config(), &[], &["/bin/sh", "-c", script, &arg]);
 
-    ran.assert_ok();
     let lines = ran.stdout_lines();
     assert_eq!(lines[0], "1", "proc mounts at /proc: {lines:?}");
     assert!(
@@ -184,23 +159,18 @@ fn proc_is_mounted_and_shows_the_container() {
         "PID 1 cmdline: {lines:?}"
     );
     assert_eq!(lines[2..], ["1", "self"]);
-    assert_clean(&root, &before, &[&img]);
 }
 
 #[test]
 fn dev_has_the_standard_character_devices() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
-    let before = before(&root);
-
     let devices = ["null", "zero", "full", "random", "urandom", "tty"];
     let paths: Vec<String> = devices.iter().map(|d| format!("/dev/{d}")).collect();
-    let mut args = vec!["run", &img, "stat", "-c", "%n %F %t:%T"];
-    args.extend(paths.iter().map(String::as_str));
-    let ran = run(&root, &args);
+    let mut command = vec!["stat", "-c", "%n %F %t:%T"];
+    command.extend(paths.iter().map(String::as_str));
 
-    ran.assert_ok();
+    let ran = clean_run(standard_config(), &[], &command);
+
     let expected: Vec<String> = [
         ("null", "1:3"),
         ("zero", "1:5"),
@@ -212,38 +182,21 @@ fn dev_has_the_standard_character_devices() {
     .iter()
     .map(|(n, mm)| format!("/dev/{n} character special file {mm}"))
     .collect();
-    assert_eq!(ran.stdout_lines(), expected);
-    assert_clean(&root, &before, &[&img]);
+    let lines = ran.stdout_lines();
+    assert_eq!(lines, expected);
 }
 
 #[test]
 fn dev_devices_behave_like_devices() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
+    let arranged = Arranged::standard();
     let n = random_in(1..=64);
-    let before = before(&root);
 
-    let null = run(
-        &root,
-        &["run", &img, "/bin/probe", "write", "/dev/null", &marker()],
-    );
-    let full = run(
-        &root,
-        &["run", &img, "/bin/probe", "write", "/dev/full", &marker()],
-    );
-    let zero = run(
-        &root,
-        &[
-            "run",
-            &img,
-            "/bin/sh",
-            "-c",
-            &format!(
-                "head -c {n} /dev/zero | tr -d '\\0' | wc -c; head -c {n} /dev/urandom | wc -c"
-            ),
-        ],
-    );
+    let null = arranged.run(&[], &["/bin/probe", "write", "/dev/null", &marker()]);
+    let full = arranged.run(&[], &["/bin/probe", "write", "/dev/full", &marker()]);
+    let script =
+        format!("head -c {n} /dev/zero | tr -d '\\0' | wc -c; head -c {n} /dev/urandom | wc -c");
+    let zero = arranged.run(&[], &["/bin/sh", "-c", &script]);
 
     null.assert_ok();
     full.assert_code(98);
@@ -254,14 +207,13 @@ fn dev_devices_behave_like_devices() {
     );
     zero.assert_ok();
     assert_eq!(zero.stdout_lines(), ["0", &n.to_string()]);
-    assert_clean(&root, &before, &[&img]);
+    arranged.assert_clean(&[]);
 }
 
 #[test]
 fn dev_has_pts_shm_and_no_host_block_devices() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
+    let arranged = Arranged::standard();
     let host_block: Vec<String> = fs::read_dir("/dev")
         .expect("read /dev")
         .filter_map(Result::ok)
@@ -269,12 +221,11 @@ fn dev_has_pts_shm_and_no_host_block_devices() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     let content = marker();
-    let before = before(&root);
 
     let script = format!(
         "/bin/probe ls /dev; /bin/probe write /dev/shm/x {content} >/dev/null && /bin/probe cat /dev/shm/x; echo; grep -c ' /dev/pts devpts ' /proc/mounts"
     );
-    let ran = run(&root, &["run", &img, "/bin/sh", "-c", &script]);
+    let ran = arranged.run(&[], &["/bin/sh", "-c", &script]);
 
     ran.assert_ok();
     let lines = ran.stdout_lines();
@@ -297,41 +248,23 @@ fn dev_has_pts_shm_and_no_host_block_devices() {
         [content, "1".to_owned()],
         "shm write / devpts mount"
     );
-    assert_clean(&root, &before, &[&img]);
+    arranged.assert_clean(&[]);
 }
 
 #[test]
 fn etc_hostname_hosts_and_resolv_conf_are_provided() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
+    let arranged = Arranged::standard();
     let name = format!("h-{}", marker());
-    let before = before(&root);
 
-    let hostname = run(
-        &root,
-        &[
-            "run",
-            "--hostname",
-            &name,
-            &img,
-            "/bin/probe",
-            "cat",
-            "/etc/hostname",
-        ],
+    let hostname = arranged.run(
+        &["--hostname", &name],
+        &["/bin/probe", "cat", "/etc/hostname"],
     );
-    let hosts = run(&root, &["run", &img, "/bin/probe", "cat", "/etc/hosts"]);
-    let resolv = run(
-        &root,
-        &[
-            "run",
-            "--network",
-            "host",
-            &img,
-            "/bin/probe",
-            "cat",
-            "/etc/resolv.conf",
-        ],
+    let hosts = arranged.run(&[], &["/bin/probe", "cat", "/etc/hosts"]);
+    let resolv = arranged.run(
+        &["--network", "host"],
+        &["/bin/probe", "cat", "/etc/resolv.conf"],
     );
 
     hostname.assert_ok();
@@ -354,23 +287,19 @@ fn etc_hostname_hosts_and_resolv_conf_are_provided() {
         Err(_) => assert!(!resolv.stdout.is_empty()),
     }
     // The files were provided on the writable layer or by bind: the store's /etc is untouched.
-    assert_clean(&root, &before, &[&img]);
+    arranged.assert_clean(&[]);
 }
 
 #[test]
 fn no_runtime_file_descriptor_leaks_into_the_container() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
-    let before = before(&root);
 
-    let ran = run(&root, &["run", &img, "/bin/probe", "fds"]);
+    let ran = clean_run(standard_config(), &[], &["/bin/probe", "fds"]);
 
-    ran.assert_ok();
     let fds: BTreeSet<u32> = ran
-        .stdout_lines()
-        .iter()
-        .map(|l| l.parse().expect("fd number"))
+        .stdout
+        .lines()
+        .map(|l| l.trim().parse().expect("fd number"))
         .collect();
     assert!(fds.is_superset(&BTreeSet::from([0, 1, 2])), "{fds:?}");
     // Besides stdio only the directory handle the listing itself opened (the lowest free fd).
@@ -379,30 +308,16 @@ fn no_runtime_file_descriptor_leaks_into_the_container() {
         extra.len() <= 1 && extra.iter().all(|&&fd| fd == 3),
         "leaked fds: {fds:?}"
     );
-    assert_clean(&root, &before, &[&img]);
 }
 
 #[test]
 fn cwd_and_root_of_pid_1_are_inside_the_container() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
-    let before = before(&root);
+    let script = "readlink /proc/1/cwd; readlink /proc/1/root; ls /proc/1/cwd/marker";
 
-    let ran = run(
-        &root,
-        &[
-            "run",
-            &img,
-            "/bin/sh",
-            "-c",
-            "readlink /proc/1/cwd; readlink /proc/1/root; ls /proc/1/cwd/marker",
-        ],
-    );
+    let ran = clean_run(standard_config(), &[], &["/bin/sh", "-c", script]);
 
-    ran.assert_ok();
     assert_eq!(ran.stdout, "/\n/\n/proc/1/cwd/marker\n");
-    assert_clean(&root, &before, &[&img]);
 }
 
 /// `(major:minor, root, mount point)` of each line of a mountinfo text.
@@ -423,20 +338,15 @@ fn mounts_of(mountinfo: &str) -> Vec<(String, String, String)> {
 #[test]
 fn host_root_filesystem_is_not_reachable_after_pivot_root() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
+    let arranged = Arranged::standard();
     let host = mounts_of(&host_mounts());
     let host_root_dev = host
         .iter()
         .find(|(_, r, mp)| r == "/" && mp == "/")
         .map(|(dev, _, _)| dev.clone())
         .expect("host / in mountinfo");
-    let before = before(&root);
 
-    let ran = run(
-        &root,
-        &["run", &img, "/bin/probe", "cat", "/proc/self/mountinfo"],
-    );
+    let ran = arranged.run(&[], &["/bin/probe", "cat", "/proc/self/mountinfo"]);
 
     ran.assert_ok();
     let inside = mounts_of(&ran.stdout);
@@ -464,7 +374,7 @@ fn host_root_filesystem_is_not_reachable_after_pivot_root() {
             "host mount {mp} visible inside"
         );
     }
-    assert_clean(&root, &before, &[&img]);
+    arranged.assert_clean(&[]);
 }
 
 /// runc's defaults: the host kernel's settings under /proc are read-only inside (checked with
@@ -473,10 +383,8 @@ fn host_root_filesystem_is_not_reachable_after_pivot_root() {
 #[test]
 fn kernel_settings_are_read_only_and_kernel_secrets_are_masked() {
     require_root!();
-    let root = TestRoot::new();
-    let (img, _) = image(&root);
+    let arranged = Arranged::standard();
     let mark = marker();
-    let before = before(&root);
     // Files root may write on the host (so the check inside cannot pass vacuously).
     let read_only: Vec<&str> = [
         "/proc/sys/kernel/hostname",
@@ -491,10 +399,10 @@ fn kernel_settings_are_read_only_and_kernel_secrets_are_masked() {
         read_only.len() >= 2,
         "the host has too few writable kernel settings to test"
     );
-    let mut args = vec!["run", &img, "/bin/probe", "writable", "/tmp"];
-    args.extend(&read_only);
-    args.push(&mark);
-    let ran = run(&root, &args);
+    let mut command = vec!["/bin/probe", "writable", "/tmp"];
+    command.extend(&read_only);
+    command.push(&mark);
+    let ran = arranged.run(&[], &command);
     ran.assert_ok();
     assert!(
         ran.stdout.contains("/tmp=ok\n"),
@@ -518,7 +426,7 @@ fn kernel_settings_are_read_only_and_kernel_secrets_are_masked() {
         "this host exposes none of the masked files: the test would prove nothing"
     );
     for p in &secrets {
-        let inside = run(&root, &["run", &img, "/bin/probe", "cat", p, &mark]);
+        let inside = arranged.run(&[], &["/bin/probe", "cat", p, &mark]);
         inside.assert_ok();
         assert!(
             inside.stdout.is_empty(),
@@ -527,12 +435,9 @@ fn kernel_settings_are_read_only_and_kernel_secrets_are_masked() {
         );
     }
     if Path::new("/proc/acpi").is_dir() {
-        let listing = run(
-            &root,
-            &["run", &img, "/bin/probe", "ls", "/proc/acpi", &mark],
-        );
+        let listing = arranged.run(&[], &["/bin/probe", "ls", "/proc/acpi", &mark]);
         listing.assert_ok();
         assert_eq!(listing.stdout, "", "/proc/acpi is masked");
     }
-    assert_clean(&root, &before, &[&img, &mark]);
+    arranged.assert_clean(&[&mark]);
 }

@@ -13,12 +13,56 @@ use std::path::PathBuf;
 use common::run::*;
 use common::*;
 use rand::seq::IndexedRandom;
-use serde_json::json;
 
-/// The standard test image: busybox + probe, PATH set.
-fn image(root: &TestRoot) -> String {
-    root.install_image(json!({"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]}))
-        .0
+/// A fresh root with the standard image, and a random marker every run of the test carries
+/// on its command line (so a leftover process is found).
+struct Probed {
+    arranged: Arranged,
+    mark: String,
+}
+
+impl Probed {
+    fn new() -> Self {
+        Probed {
+            arranged: Arranged::standard(),
+            mark: marker(),
+        }
+    }
+
+    /// `/proc/self/status` of a container run with `options`, as a map of its fields.
+    fn status(&self, options: &[&str]) -> BTreeMap<String, String> {
+        let ran = self.arranged.run(
+            options,
+            &["/bin/probe", "cat", "/proc/self/status", &self.mark],
+        );
+        ran.assert_ok();
+        ran.stdout
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+            .collect()
+    }
+
+    /// What each privileged attempt of [`attempts_script`] met in a container run with
+    /// `options` and `disk`'s directory as a volume: `op` → `ok` or `errnoN`.
+    fn attempts(&self, options: &[&str], disk: &HostDisk) -> BTreeMap<String, String> {
+        let volume = format!("{}:/hostdev", disk.dir.path().display());
+        let mut all = vec!["-v", volume.as_str()];
+        all.extend_from_slice(options);
+        let script = attempts_script(disk, &self.mark);
+        let ran = self.arranged.run(&all, &["/bin/sh", "-c", &script]);
+        ran.assert_ok();
+        ran.stdout
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    /// [`assert_clean`] for the image and the marker.
+    fn assert_clean(&self) {
+        self.arranged.assert_clean(&[&self.mark]);
+    }
 }
 
 /// Docker's default capabilities without CAP_MKNOD, as (name, number) from
@@ -76,29 +120,6 @@ fn spelt(name: &str) -> String {
     }
 }
 
-/// `/proc/self/status` of a container run with `options`, as a map of its fields.
-fn status_with(
-    root: &TestRoot,
-    img: &str,
-    options: &[&str],
-    mark: &str,
-) -> BTreeMap<String, String> {
-    let ran = run(
-        root,
-        &run_args(
-            options,
-            img,
-            &["/bin/probe", "cat", "/proc/self/status", mark],
-        ),
-    );
-    ran.assert_ok();
-    ran.stdout
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
-        .collect()
-}
-
 fn cap_field(status: &BTreeMap<String, String>, field: &str) -> u64 {
     let hex = status
         .get(field)
@@ -109,12 +130,9 @@ fn cap_field(status: &BTreeMap<String, String>, field: &str) -> u64 {
 #[test]
 fn default_capabilities_are_dockers_list_without_mknod_and_seccomp_is_on() {
     require_root!();
-    let root = TestRoot::new();
-    let img = image(&root);
-    let mark = marker();
-    let before = before(&root);
+    let probed = Probed::new();
 
-    let status = status_with(&root, &img, &[], &mark);
+    let status = probed.status(&[]);
 
     let expected = mask(&DEFAULT_CAPS);
     for field in ["CapPrm", "CapEff", "CapBnd"] {
@@ -129,7 +147,7 @@ fn default_capabilities_are_dockers_list_without_mknod_and_seccomp_is_on() {
     assert_eq!(cap_field(&status, "CapAmb"), 0, "ambient set");
     assert_eq!(status["Seccomp"], "2", "seccomp filter mode");
     assert_eq!(status["NoNewPrivs"], "0", "no_new_privs is off by default");
-    assert_clean(&root, &before, &[&img, &mark]);
+    probed.assert_clean();
 }
 
 /// A block device of this host that root can open, and a node for it in a fresh host
@@ -191,36 +209,13 @@ fn attempts_script(disk: &HostDisk, mark: &str) -> String {
     )
 }
 
-fn attempts(
-    root: &TestRoot,
-    img: &str,
-    options: &[&str],
-    disk: &HostDisk,
-    mark: &str,
-) -> BTreeMap<String, String> {
-    let volume = format!("{}:/hostdev", disk.dir.path().display());
-    let mut all = vec!["-v", volume.as_str()];
-    all.extend_from_slice(options);
-    let script = attempts_script(disk, mark);
-    let ran = run(root, &run_args(&all, img, &["/bin/sh", "-c", &script]));
-    ran.assert_ok();
-    ran.stdout
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
-
 #[test]
 fn default_container_cannot_mount_make_or_open_host_disks_or_reach_kernel_wide_calls() {
     require_root!();
-    let root = TestRoot::new();
-    let img = image(&root);
+    let probed = Probed::new();
     let disk = host_disk();
-    let mark = marker();
-    let before = before(&root);
 
-    let seen = attempts(&root, &img, &[], &disk, &mark);
+    let seen = probed.attempts(&[], &disk);
 
     let expected: BTreeMap<String, String> = [
         ("mount", EPERM),                           // no CAP_SYS_ADMIN (and seccomp)
@@ -234,20 +229,17 @@ fn default_container_cannot_mount_make_or_open_host_disks_or_reach_kernel_wide_c
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     assert_eq!(seen, expected);
-    assert_clean(&root, &before, &[&img, &mark]);
+    probed.assert_clean();
 }
 
 #[test]
 fn privileged_flips_every_restriction() {
     require_root!();
-    let root = TestRoot::new();
-    let img = image(&root);
+    let probed = Probed::new();
     let disk = host_disk();
-    let mark = marker();
-    let before = before(&root);
 
-    let status = status_with(&root, &img, &["--privileged"], &mark);
-    let seen = attempts(&root, &img, &["--privileged"], &disk, &mark);
+    let status = probed.status(&["--privileged"]);
+    let seen = probed.attempts(&["--privileged"], &disk);
 
     let all = callers_caps_mask();
     for field in ["CapPrm", "CapEff", "CapBnd"] {
@@ -275,16 +267,13 @@ fn privileged_flips_every_restriction() {
         Some(EPERM),
         "{seen:?}"
     );
-    assert_clean(&root, &before, &[&img, &mark]);
+    probed.assert_clean();
 }
 
 #[test]
 fn cap_add_and_cap_drop_change_exactly_the_named_capabilities() {
     require_root!();
-    let root = TestRoot::new();
-    let img = image(&root);
-    let mark = marker();
-    let before = before(&root);
+    let probed = Probed::new();
     let mut rng = rand::rng();
     // Only what the caller holds can be granted (a sandbox may lack some, e.g. SYS_RESOURCE).
     let held = callers_caps_mask();
@@ -298,18 +287,8 @@ fn cap_add_and_cap_drop_change_exactly_the_named_capabilities() {
     let dropped = *DEFAULT_CAPS.choose(&mut rng).unwrap();
     let (add, drop) = (spelt(added.0), spelt(dropped.0));
 
-    let status = status_with(
-        &root,
-        &img,
-        &["--cap-add", &add, "--cap-drop", &drop],
-        &mark,
-    );
-    let only = status_with(
-        &root,
-        &img,
-        &["--cap-drop", "ALL", "--cap-add", &add],
-        &mark,
-    );
+    let status = probed.status(&["--cap-add", &add, "--cap-drop", &drop]);
+    let only = probed.status(&["--cap-drop", "ALL", "--cap-add", &add]);
 
     let expected = (mask(&DEFAULT_CAPS) | 1 << added.1) & !(1 << dropped.1);
     assert_eq!(
@@ -324,7 +303,7 @@ fn cap_add_and_cap_drop_change_exactly_the_named_capabilities() {
         "--cap-drop ALL --cap-add {add}"
     );
     assert_eq!(cap_field(&only, "CapBnd"), 1 << added.1);
-    assert_clean(&root, &before, &[&img, &mark]);
+    probed.assert_clean();
 }
 
 /// Seccomp follows the capabilities as docker's profile does: with CAP_SYS_ADMIN, mount and
@@ -332,69 +311,52 @@ fn cap_add_and_cap_drop_change_exactly_the_named_capabilities() {
 #[test]
 fn cap_add_sys_admin_lifts_the_syscalls_tied_to_it() {
     require_root!();
-    let root = TestRoot::new();
-    let img = image(&root);
+    let probed = Probed::new();
     let disk = host_disk();
-    let mark = marker();
-    let before = before(&root);
 
-    let seen = attempts(
-        &root,
-        &img,
-        &["--cap-add", &spelt("SYS_ADMIN")],
-        &disk,
-        &mark,
-    );
+    let seen = probed.attempts(&["--cap-add", &spelt("SYS_ADMIN")], &disk);
 
     assert_eq!(seen["mount"], "ok", "{seen:?}");
     assert_eq!(seen["userns"], "ok", "{seen:?}");
     assert_eq!(seen["mknod"], EPERM, "{seen:?}");
     assert_eq!(seen["keyctl"], EPERM, "{seen:?}");
-    assert_clean(&root, &before, &[&img, &mark]);
+    probed.assert_clean();
 }
 
 #[test]
 fn seccomp_unconfined_lifts_the_filter_but_keeps_the_capabilities() {
     require_root!();
-    let root = TestRoot::new();
-    let img = image(&root);
+    let probed = Probed::new();
     let disk = host_disk();
-    let mark = marker();
-    let before = before(&root);
     let opt = ["--security-opt", "seccomp=unconfined"];
 
-    let status = status_with(&root, &img, &opt, &mark);
-    let seen = attempts(&root, &img, &opt, &disk, &mark);
+    let status = probed.status(&opt);
+    let seen = probed.attempts(&opt, &disk);
 
     assert_eq!(status["Seccomp"], "0");
     assert_eq!(cap_field(&status, "CapEff"), mask(&DEFAULT_CAPS));
     assert_eq!(seen["userns"], "ok", "{seen:?}");
     assert_ne!(seen["keyctl"], EPERM, "{seen:?}");
     assert_eq!(seen["mount"], EPERM, "still no CAP_SYS_ADMIN: {seen:?}");
-    assert_clean(&root, &before, &[&img, &mark]);
+    probed.assert_clean();
 }
 
 #[test]
 fn no_new_privileges_sets_the_flag() {
     require_root!();
-    let root = TestRoot::new();
-    let img = image(&root);
-    let mark = marker();
-    let before = before(&root);
+    let probed = Probed::new();
 
-    let status = status_with(&root, &img, &["--security-opt", "no-new-privileges"], &mark);
+    let status = probed.status(&["--security-opt", "no-new-privileges"]);
 
     assert_eq!(status["NoNewPrivs"], "1");
     assert_eq!(status["Seccomp"], "2", "the filter stays on");
-    assert_clean(&root, &before, &[&img, &mark]);
+    probed.assert_clean();
 }
 
 #[test]
 fn unknown_capabilities_and_security_options_are_usage_errors() {
     require_root!();
-    let root = TestRoot::new();
-    let img = image(&root);
-    let before = before(&root);
+    let arranged = Arranged::standard();
     let bogus = format!("NOT_A_CAP_{}", random_in(1000..=9999));
     for options in [
         vec!["--cap-add", bogus.as_str()],
@@ -402,14 +364,11 @@ fn unknown_capabilities_and_security_options_are_usage_errors() {
         vec!["--security-opt", "seccomp=/etc/profile.json"],
         vec!["--security-opt", "apparmor=unconfined"],
     ] {
-        let ran = run(
-            &root,
-            &run_args(&options, &img, &["/bin/probe", "echo", "ran"]),
-        );
+        let ran = arranged.run(&options, &["/bin/probe", "echo", "ran"]);
         ran.assert_code(125).assert_one_error_line();
         let value = options[1].split('=').next().unwrap_or_default();
         assert!(ran.stderr.contains(value), "{options:?}: {}", ran.stderr);
     }
-    assert!(root.leftover_containers().is_empty());
-    assert_clean(&root, &before, &[&img]);
+    assert!(arranged.root.leftover_containers().is_empty());
+    arranged.assert_clean(&[]);
 }

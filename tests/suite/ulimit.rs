@@ -7,10 +7,8 @@ use crate::common;
 use std::fs;
 
 use common::accounts::Accounts;
-use common::options::{assert_refused, image_with};
 use common::run::*;
 use common::*;
-use serde_json::json;
 
 /// This process's (soft, hard) limit for `name` as `/proc/self/limits` spells it (`None` for
 /// unlimited); the runtime under test inherits them.
@@ -31,15 +29,12 @@ fn limits_row(limits: &str, row: &str) -> (Option<u64>, Option<u64>) {
 #[test]
 fn ulimits_reach_the_command_at_and_below_the_callers_hard_limit() {
     require_root!();
-    let root = TestRoot::new();
-    let img = image_with(&root, json!({}));
     let acc = Accounts::random();
-    acc.install(&root, &img);
+    let arranged = Arranged::prepared(standard_config(), |root, img| acc.install(root, img));
     let nofile_max = own_limit("Max open files").1.unwrap_or(1 << 20);
     let nofile_soft = random_in(16..=nofile_max / 2);
     let nofile_hard = random_in(nofile_soft..=nofile_max);
     let (nproc, core) = (random_in(100..=5000), random_in(0..=1 << 20));
-    let before = before(&root);
 
     let limits = [
         format!("nofile={nofile_soft}:{nofile_hard}"),
@@ -50,10 +45,7 @@ fn ulimits_reach_the_command_at_and_below_the_callers_hard_limit() {
     limits
         .iter()
         .for_each(|l| opts.extend(["--ulimit", l.as_str()]));
-    let ran = run(
-        &root,
-        &run_args(&opts, &img, &["/bin/probe", "cat", "/proc/self/limits"]),
-    );
+    let ran = arranged.run(&opts, &["/bin/probe", "cat", "/proc/self/limits"]);
     ran.assert_ok();
     assert_eq!(
         limits_row(&ran.stdout, "Max open files"),
@@ -69,29 +61,22 @@ fn ulimits_reach_the_command_at_and_below_the_callers_hard_limit() {
     );
     // At the caller's hard limit exactly (runc's "same as system's hard value" case).
     let at = format!("nofile={nofile_max}");
-    let ran = run(
-        &root,
-        &run_args(
-            &["--ulimit", &at],
-            &img,
-            &["/bin/sh", "-c", "ulimit -n; ulimit -Hn"],
-        ),
+    let ran = arranged.run(
+        &["--ulimit", &at],
+        &["/bin/sh", "-c", "ulimit -n; ulimit -Hn"],
     );
     ran.assert_ok();
     assert_eq!(
         ran.stdout_lines(),
         [nofile_max.to_string(), nofile_max.to_string()]
     );
-    assert_clean(&root, &before, &[&img]);
+    arranged.assert_clean(&[]);
 }
 
 #[test]
 fn ulimits_above_the_callers_hard_limit_or_malformed_are_one_line_and_125() {
     require_root!();
-    let root = TestRoot::new();
-    let img = image_with(&root, json!({}));
-    let before = before(&root);
-    let cmd = ["/bin/probe", "echo", "never"];
+    let arranged = Arranged::standard();
     let Some(max) = own_limit("Max open files").1 else {
         skip!("this process has no hard limit on open files to exceed");
     };
@@ -101,11 +86,7 @@ fn ulimits_above_the_callers_hard_limit_or_malformed_are_one_line_and_125() {
         random_in(1..=max),
         max + random_in(1..=1000)
     );
-    assert_refused(
-        &root,
-        &run_args(&["--ulimit", &above], &img, &cmd),
-        "above the runtime's own hard limit",
-    );
+    arranged.assert_refused(&["--ulimit", &above], "above the runtime's own hard limit");
     let (soft, hard) = (random_in(101..=200), random_in(1..=100));
     for bad in [
         format!("nofile={soft}:{hard}"),
@@ -113,11 +94,7 @@ fn ulimits_above_the_callers_hard_limit_or_malformed_are_one_line_and_125() {
         format!("nproc={}", marker()),
         format!("core:{soft}"),
     ] {
-        assert_refused(
-            &root,
-            &run_args(&["--ulimit", &bad], &img, &cmd),
-            "invalid --ulimit",
-        );
+        arranged.assert_refused(&["--ulimit", &bad], "invalid --ulimit");
     }
-    assert_clean(&root, &before, &[&img]);
+    arranged.assert_clean(&[]);
 }

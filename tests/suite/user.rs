@@ -9,7 +9,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 
 use common::accounts::Accounts;
-use common::options::{assert_refused, image_with};
+use common::options::{assert_refused, config_with, image_with};
 use common::run::*;
 use common::*;
 use serde_json::json;
@@ -17,8 +17,8 @@ use serde_json::json;
 /// `uid gid groups HOME CapEff` as the command sees them, one per line.
 const WHO: &str = "id -u; id -g; id -G; echo \"$HOME\"; grep CapEff /proc/self/status | cut -f2";
 
-fn who(root: &TestRoot, options: &[&str], img: &str) -> Vec<String> {
-    let ran = run(root, &run_args(options, img, &["/bin/sh", "-c", WHO]));
+fn who(arranged: &Arranged, options: &[&str]) -> Vec<String> {
+    let ran = arranged.run(options, &["/bin/sh", "-c", WHO]);
     ran.assert_ok();
     ran.stdout_lines()
 }
@@ -35,14 +35,11 @@ fn sorted_ids(line: &str) -> Vec<u64> {
 #[test]
 fn user_by_name_or_uid_gets_its_ids_groups_home_and_no_capabilities() {
     require_root!();
-    let root = TestRoot::new();
-    let img = image_with(&root, json!({}));
     let acc = Accounts::random();
-    acc.install(&root, &img);
-    let before = before(&root);
+    let arranged = Arranged::prepared(standard_config(), |root, img| acc.install(root, img));
 
     for spec in [acc.name.clone(), acc.uid.to_string()] {
-        let out = who(&root, &["-u", &spec], &img);
+        let out = who(&arranged, &["-u", &spec]);
         assert_eq!(out[0], acc.uid.to_string(), "{spec}: {out:?}");
         assert_eq!(out[1], acc.gid.to_string(), "{spec}: {out:?}");
         let mut want = vec![acc.gid, acc.supp_gid];
@@ -60,31 +57,25 @@ fn user_by_name_or_uid_gets_its_ids_groups_home_and_no_capabilities() {
         "touch /{0} 2>/dev/null || echo denied; touch {file}; stat -c %u:%g {file}",
         marker()
     );
-    let ran = run(
-        &root,
-        &run_args(&["-u", &acc.name], &img, &["/bin/sh", "-c", &script]),
-    );
+    let ran = arranged.run(&["-u", &acc.name], &["/bin/sh", "-c", &script]);
     ran.assert_ok();
     assert_eq!(
         ran.stdout_lines(),
         ["denied".to_owned(), format!("{}:{}", acc.uid, acc.gid)]
     );
-    assert_clean(&root, &before, &[&img]);
+    arranged.assert_clean(&[]);
 }
 
 #[test]
 fn explicit_group_unknown_numbers_and_the_environments_home() {
     require_root!();
-    let root = TestRoot::new();
-    let img = image_with(&root, json!({}));
     let acc = Accounts::random();
-    acc.install(&root, &img);
+    let arranged = Arranged::prepared(standard_config(), |root, img| acc.install(root, img));
     let (uid, gid) = (random_in(40_000..=49_999), random_in(50_000..=59_999));
     let home = format!("/h-{}", marker());
-    let before = before(&root);
 
     // GROUP replaces the primary group and the memberships.
-    let out = who(&root, &["-u", &format!("{}:{}", acc.name, acc.spare)], &img);
+    let out = who(&arranged, &["-u", &format!("{}:{}", acc.name, acc.spare)]);
     assert_eq!(
         out[..3],
         [
@@ -94,7 +85,7 @@ fn explicit_group_unknown_numbers_and_the_environments_home() {
         ]
     );
     // Numbers without entries are used as they are, HOME=/ (runc's rule).
-    let out = who(&root, &["--user", &format!("{uid}:{gid}")], &img);
+    let out = who(&arranged, &["--user", &format!("{uid}:{gid}")]);
     assert_eq!(
         out[..4],
         [
@@ -104,18 +95,14 @@ fn explicit_group_unknown_numbers_and_the_environments_home() {
             "/".to_owned()
         ]
     );
-    let out = who(&root, &["--user", &uid.to_string()], &img);
+    let out = who(&arranged, &["--user", &uid.to_string()]);
     assert_eq!(out[..3], [uid.to_string(), "0".to_owned(), "0".to_owned()]);
     // -e HOME wins over passwd.
-    let out = who(
-        &root,
-        &["-u", &acc.name, "-e", &format!("HOME={home}")],
-        &img,
-    );
+    let out = who(&arranged, &["-u", &acc.name, "-e", &format!("HOME={home}")]);
     assert_eq!(out[3], home);
     // Even with SETUID/SETGID dropped, the switch happens (before the capability sets shrink).
     let out = who(
-        &root,
+        &arranged,
         &[
             "-u",
             &acc.name,
@@ -124,11 +111,10 @@ fn explicit_group_unknown_numbers_and_the_environments_home() {
             "--cap-drop",
             "SETGID",
         ],
-        &img,
     );
     assert_eq!(out[0], acc.uid.to_string());
     // Without -u: root, its memberships only (none of the caller's groups).
-    let out = who(&root, &[], &img);
+    let out = who(&arranged, &[]);
     assert_eq!(
         out[..4],
         [
@@ -138,49 +124,43 @@ fn explicit_group_unknown_numbers_and_the_environments_home() {
             "/root".to_owned()
         ]
     );
-    assert_clean(&root, &before, &[&img]);
+    arranged.assert_clean(&[]);
 }
 
 #[test]
 fn the_image_configs_user_is_honoured_and_dash_u_overrides_it() {
     require_root!();
-    let root = TestRoot::new();
     let acc = Accounts::random();
-    let img = image_with(&root, json!({"User": acc.name}));
-    acc.install(&root, &img);
+    let config = config_with(json!({"User": acc.name}));
+    let arranged = Arranged::prepared(config, |root, img| acc.install(root, img));
     let other = random_in(1..=999);
-    let before = before(&root);
 
-    assert_eq!(who(&root, &[], &img)[0], acc.uid.to_string());
+    assert_eq!(who(&arranged, &[])[0], acc.uid.to_string());
     assert_eq!(
-        who(&root, &["-u", &other.to_string()], &img)[0],
+        who(&arranged, &["-u", &other.to_string()])[0],
         other.to_string()
     );
-    assert_eq!(who(&root, &["-u", "root"], &img)[0], "0");
-    assert_clean(&root, &before, &[&img]);
+    assert_eq!(who(&arranged, &["-u", "root"])[0], "0");
+    arranged.assert_clean(&[]);
 }
 
 #[test]
 fn unknown_users_and_groups_and_malformed_specs_are_one_line_and_125() {
     require_root!();
-    let root = TestRoot::new();
-    let img = image_with(&root, json!({}));
     let acc = Accounts::random();
-    acc.install(&root, &img);
     let nobody = format!("n{}", marker());
-    let bad_img = image_with(&root, json!({"User": nobody}));
-    let before = before(&root);
+    let mut bad_img = String::new();
+    let arranged = Arranged::prepared(standard_config(), |root, img| {
+        acc.install(root, img);
+        bad_img = image_with(root, json!({"User": nobody}));
+    });
     let cmd = ["/bin/probe", "echo", "never"];
 
     let not_found = format!("unable to find user {nobody}: no matching entries in passwd file");
-    assert_refused(&root, &run_args(&["-u", &nobody], &img, &cmd), &not_found);
-    assert_refused(&root, &run_args(&[], &bad_img, &cmd), &not_found);
+    arranged.assert_refused(&["-u", &nobody], &not_found);
+    assert_refused(&arranged.root, &run_args(&[], &bad_img, &cmd), &not_found);
     let group = format!("{}:{nobody}", acc.name);
-    assert_refused(
-        &root,
-        &run_args(&["-u", &group], &img, &cmd),
-        "unable to find group",
-    );
+    arranged.assert_refused(&["-u", &group], "unable to find group");
     let too_big = (1u64 << 31) + random_in(0..=1000);
     for bad in [
         too_big.to_string(),
@@ -188,9 +168,9 @@ fn unknown_users_and_groups_and_malformed_specs_are_one_line_and_125() {
         format!(":{}", acc.gid),
         "a:b:c".into(),
     ] {
-        assert_refused(&root, &run_args(&["-u", &bad], &img, &cmd), "--user");
+        arranged.assert_refused(&["-u", &bad], "--user");
     }
-    assert_clean(&root, &before, &[&img, &bad_img]);
+    arranged.assert_clean(&[&bad_img]);
 }
 
 /// A file left by a user-owned write must belong to that user on the host side too (volumes
@@ -198,25 +178,19 @@ fn unknown_users_and_groups_and_malformed_specs_are_one_line_and_125() {
 #[test]
 fn a_users_file_in_a_volume_carries_its_ids_on_the_host() {
     require_root!();
-    let root = TestRoot::new();
-    let img = image_with(&root, json!({}));
-    let host = common::volume::host_dir(&root);
+    let arranged = Arranged::standard();
+    let host = common::volume::host_dir(&arranged.root);
     fs::set_permissions(&host, std::os::unix::fs::PermissionsExt::from_mode(0o777)).expect("chmod");
     let (uid, gid, name) = (random_in(1000..=60_000), random_in(1000..=60_000), marker());
-    let before = before(&root);
     let volume = common::volume::spec(&host, "/v", None);
     let user = format!("{uid}:{gid}");
 
-    let ran = run(
-        &root,
-        &run_args(
-            &["-u", &user, "-v", &volume],
-            &img,
-            &["/bin/probe", "write", &format!("/v/{name}"), &name],
-        ),
+    let ran = arranged.run(
+        &["-u", &user, "-v", &volume],
+        &["/bin/probe", "write", &format!("/v/{name}"), &name],
     );
     ran.assert_ok();
     let meta = fs::metadata(host.join(&name)).expect("written");
     assert_eq!((u64::from(meta.uid()), u64::from(meta.gid())), (uid, gid));
-    assert_clean(&root, &before, &[&img, &name]);
+    arranged.assert_clean(&[&name]);
 }

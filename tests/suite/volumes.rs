@@ -7,7 +7,7 @@ use crate::common;
 
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -48,8 +48,18 @@ impl Setup {
 
     /// `run -v SPEC... IMAGE CMD...`.
     fn run(&self, volumes: &[String], cmd: &[&str]) -> assert_cmd::assert::Assert {
+        self.run_with(&[], volumes, cmd)
+    }
+
+    /// `run OPTIONS... -v SPEC... IMAGE CMD...`.
+    fn run_with(
+        &self,
+        options: &[&str],
+        volumes: &[String],
+        cmd: &[&str],
+    ) -> assert_cmd::assert::Assert {
         let mut c = self.root.cmd();
-        c.arg("run");
+        c.arg("run").args(options);
         for v in volumes {
             // `--volume=` so a spec starting with `-` reaches the runtime as a value.
             c.arg(format!("--volume={v}"));
@@ -383,13 +393,20 @@ fn demo_relative_volume_path() {
     s.assert_clean(&content);
 }
 
+/// A fresh host directory bound on `/data` and a new named volume read-only on `/named`: the
+/// directory and the two specs.
+fn bind_and_named_volume(s: &Setup) -> (PathBuf, Vec<String>) {
+    let (dir, volume) = (host_dir(&s.root), format!("v{}", marker()));
+    let specs = vec![spec(&dir, "/data", None), format!("{volume}:/named:ro")];
+    (dir, specs)
+}
+
 #[test]
 fn failing_command_leaves_no_mount() {
     require_root!();
     let s = Setup::new();
-    let (dir, volume, mark) = (host_dir(&s.root), format!("v{}", marker()), marker());
-    let code = random_in(1..=90) as i32;
-    let specs = [spec(&dir, "/data", None), format!("{volume}:/named:ro")];
+    let (dir, specs) = bind_and_named_volume(&s);
+    let (mark, code) = (marker(), random_in(1..=90) as i32);
     s.run(
         &specs,
         &["sh", "-c", &format!("echo {mark} > /data/f; exit {code}")],
@@ -407,12 +424,9 @@ fn failing_command_leaves_no_mount() {
 fn oom_killed_command_leaves_no_mount() {
     require_root!();
     let s = Setup::new();
-    let (dir, volume, mark) = (host_dir(&s.root), format!("v{}", marker()), marker());
-    let mut c = s.root.cmd();
-    c.args(["run", "-m", "32m", "-v", &spec(&dir, "/data", None)])
-        .args(["-v", &format!("{volume}:/named:ro"), &s.image])
-        .args(["probe", "alloc", "256", &mark])
-        .assert()
+    let (_, specs) = bind_and_named_volume(&s);
+    let mark = marker();
+    s.run_with(&["-m", "32m"], &specs, &["probe", "alloc", "256", &mark])
         .code(137);
     s.assert_clean(&mark);
 }
