@@ -87,8 +87,10 @@ bench: deps bench-deps build probe ## Speed ratios (vs unshare, runc, crun; brid
 # Fewer runs in the guest: under TCG (no KVM) each run is ~10x slower.
 VM_BENCH_RUNS ?= 15
 VM_BENCH_PULL_RUNS ?= 3
-vm-bench: vm-deps bench-deps build probe ## make bench inside the cgroup v2 VM (VM_BENCH_RUNS, VM_BENCH_PULL_RUNS runs each)
+VM_BENCH_GRADE_RUNS ?= 3
+vm-bench: vm-deps bench-deps build probe ## make bench inside the cgroup v2 VM (VM_BENCH_RUNS, VM_BENCH_PULL_RUNS runs each), then grading one submission (VM_BENCH_GRADE_RUNS)
 	VM_APPEND="devoxx.bench_runs=$(VM_BENCH_RUNS) devoxx.bench_pull_runs=$(VM_BENCH_PULL_RUNS) $(VM_APPEND)" ./vm/run.sh bench
+	./scripts/bench-grade.sh $(VM_BENCH_GRADE_RUNS)
 
 demo: deps build ## End to end without internet: local registry → push → pull → run (as root)
 	./scripts/demo.sh $(BIN)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# classroom-rehearsal.sh [OUT] — GitHub Classroom's workflow (docs/classroom/classroom.yml) run
+# classroom-rehearsal.sh [--phase build|grade] [OUT] — GitHub Classroom's workflow (docs/classroom/classroom.yml) run
 # the way a hosted runner runs it, then its results checked against the reporter's format and the
 # grading's report. What a hosted runner is, rehearsed here without changing this machine (all in
 # a mount namespace of its own: /etc/passwd, /etc/group, /etc/shadow and /etc/sudoers.d are
@@ -17,8 +17,13 @@
 # result per runner the reporter is given, each test one check of report.json with its share of
 # the step's points when it passed, points adding up, partial credit in cgroups, and a run that
 # the reporter turns red only for a failed required step (never for network). Run as root by
-# .ci/run; about 6 minutes here (the grader's release build as that user, one guest boot).
+# .ci/run; about 3 minutes here (the grader's release build as that user, one guest boot).
+# --phase build stops after the build step, --phase grade runs the grade step and the checks on
+# what an earlier --phase build left in OUT: .ci/run builds at idle CPU priority while the test
+# guest runs, and grades afterwards.
 set -euo pipefail
+phase=all
+if [ "${1:-}" = --phase ]; then phase="${2:-}"; shift 2 || true; fi
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 out="$(realpath -m "${1:-$repo/target/classroom-rehearsal}")"
@@ -26,13 +31,14 @@ workflow="$repo/docs/classroom/classroom.yml"
 say() { echo "classroom-rehearsal: $*"; }
 die() { say "error: $*" >&2; exit 2; }
 
+case "$phase" in all | build | grade) ;; *) die "--phase build or --phase grade, not '$phase'" ;; esac
 [ "$(id -u)" = 0 ] || die "run as root"
 command -v sudo >/dev/null || die "sudo missing (apt-get install sudo)"
 python3 -c 'import yaml' 2>/dev/null || die "python3-yaml missing (apt-get install python3-yaml)"
 
 # Inside a mount namespace of our own: the runner user exists only here.
 if [ "${REHEARSAL_MNTNS:-}" != "$$" ]; then
-    REHEARSAL_MNTNS=$$ exec unshare --mount --propagation private -- "$BASH" "$0" "$@"
+    REHEARSAL_MNTNS=$$ exec unshare --mount --propagation private -- "$BASH" "$0" --phase "$phase" "$@"
 fi
 
 user=devoxx-runner
@@ -40,7 +46,11 @@ uid=64999
 getent passwd "$uid" >/dev/null && die "uid $uid is taken on this machine: the rehearsed runner needs a free one"
 home="$out/home/$user"
 ws="$out/work"
-rm -rf "$out"
+if [ "$phase" = grade ]; then
+    [ -f "$out/built" ] || die "no build in $out: run --phase build first"
+else
+    rm -rf "$out"
+fi
 mkdir -p "$home" "$ws" "$out/etc"
 
 # The user, its group and its passwordless sudo, in copies bound over the real files (PAM's
@@ -58,31 +68,32 @@ mount --bind "$out/etc/group" /etc/group
 mount --bind "$out/etc/shadow" /etc/shadow
 mount --bind "$out/etc/sudoers.d" /etc/sudoers.d
 
-# The toolchain in the user's home, as dtolnay/rust-toolchain leaves it: rustup's toolchains
-# (this machine's, read-only), CARGO_HOME with the proxies and a copy of the registry.
-rustup_home="${RUSTUP_HOME:-$HOME/.rustup}"
-cargo_home="${CARGO_HOME:-$HOME/.cargo}"
-if [ ! -d "$rustup_home/toolchains" ] || [ ! -d "$cargo_home/bin" ]; then
-    die "no rustup toolchain in $rustup_home / $cargo_home"
-fi
-mkdir -p "$home/.rustup" "$home/.cargo"
-mount --bind "$rustup_home" "$home/.rustup"
-mount -o remount,bind,ro "$home/.rustup"
-cp -a "$cargo_home/bin" "$home/.cargo/"
-[ -d "$cargo_home/registry" ] && cp -a "$cargo_home/registry" "$home/.cargo/"
+prepare() {
+    # The toolchain in the user's home, as dtolnay/rust-toolchain leaves it: rustup's toolchains
+    # (this machine's, read-only), CARGO_HOME with the proxies and a copy of the registry.
+    rustup_home="${RUSTUP_HOME:-$HOME/.rustup}"
+    cargo_home="${CARGO_HOME:-$HOME/.cargo}"
+    if [ ! -d "$rustup_home/toolchains" ] || [ ! -d "$cargo_home/bin" ]; then
+        die "no rustup toolchain in $rustup_home / $cargo_home"
+    fi
+    mkdir -p "$home/.rustup" "$home/.cargo"
+    mount --bind "$rustup_home" "$home/.rustup"
+    mount -o remount,bind,ro "$home/.rustup"
+    cp -a "$cargo_home/bin" "$home/.cargo/"
+    [ -d "$cargo_home/registry" ] && cp -a "$cargo_home/registry" "$home/.cargo/"
 
-# The checkouts: the grader's files as they are here (committed or not), and the submission.
-mkdir -p "$ws/grader" "$ws/submission"
-git -C "$repo" ls-files -co --exclude-standard -z | tar -C "$repo" --null -T - -cf - | tar -C "$ws/grader" -xf -
-"$repo/tests/grader/make-runtimes.sh" "$out/runtimes" >/dev/null
-cp "$out/runtimes/no-cpu-limit" "$ws/submission/devoxx-docker.sh"
-printf 'all:\n\tmkdir -p bin\n\tcp devoxx-docker.sh bin/devoxx-docker\n\tchmod 755 bin/devoxx-docker\n' > "$ws/submission/Makefile"
-chown -R "$uid:$uid" "$home" "$ws" 2>/dev/null || true # (the read-only toolchain stays root's)
-: > "$out/github_output"
-chown "$uid:$uid" "$out/github_output"
+    # The checkouts: the grader's files as they are here (committed or not), and the submission.
+    mkdir -p "$ws/grader" "$ws/submission"
+    git -C "$repo" ls-files -co --exclude-standard -z | tar -C "$repo" --null -T - -cf - | tar -C "$ws/grader" -xf -
+    "$repo/tests/grader/make-runtimes.sh" "$out/runtimes" >/dev/null
+    cp "$out/runtimes/no-cpu-limit" "$ws/submission/devoxx-docker.sh"
+    printf 'all:\n\tmkdir -p bin\n\tcp devoxx-docker.sh bin/devoxx-docker\n\tchmod 755 bin/devoxx-docker\n' > "$ws/submission/Makefile"
+    chown -R "$uid:$uid" "$home" "$ws" 2>/dev/null || true # (the read-only toolchain stays root's)
+    : > "$out/github_output"
+    chown "$uid:$uid" "$out/github_output"
 
-# The workflow's env and run steps, and what the reporter is given.
-python3 - "$workflow" "$out" <<'EOF'
+    # The workflow's env and run steps, and what the reporter is given.
+    python3 - "$workflow" "$out" <<'EOF'
 import sys, yaml, shlex
 wf = yaml.safe_load(open(sys.argv[1]))
 out = sys.argv[2]
@@ -100,7 +111,8 @@ with open(f"{out}/reporter.txt", "w") as f:
     for k, v in rep["env"].items():
         f.write(f"{k}={v}\n")
 EOF
-mapfile -t wf_env < "$out/workflow.env"
+}
+
 base_path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # run_step NAME ENV...: the workflow's step NAME as the runner user (bash -e, as Actions runs it).
@@ -115,14 +127,22 @@ run_step() {
     [ "$rc" = 0 ] || die "step $name failed ($rc): $out/$name.log"
 }
 
-t0=$SECONDS
-run_step build HOME="$home" PATH="$home/.cargo/bin:$base_path" CARGO_HOME="$home/.cargo" RUSTUP_HOME="$home/.rustup"
-t_build=$((SECONDS - t0))
+if [ "$phase" != grade ]; then
+    prepare
+    mapfile -t wf_env < "$out/workflow.env"
+    t0=$SECONDS
+    run_step build HOME="$home" PATH="$home/.cargo/bin:$base_path" CARGO_HOME="$home/.cargo" RUSTUP_HOME="$home/.rustup"
+    t_build=$((SECONDS - t0))
+    say "build step ${t_build}s"
+    touch "$out/built"
+    [ "$phase" = build ] && exit 0
+fi
+mapfile -t wf_env < "$out/workflow.env"
 # The grade step: no cargo on PATH, no toolchain variable, no network.
 t0=$SECONDS
 unshare --net -- "$BASH" -c "$(declare -f run_step say die); $(declare -p out ws uid wf_env); run_step grade HOME='$home' PATH='$base_path'"
 t_grade=$((SECONDS - t0))
-say "build step ${t_build}s, grade step ${t_grade}s"
+say "grade step ${t_grade}s"
 builds="$(grep -c '^grade: building ' "$out/grade.log" || true)"
 boots="$(grep -c '^grade: booting the grading guest' "$out/grade.log" || true)"
 [ "$builds" = 1 ] && [ "$boots" = 1 ] || die "one push must cost one build and one boot: $builds build(s), $boots boot(s) ($out/grade.log)"
