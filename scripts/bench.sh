@@ -5,6 +5,7 @@
 #   no-limits      BIN run --memory 0 --cpus 0 IMG /bin/true
 #   bridge         BIN run --network bridge IMG /bin/true
 #   floor          unshare --uts --pid --mount --fork --root=ROOTFS /bin/true
+#   version, true  BIN --version and /bin/true: the runtime's own exec, loading and exit alone
 #   runc, crun     `run` of an OCI bundle whose root is the same ROOTFS (when installed)
 # then 50 containers started at once. Prints `bench: <name> = <number>` lines (and `# ` notes).
 # Usage: scripts/bench.sh BIN [RUNS] (as root). Env: BUSYBOX, BENCH_RUNS, BENCH_AT_ONCE.
@@ -65,10 +66,12 @@ this() { "$BIN" run bench /bin/true; }
 nolimits() { "$BIN" run --memory 0 --cpus 0 bench /bin/true; }
 bridge() { "$BIN" run --network bridge bench /bin/true; }
 floor() { unshare --uts --pid --mount --fork --root="$ROOTFS" /bin/true; }
+version() { "$BIN" --version; }
+true_bin() { /bin/true; }
 runc_run() { n=$((n + 1)); runc --root "$WORK/runc" run --bundle "$BUNDLE" "bench-$$-$n"; }
 crun_run() { n=$((n + 1)); crun --root "$WORK/crun" run --bundle "$BUNDLE" "bench-$$-$n"; }
 
-contenders=(this nolimits bridge floor)
+contenders=(this nolimits bridge floor version true_bin)
 # Each OCI runtime takes part only if it is installed and runs the bundle here.
 for oci in runc crun; do
     if ! command -v "$oci" >/dev/null; then
@@ -89,6 +92,7 @@ echo "bench: run/floor no-limits = $(ratio "${med[nolimits]}" "${med[floor]}")"
 [ -n "${med[runc_run]:-}" ] && echo "bench: runc/this = $(ratio "${med[runc_run]}" "${med[this]}")"
 [ -n "${med[crun_run]:-}" ] && echo "bench: crun/this = $(ratio "${med[crun_run]}" "${med[this]}")"
 echo "bench: bridge/host = $(ratio "${med[bridge]}" "${med[this]}")"
+echo "bench: version/true = $(ratio "${med[version]}" "${med[true_bin]}")"
 
 # Where the time of one default run goes: DEVOXX_TRACE_START=1 stamps each step (CLOCK_MONOTONIC,
 # in the runtime and in the container's init before its exec). Median offsets from `main` (the

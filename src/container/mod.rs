@@ -175,8 +175,13 @@ fn execute(paths: &Paths, plan: &Plan) -> Result<i32> {
     if code == 128 + libc::SIGKILL && !exit.killed_by_runtime && cgroup.oom_killed() {
         report_oom(&plan.limits);
     }
-    // Leaving scope tears down in reverse creation order: network, child, cgroup, state.
-    let _ = (&network, &child);
+    // Tear down in reverse creation order: network, child, cgroup, state (the writable layer).
+    drop(network);
+    drop(child);
+    drop(cgroup);
+    trace::mark("uncgrouped");
+    drop(state);
+    trace::mark("unlayered");
     Ok(code)
 }
 

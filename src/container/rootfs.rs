@@ -73,16 +73,28 @@ impl Layer {
         ))
     }
 
-    /// Mount the merged view (the image is never written: changes go to `upper`).
+    /// Mount the merged view (the image is never written: changes go to `upper`). `volatile`
+    /// (Linux 5.10+) skips every sync of the upper layer, above all the one at unmount: without
+    /// it, the container's exit runs a syncfs of the whole host filesystem under the store,
+    /// waiting for every dirty page of the machine (~0.1 s with 200 MiB dirty). The layer is
+    /// thrown away when the container ends, so no write in it needs to be durable. An older
+    /// kernel refuses the option (EINVAL): then the plain mount.
     pub fn mount(&self) -> Result<()> {
         let options = self.overlay_options()?;
-        mount(
-            Some("overlay"),
-            &self.merged,
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(options.as_str()),
-        )
+        let volatile = format!("{options},volatile");
+        let mount_with = |options: &str| {
+            mount(
+                Some("overlay"),
+                &self.merged,
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(options),
+            )
+        };
+        match mount_with(&volatile) {
+            Err(nix::errno::Errno::EINVAL) => mount_with(&options),
+            other => other,
+        }
         .ctx(|| format!("mount overlay on {}", self.merged.display()))
     }
 }
