@@ -41,6 +41,53 @@ fn image_marker_file_is_readable() {
     arranged.assert_clean(&[]);
 }
 
+/// The writable layer is thrown away at exit, so it is mounted `volatile` (Linux 5.10+): no
+/// sync of it, and above all no sync of the whole host filesystem when it is unmounted.
+#[test]
+fn the_writable_layer_is_a_volatile_overlay_of_the_image() {
+    require_root!();
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let version: Vec<u32> = release
+        .split(|c: char| !c.is_ascii_digit())
+        .take(2)
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    if version < vec![5, 10] {
+        skip!(
+            "overlayfs' volatile option needs Linux 5.10 (this kernel: {})",
+            release.trim()
+        );
+    }
+    let arranged = Arranged::standard();
+
+    let ran = arranged.run(&[], &["/bin/probe", "cat", "/proc/self/mountinfo"]);
+
+    ran.assert_ok();
+    let lines = ran.stdout_lines();
+    let root = lines
+        .iter()
+        .find(|l| l.split_whitespace().nth(4) == Some("/"))
+        .unwrap_or_else(|| panic!("no mount at / in {lines:?}"));
+    let (_, fs) = root.split_once(" - ").expect("a mountinfo line");
+    let fields: Vec<&str> = fs.split_whitespace().collect();
+    assert_eq!(fields.first(), Some(&"overlay"), "{root}");
+    let options: Vec<&str> = fields
+        .get(2)
+        .copied()
+        .unwrap_or_default()
+        .split(',')
+        .collect();
+    // Shown as `volatile` up to Linux 6.x, as `fsync=volatile` since fsync= took its place.
+    assert!(
+        options
+            .iter()
+            .any(|o| *o == "volatile" || *o == "fsync=volatile"),
+        "{root}"
+    );
+    assert!(options.iter().any(|o| o.starts_with("lowerdir=")), "{root}");
+    arranged.assert_clean(&[]);
+}
+
 #[test]
 fn host_file_outside_the_rootfs_is_invisible() {
     require_root!();
