@@ -215,7 +215,9 @@ fn cpu_throttled(ctx: &mut Ctx) -> Check {
         Ok((pid, note, started)) => {
             crate::grade::invoke::release(pid);
             let ratio = measure_cpu(pid).map(|r| (r, inspect::cgroup_of(pid).unwrap_or_default()));
-            crate::grade::invoke::stop(pid); // measured: the rest of the spin is only waiting
+            if ratio.is_some() {
+                crate::grade::invoke::stop(pid); // measured: the rest of the spin is only waiting
+            }
             let out = started.running.wait();
             let fx = ctx.side_effects(&out, &started.marker);
             (ratio, note, out, fx)
