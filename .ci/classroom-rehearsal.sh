@@ -127,9 +127,9 @@ run_step() {
     [ "$rc" = 0 ] || die "step $name failed ($rc): $out/$name.log"
 }
 
+[ "$phase" = grade ] || prepare
+mapfile -t wf_env < "$out/workflow.env"
 if [ "$phase" != grade ]; then
-    prepare
-    mapfile -t wf_env < "$out/workflow.env"
     t0=$SECONDS
     run_step build HOME="$home" PATH="$home/.cargo/bin:$base_path" CARGO_HOME="$home/.cargo" RUSTUP_HOME="$home/.rustup"
     t_build=$((SECONDS - t0))
@@ -137,7 +137,6 @@ if [ "$phase" != grade ]; then
     touch "$out/built"
     [ "$phase" = build ] && exit 0
 fi
-mapfile -t wf_env < "$out/workflow.env"
 # The grade step: no cargo on PATH, no toolchain variable, no network.
 t0=$SECONDS
 unshare --net -- "$BASH" -c "$(declare -f run_step say die); $(declare -p out ws uid wf_env); run_step grade HOME='$home' PATH='$base_path'"

@@ -32,10 +32,10 @@ pub struct Ran {
 }
 
 impl Ran {
-    /// What a finished process printed (code -1 when a signal ended it).
+    /// What a finished process printed (128 + the signal when a signal ended it).
     pub fn from_output(out: &std::process::Output) -> Ran {
         Ran {
-            code: out.status.code().unwrap_or(-1),
+            code: code_of(out.status),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
@@ -129,11 +129,7 @@ pub fn run_with_stdin(root: &TestRoot, args: &[&str], input: &[u8]) -> Ran {
         .timeout(RUN_TIMEOUT)
         .output()
         .expect("spawn the runtime");
-    Ran {
-        code: code_of(out.status),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Ran::from_output(&out)
 }
 
 /// `run ARGS...` helper building the argument vector: `["run", extra..., image, cmd...]`.
