@@ -584,23 +584,18 @@ pub fn measure(mut cmd: std::process::Command, limit: Duration) -> Measured {
         .stderr(err.try_clone().expect("dup"))
         .stdin(std::process::Stdio::null());
     let start = Instant::now();
-    let child = cmd.spawn().expect("spawn the runtime");
-    let pid = child.id() as libc::pid_t;
-    let status_file = format!("/proc/{pid}/status");
+    let mut child = cmd.spawn().expect("spawn the runtime");
+    let status_file = format!("/proc/{}/status", child.id());
     let mut peak = 0;
     let status = loop {
         if let Some(hwm) = vm_hwm_kib(&status_file) {
             peak = peak.max(hwm);
         }
-        let mut status = 0;
-        // SAFETY: a plain out-parameter.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
+        if let Some(status) = child.try_wait().expect("wait for the runtime") {
             break status;
         }
         if start.elapsed() > limit {
-            // SAFETY: our own child, not yet reaped.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = child.kill();
         }
         thread::sleep(Duration::from_millis(3));
     };
@@ -613,7 +608,7 @@ pub fn measure(mut cmd: std::process::Command, limit: Duration) -> Measured {
         s
     };
     Measured {
-        code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+        code: status.code(),
         stdout: read(out),
         stderr: read(err),
         elapsed,
