@@ -34,3 +34,5 @@ mod read_only;
 mod tty;
 mod ulimit;
 mod user;
+// The OCI runtime command line (issue 31).
+mod oci;

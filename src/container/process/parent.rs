@@ -171,6 +171,13 @@ impl Child {
         Err(decode_failure(&report))
     }
 
+    /// OCI `create`: the init is set up and waits for `start`; let it live on without us (no
+    /// kill on drop). Its parent becomes the caller's subreaper, which reaps it.
+    pub fn detach(mut self) -> Pid {
+        self.reaped = true;
+        self.pid
+    }
+
     /// When the parent's own set-up step failed: the child's report instead, if it already
     /// died of an earlier failure of its own (that is the cause the user needs to see).
     pub fn earlier_failure(&mut self) -> Option<Error> {
