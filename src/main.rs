@@ -75,6 +75,8 @@ enum Command {
         /// Container id.
         id: String,
     },
+    /// OCI: run a process in a running container (--process FILE, or ID CMD...).
+    Exec(ExecArgs),
     /// OCI: print a container's state as JSON.
     State {
         /// Container id.
@@ -109,6 +111,34 @@ enum Command {
     },
     /// OCI: print the features this runtime implements (JSON).
     Features,
+}
+
+/// runc's `exec` options.
+#[derive(Args, Debug)]
+struct ExecArgs {
+    /// A JSON file holding the process (the config's `process` object).
+    #[arg(short, long)]
+    process: Option<PathBuf>,
+    /// Write the process's pid there.
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// Do not wait for the process.
+    #[arg(short, long)]
+    detach: bool,
+    /// Refused: terminals are not supported yet.
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    /// Refused: terminals are not supported yet.
+    #[arg(short, long)]
+    tty: bool,
+    /// Pass file descriptors 3..3+N-1 to the process.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: u32,
+    /// Container id.
+    id: String,
+    /// The command (instead of --process), with its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
 }
 
 /// runc's `create` options (accepted before or after the id).
@@ -296,6 +326,15 @@ fn run_oci(paths: &Paths, cli: &Cli) -> ExitCode {
         debug: cli.debug,
     };
     log.debug(&format!("{:?}", cli.command));
+    if let Command::Exec(args) = &cli.command {
+        return match oci_exec(paths, cli, args) {
+            Ok(code) => ExitCode::from(code as u8),
+            Err(e) => {
+                log.error(&e.to_string());
+                report(&e)
+            }
+        };
+    }
     let result = oci_command(paths, cli);
     match result {
         Ok(out) => {
@@ -311,7 +350,8 @@ fn run_oci(paths: &Paths, cli: &Cli) -> ExitCode {
     }
 }
 
-fn oci_command(paths: &Paths, cli: &Cli) -> Result<String, Error> {
+/// The global options every OCI command checks first.
+fn oci_globals(cli: &Cli) -> Result<(), Error> {
     oci::log::Format::parse(&cli.log_format)?;
     if cli.systemd_cgroup {
         return Err(Error::Usage(
@@ -320,6 +360,32 @@ fn oci_command(paths: &Paths, cli: &Cli) -> Result<String, Error> {
                 .into(),
         ));
     }
+    Ok(())
+}
+
+/// `exec`: the process's exit code (0 with --detach).
+fn oci_exec(paths: &Paths, cli: &Cli, args: &ExecArgs) -> Result<i32, Error> {
+    oci_globals(cli)?;
+    if args.tty || args.console_socket.is_some() {
+        return Err(Error::Usage(
+            "exec --tty/--console-socket: terminals are not supported yet".into(),
+        ));
+    }
+    oci::exec(
+        paths,
+        &oci::ExecOptions {
+            id: args.id.clone(),
+            process: args.process.clone(),
+            args: args.command.clone(),
+            pid_file: args.pid_file.clone(),
+            detach: args.detach,
+            preserve_fds: args.preserve_fds,
+        },
+    )
+}
+
+fn oci_command(paths: &Paths, cli: &Cli) -> Result<String, Error> {
+    oci_globals(cli)?;
     let none = |()| String::new();
     match &cli.command {
         Command::Create(args) => oci::create(

@@ -507,6 +507,84 @@ fn run_and_oci_containers_share_one_root() {
 }
 
 #[test]
+fn exec_runs_in_the_containers_namespaces_and_cgroup_with_its_exit_code() {
+    require_root!();
+    let (mark, host, value) = (marker(), format!("h-{}", marker()), marker());
+    let code = random_in(3..=99);
+    let b = Bundle::new(json!({
+        "hostname": host,
+        "process": {"args": ["/bin/sh", "-c", format!("exec sleep 60 # {mark}")]},
+    }));
+    let cgroups = cgroup_dirs(&format!("devoxx-docker-oci/{}", b.id));
+    b.create().assert_code(0);
+    assert_refused(&b.oci(&["exec", &b.id, "/bin/true"]), "not running");
+    b.oci(&["start", &b.id]).assert_code(0);
+    b.wait_status("running");
+
+    // Short form: the bundle's process with these args.
+    let ran = b.oci(&[
+        "exec",
+        &b.id,
+        "/bin/sh",
+        "-c",
+        &format!("hostname; cat /marker; echo; tr '\\0' ' ' < /proc/1/cmdline; echo; exit {code}"),
+    ]);
+    ran.assert_code(code as i32);
+    let rootfs_marker = fs::read_to_string(b.dir.join("rootfs/marker")).unwrap();
+    let lines = ran.stdout_lines();
+    assert_eq!(lines[..2], [host.clone(), rootfs_marker]);
+    assert!(lines[2].starts_with("sleep 60"), "{lines:?}");
+
+    // --process FILE, detached, with its pid file: the process is in the container's cgroup.
+    let process = json!({"args": ["/bin/sh", "-c", format!("echo $V > /tmp/{mark}; exec sleep 30")],
+                         "env": ["PATH=/bin", format!("V={value}")], "cwd": "/tmp",
+                         "user": {"uid": 0, "gid": 0}});
+    let file = b.dir.join("process.json");
+    fs::write(&file, process.to_string()).unwrap();
+    let pid_file = b.dir.join("exec.pid");
+    // The detached process keeps its stdio: files here, so nobody waits for their EOF.
+    let status = Command::new(runtime())
+        .arg("--root")
+        .arg(b.root.store())
+        .args(["exec", "--detach", "--process"])
+        .arg(&file)
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg(&b.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(b.dir.join("exec.err")).unwrap())
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "{}",
+        fs::read_to_string(b.dir.join("exec.err")).unwrap_or_default()
+    );
+    let pid: i32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let rel = format!("/devoxx-docker-oci/{}", b.id);
+    assert!(
+        cgroups_of(pid).iter().any(|(_, path)| *path == rel),
+        "{:?}",
+        cgroups_of(pid)
+    );
+    wait_for(|| b.dir.join(format!("rootfs/tmp/{mark}")).exists());
+    assert_eq!(
+        fs::read_to_string(b.dir.join(format!("rootfs/tmp/{mark}"))).unwrap(),
+        format!("{value}\n")
+    );
+    let ps = b.oci(&["ps", "--format", "json", &b.id]);
+    let pids: Vec<i32> = serde_json::from_str(&ps.stdout).expect("json");
+    assert!(pids.contains(&pid), "{pids:?} lacks {pid}");
+    b.oci(&["delete", "--force", &b.id]).assert_code(0);
+    b.assert_clean(&mark, &cgroups);
+}
+
+#[test]
 fn log_json_records_the_error_and_systemd_cgroup_is_refused() {
     let root = TestRoot::new();
     let log = root.dir.path().join("log.json");

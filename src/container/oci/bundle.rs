@@ -67,6 +67,40 @@ pub fn load(dir: &Path, id: &str, host_is_v2: bool) -> Result<Bundle> {
     translate(&spec, &dir, id, host_is_v2)
 }
 
+/// `exec`'s process: `process_file` (a `process` object, `exec --process`) or the bundle's own
+/// `process` with `args` in place of its args (`exec ID CMD...`), as the runtime's types.
+pub fn exec_process(
+    dir: &Path,
+    process_file: Option<&Path>,
+    args: &[String],
+) -> Result<(ProcessSpec, Security)> {
+    let path = dir.join("config.json");
+    let text = std::fs::read(&path).map_err(|e| Error::path("read", &path, e))?;
+    let mut spec: Spec =
+        serde_json::from_slice(&text).map_err(|e| Error::Usage(format!("config.json: {e}")))?;
+    let process: oci_spec::runtime::Process = match process_file {
+        Some(file) => {
+            let text = std::fs::read(file).map_err(|e| Error::path("read", file, e))?;
+            let raw: serde_json::Value = serde_json::from_slice(&text)
+                .map_err(|e| Error::Usage(format!("--process: not valid JSON: {e}")))?;
+            super::fields::check_process(&raw)?;
+            serde_json::from_value(raw).map_err(|e| Error::Usage(format!("--process: {e}")))?
+        }
+        None if args.is_empty() => {
+            return Err(Error::Usage(
+                "exec needs --process FILE or a command after the id".into(),
+            ))
+        }
+        None => {
+            let mut process = spec.process().clone().unwrap_or_default();
+            process.set_args(Some(args.to_vec()));
+            process
+        }
+    };
+    spec.set_process(Some(process));
+    Ok((process_spec(&spec, String::new())?, security(&spec)?))
+}
+
 /// The typed config → the runtime's types (each unsupported value: one line, exit 125).
 pub fn translate(spec: &Spec, dir: &Path, id: &str, host_is_v2: bool) -> Result<Bundle> {
     let root = spec

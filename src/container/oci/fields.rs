@@ -98,6 +98,11 @@ pub fn check(config: &Value) -> Result<()> {
     walk(&CONFIG, config, "")
 }
 
+/// The same for `exec --process FILE` (a `process` object on its own).
+pub fn check_process(process: &Value) -> Result<()> {
+    walk(&PROCESS, process, "process")
+}
+
 fn walk(node: &Node, value: &Value, at: &str) -> Result<()> {
     match (node, value) {
         (Leaf, _) => Ok(()),

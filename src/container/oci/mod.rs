@@ -28,6 +28,7 @@ use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 
 use super::cgroup::{self, Cgroup, CgroupDir};
+use super::namespaces::Join;
 use super::process::{self, ChildConfig, Filesystems};
 use super::rootfs::Root;
 use crate::config::Paths;
@@ -156,6 +157,119 @@ fn make_gate(path: &Path) -> Result<OwnedFd> {
         .open(path)
         .map_err(|e| Error::path("open", path, e))?;
     Ok(file.into())
+}
+
+/// `exec`'s options as runc takes them.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub id: String,
+    /// `--process FILE`; else `args` replace the bundle's process args.
+    pub process: Option<PathBuf>,
+    pub args: Vec<String>,
+    pub pid_file: Option<PathBuf>,
+    pub detach: bool,
+    pub preserve_fds: u32,
+}
+
+/// How long a forwarded SIGTERM/SIGINT gives an exec'd process before SIGKILL.
+const EXEC_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `exec`: run a process in a running container (its namespaces, cgroup, the process's
+/// identity and limits); without `--detach`, wait for it and return its exit code.
+pub fn exec(paths: &Paths, options: &ExecOptions) -> Result<i32> {
+    require_root("exec")?;
+    let state = StateDir::of(paths, &options.id)?;
+    let (record, status) = loaded(&state)?;
+    if status != Status::Running {
+        return Err(Error::Usage(format!(
+            "cannot exec in container {}: it is {}, not running",
+            options.id,
+            status.as_str()
+        )));
+    }
+    let (spec, security) =
+        bundle::exec_process(&record.bundle, options.process.as_deref(), &options.args)?;
+    let (pid_ns, joins) = container_namespaces(record.pid)?;
+    if !state::is_alive(record.pid, record.start_time) {
+        return Err(Error::Usage(format!(
+            "cannot exec in container {}: it stopped",
+            options.id
+        )));
+    }
+    if let Some(pid_ns) = pid_ns {
+        pid_ns.enter()?;
+    }
+    process::block_signals()?;
+    let config = process::ExecConfig {
+        spec: &spec,
+        security: &security,
+        joins: &joins,
+        detach: options.detach,
+        preserve_fds: options.preserve_fds,
+    };
+    let target = v2_target(&record);
+    let mut child = process::start_exec(&config, target.as_ref().map(|fd| fd.as_fd()))?;
+    let pid = child.pid().as_raw();
+    if !child.born_in_cgroup() {
+        for dir in &record.cgroup_paths {
+            if let Err(e) = CgroupDir::new(dir).add(pid) {
+                return Err(child.earlier_failure().unwrap_or(e));
+            }
+        }
+    }
+    child.release_and_wait_exec()?;
+    if let Some(pid_file) = &options.pid_file {
+        state::write_atomically(pid_file, pid.to_string().as_bytes())?;
+    }
+    if options.detach {
+        child.detach();
+        return Ok(0);
+    }
+    let exit = child.wait(EXEC_STOP_TIMEOUT)?;
+    Ok(process::exit_code(exit.status))
+}
+
+/// The namespaces of `pid` that differ from ours: the PID one apart (the runtime joins it so
+/// its child is born there), the others in the order the child joins them, mount last.
+fn container_namespaces(pid: i32) -> Result<(Option<Join>, Vec<Join>)> {
+    use nix::sched::CloneFlags as F;
+    let kinds = [
+        ("pid", F::CLONE_NEWPID),
+        ("ipc", F::CLONE_NEWIPC),
+        ("uts", F::CLONE_NEWUTS),
+        ("net", F::CLONE_NEWNET),
+        ("cgroup", F::CLONE_NEWCGROUP),
+        ("mnt", F::CLONE_NEWNS),
+    ];
+    let mut pid_ns = None;
+    let mut joins = Vec::new();
+    for (name, kind) in kinds {
+        let theirs = PathBuf::from(format!("/proc/{pid}/ns/{name}"));
+        let ours = PathBuf::from(format!("/proc/self/ns/{name}"));
+        let inode =
+            |p: &Path| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        let theirs_ino = inode(&theirs).map_err(|e| Error::path("open namespace", &theirs, e))?;
+        if inode(&ours).ok() == Some(theirs_ino) {
+            continue;
+        }
+        let join = Join { kind, path: theirs };
+        match kind {
+            F::CLONE_NEWPID => pid_ns = Some(join),
+            _ => joins.push(join),
+        }
+    }
+    Ok((pid_ns, joins))
+}
+
+/// On cgroup v2, the container's cgroup opened for clone3 (the exec'd process is born there).
+fn v2_target(record: &Record) -> Option<OwnedFd> {
+    if !matches!(cgroup::layout::host(), cgroup::layout::Layout::V2 { .. }) {
+        return None;
+    }
+    let dir = record.cgroup_paths.first()?;
+    let flags =
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC;
+    nix::fcntl::open(dir.as_path(), flags, Mode::empty()).ok()
 }
 
 /// `start`: release a `created` container's init (it then execs the user's program).

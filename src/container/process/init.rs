@@ -12,7 +12,7 @@ use nix::sys::stat::{umask, Mode};
 use super::lookup::{exec_error, find_executable, path_of};
 use super::report::{encode_failure, READY};
 use super::signals::{die_with_parent, reset_signals};
-use super::{ChildConfig, Filesystems};
+use super::{ChildConfig, ExecConfig, Filesystems};
 use crate::container::network;
 use crate::container::rootfs;
 use crate::container::{mounts, namespaces, rlimit, tmpfs, volume};
@@ -52,6 +52,50 @@ pub(super) fn child_main(
         None => eprintln!("devoxx-docker: {error}"),
     }
     error.exit_code() as isize
+}
+
+/// OCI `exec`'s child: join the container, wait for the parent (which places it in the
+/// container's cgroup), take the process's identity and limits, exec; on failure report.
+pub(super) fn exec_main(
+    config: &ExecConfig,
+    argv: &[CString],
+    envp: &[CString],
+    fds: &ChildFds,
+) -> isize {
+    for fd in fds.parent_ends {
+        // SAFETY: these are the child's copies of the parent's pipe ends, unused here.
+        unsafe { libc::close(fd) };
+    }
+    let error = match join_and_exec(config, argv, envp, fds.sync_rx) {
+        Ok(never) => match never {},
+        Err(error) => error,
+    };
+    // SAFETY: the child's own copy of the error pipe's write end, used once then dropped.
+    let mut report = unsafe { File::from_raw_fd(fds.err_tx) };
+    let _ = report.write_all(encode_failure(&error).as_bytes());
+    error.exit_code() as isize
+}
+
+fn join_and_exec(
+    config: &ExecConfig,
+    argv: &[CString],
+    envp: &[CString],
+    sync_rx: RawFd,
+) -> Result<std::convert::Infallible> {
+    if !config.detach {
+        die_with_parent()?;
+    }
+    namespaces::join_all(config.joins)?;
+    wait_for_parent(sync_rx)?;
+    umask(Mode::from_bits_truncate(config.spec.umask));
+    enter_workdir(&config.spec.workdir)?;
+    let program = find_executable(&config.spec.argv[0], &path_of(&config.spec.env))?;
+    reset_signals()?;
+    close_inherited_fds(3 + config.preserve_fds)?;
+    config.security.apply(&config.spec.user)?;
+    rlimit::apply(&config.spec.rlimits)?;
+    let error = nix::unistd::execve(&program, argv, envp).unwrap_err();
+    Err(exec_error(&config.spec.argv[0], error))
 }
 
 /// Wait for the parent, enter the container's root, exec. Returns only on failure.

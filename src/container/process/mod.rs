@@ -20,7 +20,7 @@ mod signals;
 mod terminal;
 
 pub use lookup::find_executable;
-pub use parent::{exit_code, start, Child, Exit};
+pub use parent::{exit_code, start, start_exec, Child, Exit};
 pub use signals::{block_signals, FORWARDED};
 pub use terminal::TerminalGuard;
 
@@ -58,6 +58,18 @@ pub struct ChildConfig<'a> {
     /// (`run`): the init dies with the runtime and execs as soon as it is released.
     pub gate: Option<RawFd>,
     /// Descriptors 3 to 3+N-1 the command inherits (`create --preserve-fds N`; 0 for `run`).
+    pub preserve_fds: u32,
+}
+
+/// OCI `exec`: a process to start in a running container, resolved before clone.
+#[derive(Debug)]
+pub struct ExecConfig<'a> {
+    pub spec: &'a ProcessSpec,
+    pub security: &'a Security,
+    /// The container's namespaces but the PID one (joined by the caller), its mount one last.
+    pub joins: &'a [namespaces::Join],
+    /// `--detach`: the process outlives the runtime (no death signal when it exits).
+    pub detach: bool,
     pub preserve_fds: u32,
 }
 
