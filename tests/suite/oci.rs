@@ -442,6 +442,72 @@ fn config_fields_reach_the_container() {
 }
 
 #[test]
+fn binds_masks_identity_and_capabilities_follow_the_config() {
+    require_root!();
+    let mark = marker();
+    let (uid, gid, extra) = (
+        random_in(1000..=60000),
+        random_in(1000..=60000),
+        random_in(1000..=60000),
+    );
+    let text = format!(
+        "cat /data/{mark}; opts() {{ awk -v m=$1 '$2 == m {{ print $4 }}' /proc/mounts | cut -d, -f1; }}; \
+         opts /data; stat -c %t:%T /proc/version; opts /proc/sys; \
+         grep -E '^(Uid|Gid|Groups|CapEff|CapBnd|CapAmb|NoNewPrivs):' /proc/self/status"
+    );
+    let mut b = Bundle::new(json!({
+        "process": {
+            "args": ["/bin/sh", "-c", text],
+            "user": {"uid": uid, "gid": gid, "additionalGids": [extra]},
+            "noNewPrivileges": true,
+            // A non-root process keeps across exec only its ambient capabilities.
+            "capabilities": {"bounding": ["CAP_KILL", "CAP_CHOWN"], "effective": ["CAP_KILL"],
+                             "permitted": ["CAP_KILL"], "inheritable": ["CAP_KILL"],
+                             "ambient": ["CAP_KILL"]},
+        },
+        "linux": {"maskedPaths": ["/proc/version"], "readonlyPaths": ["/proc/sys"]},
+    }));
+    let data = b.dir.join("data");
+    fs::create_dir(&data).unwrap();
+    fs::write(data.join(&mark), format!("{mark}\n")).unwrap();
+    let mut config: Value =
+        serde_json::from_str(&fs::read_to_string(b.dir.join("config.json")).unwrap()).unwrap();
+    config["mounts"].as_array_mut().unwrap().push(
+        json!({"destination": "/data", "type": "bind", "source": "data", "options": ["rbind", "ro"]}),
+    );
+    fs::write(b.dir.join("config.json"), config.to_string()).unwrap();
+    b.mounts_before = host_mounts();
+    b.create().assert_code(0);
+    b.oci(&["start", &b.id]).assert_code(0);
+    b.wait_status("stopped");
+
+    let out = b.output();
+    let lines: Vec<&str> = out.lines().collect();
+    // Bit numbers from capability.h: CAP_CHOWN 0, CAP_KILL 5.
+    let (kill, chown) = (1u64 << 5, 1u64 << 0);
+    assert_eq!(
+        lines,
+        [
+            mark.clone(),
+            "ro".into(),
+            "1:3".into(),
+            "ro".into(),
+            format!("Uid:\t{uid}\t{uid}\t{uid}\t{uid}"),
+            format!("Gid:\t{gid}\t{gid}\t{gid}\t{gid}"),
+            format!("Groups:\t{extra} "),
+            format!("CapEff:\t{kill:016x}"),
+            format!("CapBnd:\t{:016x}", kill | chown),
+            format!("CapAmb:\t{kill:016x}"),
+            "NoNewPrivs:\t1".into(),
+        ],
+        "stderr: {}",
+        fs::read_to_string(b.dir.join("err")).unwrap_or_default()
+    );
+    b.oci(&["delete", &b.id]).assert_code(0);
+    b.assert_clean(&mark, &[]);
+}
+
+#[test]
 fn unsupported_fields_are_refused_with_one_line_naming_them() {
     require_root!();
     let mark = marker();

@@ -71,7 +71,12 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
     state.claim()?;
     let claimed = Claimed(Some(&state));
     let gate = make_gate(&state.fifo())?;
-    let cgroup = Cgroup::create_at(&bundle.cgroup_path, &options.id, &bundle.limits)?;
+    let place = || Cgroup::create_at(&bundle.cgroup_path, &options.id, &bundle.limits);
+    let cgroup = match place() {
+        // A `delete` removed the empty default parent between our mkdirs: once more.
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => place()?,
+        other => other?,
+    };
     for join in bundle
         .joins
         .iter()
@@ -411,9 +416,21 @@ pub fn delete(paths: &Paths, id: &str, force: bool) -> Result<()> {
             kill_and_wait(record)?;
         }
         cgroup::remove_paths(&record.cgroup_paths);
+        remove_default_parents(&record.cgroup_paths);
     }
     // Mounts and namespaces need nothing: they lived in the container's own namespaces.
     state.remove()
+}
+
+/// The default parent (`devoxx-docker-oci/`) goes with its last container, so an idle host has
+/// no trace of OCI containers; a parent named by a config's `cgroupsPath` stays, as with runc.
+fn remove_default_parents(paths: &[PathBuf]) {
+    for parent in paths.iter().filter_map(|p| p.parent()) {
+        if parent.file_name() == Some(std::ffi::OsStr::new(bundle::DEFAULT_CGROUP_PARENT)) {
+            // Fails (EBUSY, ENOTEMPTY) while another container lives there: that is fine.
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
 }
 
 /// SIGKILL every process of the container, then wait for the init to be gone.
