@@ -71,9 +71,9 @@ version() { "$BIN" --version; }
 true_bin() { /bin/true; }
 runc_run() { n=$((n + 1)); runc --root "$WORK/runc" run --bundle "$BUNDLE" "bench-$$-$n"; }
 crun_run() { n=$((n + 1)); crun --root "$WORK/crun" run --bundle "$BUNDLE" "bench-$$-$n"; }
-oci_start() {
-    n=$((n + 1))
-    "$BIN" --root "$WORK/oci" create --bundle "$BUNDLE" "bench-$n" && "$BIN" --root "$WORK/oci" start "bench-$n"
+oci_start() { # measured in subshells: the id cannot come from a counter
+    local id="bench-${EPOCHREALTIME/./}-$RANDOM"
+    "$BIN" --root "$WORK/oci" create --bundle "$BUNDLE" "$id" && "$BIN" --root "$WORK/oci" start "$id"
 }
 # Every OCI container the measures started, deleted (stopped by then: its /bin/true exited).
 oci_delete_all() {
