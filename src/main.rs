@@ -6,10 +6,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use devoxx_docker::config::{Paths, DEFAULT_ROOT, DEFAULT_VOLUMES};
 use devoxx_docker::container::id::is_live;
-use devoxx_docker::container::oci::{self, log::Log};
 use devoxx_docker::container::security::SecurityArgs;
 use devoxx_docker::container::spec::RunOptions;
 use devoxx_docker::{container, image, Error};
+
+mod oci_cli;
 
 /// `--version`, runc's lines: the runtime's version and the OCI runtime spec it implements.
 const LONG_VERSION: &str = concat!("version ", env!("CARGO_PKG_VERSION"), "\nspec: ", "1.1.0");
@@ -27,18 +28,8 @@ struct Cli {
     /// Image store directory; OCI containers' state lives under it too, in `.oci/<id>/`.
     #[arg(long, global = true, env = "DEVOXX_ROOT", default_value = DEFAULT_ROOT)]
     root: PathBuf,
-    /// OCI commands: also write errors (and --debug lines) to FILE.
-    #[arg(long, value_name = "FILE")]
-    log: Option<PathBuf>,
-    /// OCI commands: the --log file's format, text or json ({"level","msg","time"} lines).
-    #[arg(long = "log-format", default_value = "text")]
-    log_format: String,
-    /// OCI commands: debug lines in the --log file.
-    #[arg(long)]
-    debug: bool,
-    /// Refused: cgroups are managed through cgroupfs (systemd's driver is not implemented).
-    #[arg(long = "systemd-cgroup")]
-    systemd_cgroup: bool,
+    #[command(flatten)]
+    oci: oci_cli::OciGlobals,
     /// Named volumes directory.
     #[arg(long, global = true, env = "DEVOXX_VOLUMES", default_value = DEFAULT_VOLUMES, hide = true)]
     volumes_root: PathBuf,
@@ -68,102 +59,8 @@ enum Command {
         #[arg(short, long)]
         force: bool,
     },
-    /// OCI: create a container from a bundle; its init waits for `start`.
-    Create(CreateArgs),
-    /// OCI: start a created container's program.
-    Start {
-        /// Container id.
-        id: String,
-    },
-    /// OCI: run a process in a running container (--process FILE, or ID CMD...).
-    Exec(ExecArgs),
-    /// OCI: print a container's state as JSON.
-    State {
-        /// Container id.
-        id: String,
-    },
-    /// OCI: send a signal to a container's init (or, with --all, to all its processes).
-    Kill {
-        /// Every process of the container, not only its init.
-        #[arg(short, long)]
-        all: bool,
-        /// Container id.
-        id: String,
-        /// Number or name, with or without SIG.
-        #[arg(default_value = "TERM")]
-        signal: String,
-    },
-    /// OCI: remove a stopped container's state and cgroup (--force: kill it first).
-    Delete {
-        /// Kill the container if it is not stopped.
-        #[arg(short, long)]
-        force: bool,
-        /// Container id.
-        id: String,
-    },
-    /// OCI: list a container's processes.
-    Ps {
-        /// json (an array of pids) or table.
-        #[arg(short, long, default_value = "table")]
-        format: String,
-        /// Container id.
-        id: String,
-    },
-    /// OCI: print the features this runtime implements (JSON).
-    Features,
-}
-
-/// runc's `exec` options.
-#[derive(Args, Debug)]
-struct ExecArgs {
-    /// A JSON file holding the process (the config's `process` object).
-    #[arg(short, long)]
-    process: Option<PathBuf>,
-    /// Write the process's pid there.
-    #[arg(long = "pid-file")]
-    pid_file: Option<PathBuf>,
-    /// Do not wait for the process.
-    #[arg(short, long)]
-    detach: bool,
-    /// Refused: terminals are not supported yet.
-    #[arg(long = "console-socket")]
-    console_socket: Option<PathBuf>,
-    /// Refused: terminals are not supported yet.
-    #[arg(short, long)]
-    tty: bool,
-    /// Pass file descriptors 3..3+N-1 to the process.
-    #[arg(long = "preserve-fds", default_value_t = 0)]
-    preserve_fds: u32,
-    /// Container id.
-    id: String,
-    /// The command (instead of --process), with its arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    command: Vec<String>,
-}
-
-/// runc's `create` options (accepted before or after the id).
-#[derive(Args, Debug)]
-struct CreateArgs {
-    /// The bundle directory (holding config.json).
-    #[arg(short, long, default_value = ".")]
-    bundle: PathBuf,
-    /// Write the init's pid there.
-    #[arg(long = "pid-file")]
-    pid_file: Option<PathBuf>,
-    /// Unix socket to send the pty master to (needs process.terminal, not supported yet).
-    #[arg(long = "console-socket")]
-    console_socket: Option<PathBuf>,
-    /// Move and chroot instead of pivot_root.
-    #[arg(long = "no-pivot")]
-    no_pivot: bool,
-    /// Accepted: no new session keyring is ever created.
-    #[arg(long = "no-new-keyring")]
-    _no_new_keyring: bool,
-    /// Pass file descriptors 3..3+N-1 to the container.
-    #[arg(long = "preserve-fds", default_value_t = 0)]
-    preserve_fds: u32,
-    /// Container id.
-    id: String,
+    #[command(flatten)]
+    Oci(oci_cli::OciCommand),
 }
 
 #[derive(Args, Debug)]
@@ -293,9 +190,6 @@ fn main() -> ExitCode {
         root: cli.root.clone(),
         volumes: cli.volumes_root.clone(),
     };
-    if is_oci(&cli.command) {
-        return run_oci(&paths, &cli);
-    }
     let result = match cli.command {
         Command::Pull { image, mirrors } => {
             image::pull(&paths, &image, &mirrors.registry_mirror, &is_live).map(|_| 0)
@@ -303,7 +197,7 @@ fn main() -> ExitCode {
         Command::Images => image::print_images(&paths).map(|_| 0),
         Command::Rmi { image, force } => image::remove(&paths, &image, force, &is_live).map(|_| 0),
         Command::Run(args) => container::run(&paths, args.into_options()),
-        _ => unreachable!("OCI commands are dispatched by run_oci"),
+        Command::Oci(command) => return oci_cli::run(&paths, &cli.oci, &command),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
@@ -311,107 +205,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn is_oci(command: &Command) -> bool {
-    !matches!(
-        command,
-        Command::Pull { .. } | Command::Images | Command::Rmi { .. } | Command::Run(_)
-    )
-}
-
-/// The OCI commands: their output on stdout, an error also in the `--log` file.
-fn run_oci(paths: &Paths, cli: &Cli) -> ExitCode {
-    let log = Log {
-        file: cli.log.clone(),
-        format: oci::log::Format::parse(&cli.log_format).unwrap_or_default(),
-        debug: cli.debug,
-    };
-    log.debug(&format!("{:?}", cli.command));
-    if let Command::Exec(args) = &cli.command {
-        return match oci_exec(paths, cli, args) {
-            Ok(code) => ExitCode::from(code as u8),
-            Err(e) => {
-                log.error(&e.to_string());
-                report(&e)
-            }
-        };
-    }
-    let result = oci_command(paths, cli);
-    match result {
-        Ok(out) => {
-            if !out.is_empty() {
-                println!("{out}");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            log.error(&e.to_string());
-            report(&e)
-        }
-    }
-}
-
-/// The global options every OCI command checks first.
-fn oci_globals(cli: &Cli) -> Result<(), Error> {
-    oci::log::Format::parse(&cli.log_format)?;
-    if cli.systemd_cgroup {
-        return Err(Error::Usage(
-            "--systemd-cgroup is not supported: cgroups are managed through cgroupfs \
-             (podman: --cgroup-manager cgroupfs)"
-                .into(),
-        ));
-    }
-    Ok(())
-}
-
-/// `exec`: the process's exit code (0 with --detach).
-fn oci_exec(paths: &Paths, cli: &Cli, args: &ExecArgs) -> Result<i32, Error> {
-    oci_globals(cli)?;
-    if args.tty || args.console_socket.is_some() {
-        return Err(Error::Usage(
-            "exec --tty/--console-socket: terminals are not supported yet".into(),
-        ));
-    }
-    oci::exec(
-        paths,
-        &oci::ExecOptions {
-            id: args.id.clone(),
-            process: args.process.clone(),
-            args: args.command.clone(),
-            pid_file: args.pid_file.clone(),
-            detach: args.detach,
-            preserve_fds: args.preserve_fds,
-        },
-    )
-}
-
-fn oci_command(paths: &Paths, cli: &Cli) -> Result<String, Error> {
-    oci_globals(cli)?;
-    let none = |()| String::new();
-    match &cli.command {
-        Command::Create(args) => oci::create(
-            paths,
-            &oci::CreateOptions {
-                id: args.id.clone(),
-                bundle: args.bundle.clone(),
-                pid_file: args.pid_file.clone(),
-                console_socket: args.console_socket.clone(),
-                no_pivot: args.no_pivot,
-                preserve_fds: args.preserve_fds,
-            },
-        )
-        .map(none),
-        Command::Start { id } => oci::start(paths, id).map(none),
-        Command::State { id } => oci::state(paths, id),
-        Command::Kill { all, id, signal } => oci::kill(paths, id, signal, *all).map(none),
-        Command::Delete { force, id } => oci::delete(paths, id, *force).map(none),
-        Command::Ps { format, id } => oci::ps(paths, id, format),
-        Command::Features => Ok(oci::features()),
-        _ => unreachable!("not an OCI command"),
-    }
-}
-
 /// One line on stderr, prefixed, then the contract's exit code.
-fn report(e: &Error) -> ExitCode {
+pub(crate) fn report(e: &Error) -> ExitCode {
     eprintln!("devoxx-docker: {e}");
     ExitCode::from(e.exit_code() as u8)
 }

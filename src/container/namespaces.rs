@@ -71,7 +71,7 @@ impl Join {
 }
 
 /// Join every namespace in `joins` (in the container's init, before anything else; the PID
-/// namespace is joined by the runtime before clone, see [`Join::enter`]).
+/// namespace is joined by the runtime itself, before clone, so that the child is born in it).
 pub fn join_all(joins: &[Join]) -> Result<()> {
     joins
         .iter()
