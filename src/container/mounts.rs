@@ -13,7 +13,17 @@ use crate::error::IoContext;
 use crate::{Error, Result};
 
 /// The file systems a config may mount (besides binds).
-const FILESYSTEMS: [&str; 6] = ["tmpfs", "proc", "sysfs", "mqueue", "devpts", "cgroup2"];
+const FILESYSTEMS: [&str; 5] = ["tmpfs", "proc", "sysfs", "mqueue", "devpts"];
+
+/// cgroup2's hierarchy-wide options (cgroup-v2.rst, "Mounting").
+const CGROUP2_ROOT_FLAGS: [&str; 6] = [
+    "nsdelegate",
+    "favordynmods",
+    "memory_localevents",
+    "memory_recursiveprot",
+    "memory_hugetlb_accounting",
+    "pids_localevents",
+];
 
 /// runc's option extensions this runtime does not implement: refused, never ignored.
 const UNSUPPORTED_OPTIONS: [&str; 8] = [
@@ -97,7 +107,12 @@ pub fn parse(
         }
     } else {
         match typ {
-            "cgroup" if host_is_v2 => fs_kind("cgroup2", source),
+            "cgroup" | "cgroup2" if host_is_v2 => {
+                // Mounted in the host's cgroup namespace, cgroup2 applies its options to the
+                // whole hierarchy: keep the host's (nsdelegate...) or the mount clears them.
+                data.extend(cgroup2_root_flags(&read_mountinfo()));
+                fs_kind("cgroup2", source)
+            }
             "cgroup" => {
                 return Err(bad(
                     "type cgroup is only supported on a cgroup v2 host (this host has v1 \
@@ -122,6 +137,27 @@ pub fn parse(
         propagation,
         data: data.join(","),
     })
+}
+
+fn read_mountinfo() -> String {
+    std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()
+}
+
+/// The hierarchy-wide options of the host's cgroup2 mount at `/sys/fs/cgroup`, from
+/// `mountinfo` (its super options, after the ` - cgroup2 SOURCE ` separator).
+fn cgroup2_root_flags(mountinfo: &str) -> Vec<String> {
+    let line = mountinfo.lines().find(|l| {
+        l.split(' ').nth(4) == Some(crate::container::cgroup::layout::V2_MOUNT)
+            && l.contains(" - cgroup2 ")
+    });
+    let Some(super_options) = line.and_then(|l| l.split(" - ").nth(1)?.split(' ').nth(2)) else {
+        return Vec::new();
+    };
+    super_options
+        .split(',')
+        .filter(|o| CGROUP2_ROOT_FLAGS.contains(o))
+        .map(str::to_owned)
+        .collect()
 }
 
 fn fs_kind(fstype: &str, source: Option<&Path>) -> Kind {
@@ -236,15 +272,31 @@ fn mount_one(root: &std::os::fd::OwnedFd, m: &Mount) -> Result<()> {
             }
         }
         Kind::Fs { fstype, source } => {
+            // Read-only only as a per-mount flag, by a bind remount: mount(2) with MS_RDONLY
+            // of a file system whose superblock is shared (cgroup2, the host network's sysfs)
+            // would make that superblock, the host's, read-only.
             let data = (!m.data.is_empty()).then_some(m.data.as_str());
+            let flags = m.flags - MsFlags::MS_RDONLY;
             mount(
                 Some(source.as_str()),
                 &at,
                 Some(fstype.as_str()),
-                m.flags,
+                flags,
                 data,
             )
             .ctx(|| format!("mount {fstype} on {shown}"))?;
+            if m.flags.contains(MsFlags::MS_RDONLY) {
+                let top = target_in_root(root, &m.destination, is_dir)?;
+                let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | m.flags;
+                mount(
+                    None::<&str>,
+                    &fd_path(top.as_fd()),
+                    None::<&str>,
+                    remount,
+                    None::<&str>,
+                )
+                .ctx(|| format!("make {shown} read-only"))?;
+            }
         }
     }
     if !m.propagation.is_empty() {
@@ -295,6 +347,17 @@ mod tests {
         assert_eq!(m.flags, MsFlags::MS_NOSUID | MsFlags::MS_RDONLY);
         assert_eq!(m.data, format!("mode=755,{size}"));
         assert!(matches!(m.kind, Kind::Fs { ref fstype, .. } if fstype == "tmpfs"));
+    }
+
+    #[test]
+    fn cgroup2_mounts_keep_the_hosts_hierarchy_wide_options() {
+        let info = "29 24 0:25 / /sys/fs/cgroup rw,relatime shared:4 - cgroup2 cgroup2 \
+                    rw,nsdelegate,memory_recursiveprot\n30 24 0:26 / /x rw - tmpfs t rw,size=4k\n";
+        assert_eq!(
+            cgroup2_root_flags(info),
+            vec!["nsdelegate".to_string(), "memory_recursiveprot".to_string()]
+        );
+        assert!(cgroup2_root_flags("").is_empty());
     }
 
     #[test]

@@ -508,6 +508,56 @@ fn binds_masks_identity_and_capabilities_follow_the_config() {
 }
 
 #[test]
+fn devpts_mqueue_and_cgroup_mounts_land_at_their_destinations() {
+    require_root!();
+    let mark = marker();
+    let mut mounts = minimal_config()["mounts"].clone();
+    let extra = [
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+               "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+               "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+               "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
+    ];
+    mounts.as_array_mut().unwrap().extend(extra);
+    let text = format!(
+        "for m in /dev/pts /dev/mqueue /sys/fs/cgroup; do \
+         awk -v m=$m '$2 == m {{ print $2, $3, substr($4, 1, 2) }}' /proc/mounts; done # {mark}"
+    );
+    let b = Bundle::new(json!({
+        "mounts": mounts,
+        "process": {"args": ["/bin/sh", "-c", text]},
+        "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"},
+                                 {"type": "cgroup"}]},
+    }));
+    if !common::cgroup::is_v2() {
+        // On cgroup v1 hierarchies a `cgroup` mount is refused, never faked.
+        assert_refused(
+            &b.create(),
+            "mounts[5]: type cgroup is only supported on a cgroup v2 host",
+        );
+        b.assert_clean(&mark, &[]);
+        return;
+    }
+    b.create().assert_code(0);
+    b.oci(&["start", &b.id]).assert_code(0);
+    b.wait_status("stopped");
+    assert_eq!(
+        b.output().lines().collect::<Vec<_>>(),
+        [
+            "/dev/pts devpts rw",
+            "/dev/mqueue mqueue rw",
+            "/sys/fs/cgroup cgroup2 ro"
+        ],
+        "stderr: {}",
+        fs::read_to_string(b.dir.join("err")).unwrap_or_default()
+    );
+    b.oci(&["delete", &b.id]).assert_code(0);
+    b.assert_clean(&mark, &[]);
+}
+
+#[test]
 fn unsupported_fields_are_refused_with_one_line_naming_them() {
     require_root!();
     let mark = marker();
