@@ -7,6 +7,7 @@
 #   floor          unshare --uts --pid --mount --fork --root=ROOTFS /bin/true
 #   version, true  BIN --version and /bin/true: the runtime's own exec, loading and exit alone
 #   runc, crun     `run` of an OCI bundle whose root is the same ROOTFS (when installed)
+#   oci            BIN create + start of that bundle (the container started; deleted after)
 # then 50 containers started at once. Prints `bench: <name> = <number>` lines (and `# ` notes).
 # Usage: scripts/bench.sh BIN [RUNS] (as root). Env: BUSYBOX, BENCH_RUNS, BENCH_AT_ONCE.
 set -euo pipefail
@@ -70,8 +71,20 @@ version() { "$BIN" --version; }
 true_bin() { /bin/true; }
 runc_run() { n=$((n + 1)); runc --root "$WORK/runc" run --bundle "$BUNDLE" "bench-$$-$n"; }
 crun_run() { n=$((n + 1)); crun --root "$WORK/crun" run --bundle "$BUNDLE" "bench-$$-$n"; }
+oci_start() { # measured in subshells: the id cannot come from a counter
+    local id="bench-${EPOCHREALTIME/./}-$RANDOM"
+    "$BIN" --root "$WORK/oci" create --bundle "$BUNDLE" "$id" && "$BIN" --root "$WORK/oci" start "$id"
+}
+# Every OCI container the measures started, deleted (stopped by then: its /bin/true exited).
+oci_delete_all() {
+    for dir in "$WORK/oci/.oci"/*; do
+        [ -d "$dir" ] && "$BIN" --root "$WORK/oci" delete --force "$(basename "$dir")"
+    done
+    return 0
+}
+trap 'oci_delete_all; rm -rf "$WORK"' EXIT
 
-contenders=(this nolimits bridge floor version true_bin)
+contenders=(this nolimits bridge floor version true_bin oci_start)
 # Each OCI runtime takes part only if it is installed and runs the bundle here.
 for oci in runc crun; do
     if ! command -v "$oci" >/dev/null; then
@@ -92,6 +105,8 @@ echo "bench: run/floor no-limits = $(ratio "${med[nolimits]}" "${med[floor]}")"
 [ -n "${med[runc_run]:-}" ] && echo "bench: runc/this = $(ratio "${med[runc_run]}" "${med[this]}")"
 [ -n "${med[crun_run]:-}" ] && echo "bench: crun/this = $(ratio "${med[crun_run]}" "${med[this]}")"
 echo "bench: bridge/host = $(ratio "${med[bridge]}" "${med[this]}")"
+echo "bench: create+start/run = $(ratio "${med[oci_start]}" "${med[this]}")"
+oci_delete_all
 echo "bench: version/true = $(ratio "${med[version]}" "${med[true_bin]}")"
 
 # Where the time of one default run goes: DEVOXX_TRACE_START=1 stamps each step (CLOCK_MONOTONIC,

@@ -23,6 +23,12 @@ impl Paths {
         self.root.join(".containers")
     }
 
+    /// OCI containers (`create`...`delete`): `<root>/.oci/<id>/`, beside the images and `run`'s
+    /// containers, under a name no image can take; `run`'s reclaim never looks there.
+    pub fn oci_dir(&self) -> PathBuf {
+        self.root.join(".oci")
+    }
+
     /// Staging area for pulls in progress; renamed into place only when complete.
     pub fn staging_dir(&self) -> PathBuf {
         self.root.join(".staging")

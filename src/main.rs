@@ -10,13 +10,26 @@ use devoxx_docker::container::security::SecurityArgs;
 use devoxx_docker::container::spec::RunOptions;
 use devoxx_docker::{container, image, Error};
 
+mod oci_cli;
+
+/// `--version`, runc's lines: the runtime's version and the OCI runtime spec it implements.
+const LONG_VERSION: &str = concat!("version ", env!("CARGO_PKG_VERSION"), "\nspec: ", "1.1.0");
+
 /// A lean Linux container runtime (devoxx-docker workshop).
 #[derive(Parser, Debug)]
-#[command(name = "devoxx-docker", version, about, propagate_version = true)]
+#[command(
+    name = "devoxx-docker",
+    version,
+    long_version = LONG_VERSION,
+    about,
+    propagate_version = true
+)]
 struct Cli {
-    /// Image store directory.
+    /// Image store directory; OCI containers' state lives under it too, in `.oci/<id>/`.
     #[arg(long, global = true, env = "DEVOXX_ROOT", default_value = DEFAULT_ROOT)]
     root: PathBuf,
+    #[command(flatten)]
+    oci: oci_cli::OciGlobals,
     /// Named volumes directory.
     #[arg(long, global = true, env = "DEVOXX_VOLUMES", default_value = DEFAULT_VOLUMES, hide = true)]
     volumes_root: PathBuf,
@@ -46,6 +59,8 @@ enum Command {
         #[arg(short, long)]
         force: bool,
     },
+    #[command(flatten)]
+    Oci(oci_cli::OciCommand),
 }
 
 #[derive(Args, Debug)]
@@ -172,8 +187,8 @@ fn main() -> ExitCode {
         }
     };
     let paths = Paths {
-        root: cli.root,
-        volumes: cli.volumes_root,
+        root: cli.root.clone(),
+        volumes: cli.volumes_root.clone(),
     };
     let result = match cli.command {
         Command::Pull { image, mirrors } => {
@@ -182,6 +197,7 @@ fn main() -> ExitCode {
         Command::Images => image::print_images(&paths).map(|_| 0),
         Command::Rmi { image, force } => image::remove(&paths, &image, force, &is_live).map(|_| 0),
         Command::Run(args) => container::run(&paths, args.into_options()),
+        Command::Oci(command) => return oci_cli::run(&paths, &cli.oci, &command),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
@@ -190,7 +206,7 @@ fn main() -> ExitCode {
 }
 
 /// One line on stderr, prefixed, then the contract's exit code.
-fn report(e: &Error) -> ExitCode {
+pub(crate) fn report(e: &Error) -> ExitCode {
     eprintln!("devoxx-docker: {e}");
     ExitCode::from(e.exit_code() as u8)
 }

@@ -8,9 +8,11 @@ pub mod cgroup;
 pub mod clone3;
 pub mod etc_files;
 pub mod id;
+pub mod mounts;
 pub mod namespaces;
 pub mod network;
 pub mod no_pivot;
+pub mod oci;
 pub mod process;
 pub mod rlimit;
 pub mod rootfs;
@@ -33,8 +35,8 @@ use cgroup::{Cgroup, Limits};
 use etc_files::EtcFiles;
 use namespaces::CgroupNs;
 use network::NetworkMode;
-use process::{ChildConfig, TerminalGuard};
-use rootfs::Layer;
+use process::{ChildConfig, Filesystems, TerminalGuard};
+use rootfs::{Layer, Root};
 use security::Security;
 use spec::{ProcessSpec, RunOptions};
 use state::ContainerState;
@@ -137,15 +139,19 @@ fn execute(paths: &Paths, plan: &Plan) -> Result<i32> {
     let tty = plan.tty.map(tty::Tty::prepare).transpose()?;
     let config = ChildConfig {
         spec: &plan.process,
-        layer: &layer,
+        root: Root::Layer(&layer),
         volumes: &plan.volumes,
         network: plan.network,
-        etc: &etc,
+        etc: Some(&etc),
         security: &plan.security,
         tmpfs: &plan.tmpfs,
         read_only: plan.read_only,
         cgroupns: plan.cgroupns,
         tty: tty.as_ref().map(tty::Tty::child_side),
+        filesystems: Filesystems::Docker,
+        joins: &[],
+        gate: None,
+        preserve_fds: 0,
     };
     let terminal = TerminalGuard::capture();
     let flags = namespaces::clone_flags(plan.network.needs_netns());

@@ -52,6 +52,33 @@ impl CgroupNs {
     }
 }
 
+/// An existing namespace to join (an OCI config's `linux.namespaces[].path`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Join {
+    /// Which kind (one `CLONE_NEW*` flag), checked by setns against the file.
+    pub kind: CloneFlags,
+    /// `/proc/<pid>/ns/<kind>` or a bind mount of one.
+    pub path: std::path::PathBuf,
+}
+
+impl Join {
+    /// setns(2) into it; the kernel refuses a file of another kind.
+    pub fn enter(&self) -> Result<()> {
+        let file = std::fs::File::open(&self.path)
+            .map_err(|e| Error::path("open namespace", &self.path, e))?;
+        nix::sched::setns(file, self.kind).ctx(|| format!("setns {}", self.path.display()))
+    }
+}
+
+/// Join every namespace in `joins` (in the container's init, before anything else; the PID
+/// namespace is joined by the runtime itself, before clone, so that the child is born in it).
+pub fn join_all(joins: &[Join]) -> Result<()> {
+    joins
+        .iter()
+        .filter(|j| j.kind != CloneFlags::CLONE_NEWPID)
+        .try_for_each(Join::enter)
+}
+
 /// Stop mount events from propagating between the host and the container: done first, before
 /// any mount, so nothing the container mounts ever shows up in the host's mount table.
 pub fn make_mounts_private() -> Result<()> {

@@ -99,6 +99,41 @@ impl Layer {
     }
 }
 
+/// Where the container's root comes from: the two front ends differ only here.
+#[derive(Debug, Clone, Copy)]
+pub enum Root<'a> {
+    /// `run`: the image seen through a per-container writable layer.
+    Layer(&'a Layer),
+    /// An OCI bundle's root directory (`root.path`), used in place as runc does: bind-mounted
+    /// onto itself so that it is a mount point pivot_root accepts.
+    Bundle(&'a Path),
+}
+
+impl Root<'_> {
+    /// The host path that becomes `/` (valid in the container's mount namespace).
+    pub fn path(&self) -> &Path {
+        match self {
+            Root::Layer(layer) => &layer.merged,
+            Root::Bundle(path) => path,
+        }
+    }
+
+    /// Mount it, in the child, once its mounts are private.
+    pub fn mount(&self) -> Result<()> {
+        match self {
+            Root::Layer(layer) => layer.mount(),
+            Root::Bundle(path) => mount(
+                Some(*path),
+                *path,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .ctx(|| format!("bind the root {} onto itself", path.display())),
+        }
+    }
+}
+
 /// Make `new_root` the root: pivot_root(".", ".") stacks the old root on the new one, and the
 /// lazy unmount detaches the host's whole tree from this namespace. The cwd is reset to `/`
 /// so no host directory stays reachable through it. Where pivot_root is impossible (EINVAL:
@@ -139,8 +174,48 @@ pub fn mount_pseudo_filesystems(privileged: bool) -> Result<()> {
     if privileged {
         return Ok(());
     }
-    MASKED_PATHS.iter().try_for_each(|p| mask(p))?;
-    READONLY_PATHS.iter().try_for_each(|p| make_read_only(p))
+    harden(&MASKED_PATHS, &READONLY_PATHS)
+}
+
+/// Mask `masked` (runc's rule: files under /dev/null, directories under an empty read-only
+/// tmpfs) and make `readonly` read-only; paths this kernel lacks are skipped. `run` passes
+/// docker's lists, an OCI bundle its config's `maskedPaths` and `readonlyPaths`.
+pub fn harden<S: AsRef<str>>(masked: &[S], readonly: &[S]) -> Result<()> {
+    masked.iter().try_for_each(|p| mask(p.as_ref()))?;
+    readonly.iter().try_for_each(|p| make_read_only(p.as_ref()))
+}
+
+/// The devices and links the OCI runtime spec requires in every container's /dev, created
+/// (after pivot_root) where the config's mounts left them missing; a /dev the config bound
+/// from elsewhere keeps what it has.
+pub fn provide_default_devices() -> Result<()> {
+    if !Path::new("/dev").is_dir() {
+        return Ok(());
+    }
+    for (name, major, minor) in DEVICES {
+        let path = format!("/dev/{name}");
+        if fs::symlink_metadata(&path).is_ok() {
+            continue;
+        }
+        make_device(&path, major, minor)?;
+    }
+    for (link, target) in DEV_LINKS {
+        if fs::symlink_metadata(link).is_err() {
+            symlink(target, link).ctx(|| format!("symlink {link}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn make_device(path: &str, major: u64, minor: u64) -> Result<()> {
+    mknod(
+        path,
+        SFlag::S_IFCHR,
+        Mode::from_bits_truncate(0o666),
+        libc::makedev(major as u32, minor as u32),
+    )
+    .ctx(|| format!("mknod {path}"))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o666)).ctx(|| format!("chmod {path}"))
 }
 
 /// What the kernel exposes that a container must not read (runc's and docker's defaults): host
@@ -241,16 +316,7 @@ fn populate_dev() -> Result<()> {
         Some("mode=755,size=65536k"),
     )?;
     for (name, major, minor) in DEVICES {
-        let path = format!("/dev/{name}");
-        mknod(
-            path.as_str(),
-            SFlag::S_IFCHR,
-            Mode::from_bits_truncate(0o666),
-            libc::makedev(major as u32, minor as u32),
-        )
-        .ctx(|| format!("mknod {path}"))?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o666))
-            .ctx(|| format!("chmod {path}"))?;
+        make_device(&format!("/dev/{name}"), major, minor)?;
     }
     mount_fs(
         "devpts",
@@ -266,17 +332,20 @@ fn populate_dev() -> Result<()> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         Some("mode=1777,size=65536k"),
     )?;
-    for (link, target) in [
-        ("/dev/ptmx", "pts/ptmx"),
-        ("/dev/fd", "/proc/self/fd"),
-        ("/dev/stdin", "/proc/self/fd/0"),
-        ("/dev/stdout", "/proc/self/fd/1"),
-        ("/dev/stderr", "/proc/self/fd/2"),
-    ] {
+    for (link, target) in DEV_LINKS {
         symlink(target, link).ctx(|| format!("symlink {link}"))?;
     }
     Ok(())
 }
+
+/// The links every /dev has: (link, target).
+const DEV_LINKS: [(&str, &str); 5] = [
+    ("/dev/ptmx", "pts/ptmx"),
+    ("/dev/fd", "/proc/self/fd"),
+    ("/dev/stdin", "/proc/self/fd/0"),
+    ("/dev/stdout", "/proc/self/fd/1"),
+    ("/dev/stderr", "/proc/self/fd/2"),
+];
 
 /// `mkdir -p` with `mode` (the child runs with umask 0).
 pub fn ensure_dir(path: &Path, mode: u32) -> Result<()> {

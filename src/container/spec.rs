@@ -51,13 +51,20 @@ pub struct ProcessSpec {
     pub env: Vec<String>,
     /// Absolute working directory inside the container (created if missing, as docker does).
     pub workdir: String,
-    /// UTS hostname.
+    /// UTS hostname (empty: keep the namespace's, an OCI config without `hostname`).
     pub hostname: String,
     /// Who the command runs as (uid, gid, groups), resolved in the image.
     pub user: User,
     /// `--ulimit`s, set right before exec.
     pub rlimits: Vec<Rlimit>,
+    /// The umask the command starts with (docker's and runc's default, 022).
+    pub umask: u32,
+    /// `/proc/self/oom_score_adj` (None: inherited; an OCI config's `process.oomScoreAdj`).
+    pub oom_score_adj: Option<i32>,
 }
+
+/// The umask a container's command starts with unless told otherwise.
+pub const DEFAULT_UMASK: u32 = 0o022;
 
 /// Check the options that belong to the process itself (`-e`, `-w`, `--hostname`, `-u`,
 /// `--ulimit`), so a typo fails with exit 125 before anything is created.
@@ -117,6 +124,8 @@ pub fn resolve(
         hostname: options.hostname.clone(),
         user,
         rlimits: rlimit::parse_all(&options.ulimits, &rlimit::own_hard_limit)?,
+        umask: DEFAULT_UMASK,
+        oom_score_adj: None,
     })
 }
 

@@ -59,13 +59,20 @@ fn version_prints_name_and_version() {
 
     ran.assert_code(0);
     assert_eq!(ran.stderr, "");
-    let line = ran.stdout.trim_end();
-    let version = line
-        .strip_prefix("devoxx-docker ")
-        .unwrap_or_else(|| panic!("{line:?}"));
+    // runc's lines: `NAME version X.Y.Z`, then the OCI runtime spec implemented.
+    let lines: Vec<&str> = ran.stdout.lines().collect();
+    let version = lines[0]
+        .strip_prefix("devoxx-docker version ")
+        .unwrap_or_else(|| panic!("{:?}", ran.stdout));
     assert!(
         version.split('.').count() >= 3 && version.split('.').all(|p| !p.is_empty()),
-        "{line:?}"
+        "{:?}",
+        ran.stdout
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("spec: 1.")),
+        "{:?}",
+        ran.stdout
     );
 }
 

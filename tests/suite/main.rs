@@ -35,3 +35,5 @@ mod read_only;
 mod tty;
 mod ulimit;
 mod user;
+// The OCI runtime command line (issue 31).
+mod oci;

@@ -46,11 +46,35 @@ impl Cgroup {
     /// [`Cgroup::create`] on a given layout (unit tests use fixture directories).
     pub fn create_in(layout: &Layout, id: &str, limits: &Limits) -> Result<Cgroup> {
         check_id(id)?;
+        let rel = Path::new(layout::PARENT).join(id);
+        Self::create_placed(layout, &rel, id, limits, false)
+    }
+
+    /// An OCI container's cgroup at `rel` (its config's `cgroupsPath`, relative to each
+    /// hierarchy root, checked by the caller), in every hierarchy even without a limit (so
+    /// `kill --all`, `ps` and `delete` find every process). Not under `devoxx-docker/`: no
+    /// `run` reclaims it, its `delete` does.
+    pub fn create_at(rel: &Path, id: &str, limits: &Limits) -> Result<Cgroup> {
+        Self::create_placed(layout::host(), rel, id, limits, true)
+    }
+
+    fn create_placed(
+        layout: &Layout,
+        rel: &Path,
+        id: &str,
+        limits: &Limits,
+        every_hierarchy: bool,
+    ) -> Result<Cgroup> {
         let backend = match layout {
             Layout::V2 { root, controllers } => {
-                Backend::V2(v2::Group::create(root, controllers, id, limits)?)
+                Backend::V2(v2::Group::create(root, controllers, rel, limits)?)
             }
-            Layout::V1 { hierarchies } => Backend::V1(v1::Group::create(hierarchies, id, limits)?),
+            Layout::V1 { hierarchies } => Backend::V1(v1::Group::create(
+                hierarchies,
+                rel,
+                limits,
+                every_hierarchy,
+            )?),
             Layout::None if limits.is_unlimited() => {
                 crate::note!(
                     "warning: no cgroup controller on this host; running without \
@@ -93,6 +117,14 @@ impl Cgroup {
         }
     }
 
+    /// Leave the cgroup in place (an OCI container outlives `create`): its directories, for
+    /// [`remove_paths`] at `delete`. The guard is forgotten, not dropped (it would remove them).
+    pub fn keep(self) -> Vec<PathBuf> {
+        let paths = self.paths();
+        std::mem::forget(self);
+        paths
+    }
+
     /// The container id this cgroup is named after.
     pub fn id(&self) -> &str {
         &self.id
@@ -104,6 +136,17 @@ impl Cgroup {
             Backend::V2(g) => vec![g.dir().path().to_owned()],
             Backend::V1(g) => g.dirs().map(|d| d.path().to_owned()).collect(),
             Backend::Absent => Vec::new(),
+        }
+    }
+}
+
+/// Kill what is left in the cgroup directories `paths` (from [`Cgroup::keep`]) and remove
+/// them; a failure is reported, never fatal (OCI `delete`).
+pub fn remove_paths(paths: &[PathBuf]) {
+    for path in paths {
+        let dir = CgroupDir::new(path);
+        if let Err(e) = dir.remove() {
+            warn_not_removed(dir.path(), &e);
         }
     }
 }
@@ -191,6 +234,19 @@ fn check_id(id: &str) -> Result<()> {
             "invalid container id for a cgroup: {id:?}"
         )))
     }
+}
+
+/// Every ancestor of `rel` under `root` (`a`, `a/b` for `a/b/c`), created if missing: the
+/// parents a cgroup at `rel` needs, outermost first.
+fn ensure_ancestors(root: &Path, rel: &Path) -> Result<Vec<CgroupDir>> {
+    let mut dirs = Vec::new();
+    let mut path = root.to_owned();
+    let count = rel.components().count();
+    for component in rel.components().take(count.saturating_sub(1)) {
+        path.push(component);
+        dirs.push(ensure_parent(&path)?);
+    }
+    Ok(dirs)
 }
 
 /// `devoxx-docker/` under a hierarchy root; concurrent runtimes may race to create it.

@@ -3,11 +3,11 @@
 //! a v1 cgroup is a migration, whose first write waits for an RCU grace period (~5 ms, more
 //! than the rest of the start), so a container without limits joins none.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::dir::CgroupDir;
-use super::layout::{Controller, PARENT};
-use super::{ensure_parent, needed, require, warn_not_removed, Limits};
+use super::layout::Controller;
+use super::{ensure_ancestors, needed, require, warn_not_removed, Limits};
 use crate::Result;
 
 /// A container's v1 cgroups, one per hierarchy; removed (after killing leftovers) on drop.
@@ -17,21 +17,25 @@ pub struct Group {
 }
 
 impl Group {
-    /// Create `devoxx-docker/<id>` in each hierarchy that carries one of `limits`, and apply
-    /// them.
+    /// Create `rel` (`devoxx-docker/<id>` for `run`) in each hierarchy that carries one of
+    /// `limits` (in every one with `every_hierarchy`), and apply them.
     pub fn create(
         hierarchies: &[(Controller, PathBuf)],
-        id: &str,
+        rel: &Path,
         limits: &Limits,
+        every_hierarchy: bool,
     ) -> Result<Group> {
         let available: Vec<Controller> = hierarchies.iter().map(|(c, _)| *c).collect();
         let needed = needed(limits);
         require(&available, &needed, "the cgroup v1 hierarchies")?;
         // Built one directory at a time, so a failure drops (removes) exactly what exists.
         let mut group = Group { dirs: Vec::new() };
-        for (controller, mount) in hierarchies.iter().filter(|(c, _)| needed.contains(c)) {
-            let parent = ensure_parent(&mount.join(PARENT))?;
-            let dir = CgroupDir::create(parent.path().join(id))?;
+        let wanted = hierarchies
+            .iter()
+            .filter(|(c, _)| every_hierarchy || needed.contains(c));
+        for (controller, mount) in wanted {
+            ensure_ancestors(mount, rel)?;
+            let dir = CgroupDir::create(mount.join(rel))?;
             group.dirs.push((*controller, dir));
         }
         group.apply_limits(limits)?;
@@ -102,6 +106,7 @@ impl Drop for Group {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::container::cgroup::layout::PARENT;
     use crate::container::cgroup::CpuMax;
     use crate::Error;
     use std::fs;
@@ -236,7 +241,13 @@ mod tests {
     #[test]
     fn without_limits_no_hierarchy_is_joined() {
         let (_tmp, hierarchies) = empty_hierarchies();
-        let group = Group::create(&hierarchies, "c0ffee", &Limits::default()).unwrap();
+        let group = Group::create(
+            &hierarchies,
+            &Path::new(PARENT).join("c0ffee"),
+            &Limits::default(),
+            false,
+        )
+        .unwrap();
         assert_eq!(group.dirs().count(), 0);
         group.add_process(std::process::id() as i32).unwrap();
         for (_, mount) in &hierarchies {
@@ -253,7 +264,13 @@ mod tests {
         };
         // A plain directory has no pids.max: the one write fails, and it names the only
         // hierarchy that was created (memory and cpu come first and are skipped).
-        let err = Group::create(&hierarchies, "c0ffee", &limits).unwrap_err();
+        let err = Group::create(
+            &hierarchies,
+            &Path::new(PARENT).join("c0ffee"),
+            &limits,
+            false,
+        )
+        .unwrap_err();
         assert!(
             err.to_string()
                 .contains("pids/devoxx-docker/c0ffee/pids.max"),
@@ -274,7 +291,13 @@ mod tests {
             ..Limits::default()
         };
         // A plain directory has no memory.limit_in_bytes: the write fails, the dir goes.
-        let err = Group::create(&hierarchies, "dead", &limits).unwrap_err();
+        let err = Group::create(
+            &hierarchies,
+            &Path::new(PARENT).join("dead"),
+            &limits,
+            false,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("memory.limit_in_bytes"), "{err}");
         assert!(!tmp.path().join(PARENT).join("dead").exists());
     }
@@ -290,7 +313,8 @@ mod tests {
             }),
             ..Limits::default()
         };
-        let err = Group::create(&hierarchies, "x", &limits).unwrap_err();
+        let err =
+            Group::create(&hierarchies, &Path::new(PARENT).join("x"), &limits, false).unwrap_err();
         assert!(matches!(err, Error::Host(_)), "{err:?}");
         assert!(err.to_string().contains("--cpus"), "{err}");
     }

@@ -8,8 +8,8 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
 use super::dir::CgroupDir;
-use super::layout::{Controller, PARENT};
-use super::{ensure_parent, needed, require, warn_not_removed, Limits};
+use super::layout::Controller;
+use super::{ensure_ancestors, needed, require, warn_not_removed, Limits};
 use crate::{Error, Result};
 
 /// A container's v2 cgroup; removed (after killing leftovers) on drop.
@@ -21,11 +21,12 @@ pub struct Group {
 }
 
 impl Group {
-    /// Enable the controllers below `root`, create `devoxx-docker/<id>` and apply `limits`.
+    /// Enable the controllers below `root` and each ancestor of `rel`, create `rel`
+    /// (`devoxx-docker/<id>` for `run`) and apply `limits`.
     pub fn create(
         root: &Path,
         available: &[Controller],
-        id: &str,
+        rel: &Path,
         limits: &Limits,
     ) -> Result<Group> {
         let needed = needed(limits);
@@ -34,10 +35,12 @@ impl Group {
             &needed,
             &format!("cgroup v2 at {}", root.display()),
         )?;
-        let parent = ensure_parent(&root.join(PARENT))?;
+        let ancestors = ensure_ancestors(root, rel)?;
         enable_controllers(&CgroupDir::new(root), available, &needed)?;
-        enable_controllers(&parent, available, &needed)?;
-        let dir = CgroupDir::create(parent.path().join(id))?;
+        for parent in &ancestors {
+            enable_controllers(parent, available, &needed)?;
+        }
+        let dir = CgroupDir::create(root.join(rel))?;
         let target = open_target(dir.path());
         let group = Group { dir, target };
         apply_limits(&group.dir, limits)?;
@@ -138,6 +141,7 @@ pub fn apply_limits(dir: &CgroupDir, limits: &Limits) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::container::cgroup::layout::PARENT;
     use crate::container::cgroup::CpuMax;
 
     use crate::container::cgroup::dir::tests::fixture;
@@ -222,7 +226,13 @@ mod tests {
             pids: Some(5),
             ..Limits::default()
         };
-        let err = Group::create(tmp.path(), &[Controller::Memory], "abc", &limits).unwrap_err();
+        let err = Group::create(
+            tmp.path(),
+            &[Controller::Memory],
+            &Path::new(PARENT).join("abc"),
+            &limits,
+        )
+        .unwrap_err();
         assert!(matches!(err, Error::Host(_)));
         assert!(err.to_string().contains("--pids-limit"), "{err}");
         assert!(

@@ -10,12 +10,12 @@ use std::path::Path;
 use nix::sys::stat::{umask, Mode};
 
 use super::lookup::{exec_error, find_executable, path_of};
-use super::report::encode_failure;
+use super::report::{encode_failure, READY};
 use super::signals::{die_with_parent, reset_signals};
-use super::ChildConfig;
+use super::{ChildConfig, ExecConfig, Filesystems};
 use crate::container::network;
 use crate::container::rootfs;
-use crate::container::{namespaces, rlimit, tmpfs, volume};
+use crate::container::{mounts, namespaces, rlimit, tmpfs, volume};
 use crate::error::IoContext;
 use crate::{trace, Error, Result};
 
@@ -38,7 +38,35 @@ pub(super) fn child_main(
         // SAFETY: these are the child's copies of the parent's pipe ends, unused here.
         unsafe { libc::close(fd) };
     }
-    let error = match set_up_and_exec(config, argv, envp, fds.sync_rx) {
+    // SAFETY: the child's own copy of the error pipe's write end, owned from here on.
+    let mut report = Some(unsafe { File::from_raw_fd(fds.err_tx) });
+    let error = match set_up_and_exec(config, argv, envp, fds.sync_rx, &mut report) {
+        Ok(never) => match never {},
+        Err(error) => error,
+    };
+    match report {
+        Some(mut report) => {
+            let _ = report.write_all(encode_failure(&error).as_bytes());
+        }
+        // After an OCI `create` returned nobody reads the pipe: the caller's stderr instead.
+        None => eprintln!("devoxx-docker: {error}"),
+    }
+    error.exit_code() as isize
+}
+
+/// OCI `exec`'s child: join the container, wait for the parent (which places it in the
+/// container's cgroup), take the process's identity and limits, exec; on failure report.
+pub(super) fn exec_main(
+    config: &ExecConfig,
+    argv: &[CString],
+    envp: &[CString],
+    fds: &ChildFds,
+) -> isize {
+    for fd in fds.parent_ends {
+        // SAFETY: these are the child's copies of the parent's pipe ends, unused here.
+        unsafe { libc::close(fd) };
+    }
+    let error = match join_and_exec(config, argv, envp, fds.sync_rx) {
         Ok(never) => match never {},
         Err(error) => error,
     };
@@ -48,29 +76,71 @@ pub(super) fn child_main(
     error.exit_code() as isize
 }
 
+fn join_and_exec(
+    config: &ExecConfig,
+    argv: &[CString],
+    envp: &[CString],
+    sync_rx: RawFd,
+) -> Result<std::convert::Infallible> {
+    if !config.detach {
+        die_with_parent()?;
+    }
+    namespaces::join_all(config.joins)?;
+    wait_for_parent(sync_rx)?;
+    umask(Mode::from_bits_truncate(config.spec.umask));
+    enter_workdir(&config.spec.workdir)?;
+    let program = find_executable(&config.spec.argv[0], &path_of(&config.spec.env))?;
+    reset_signals()?;
+    close_inherited_fds(3 + config.preserve_fds)?;
+    config.security.apply(&config.spec.user)?;
+    rlimit::apply(&config.spec.rlimits)?;
+    let error = nix::unistd::execve(&program, argv, envp).unwrap_err();
+    Err(exec_error(&config.spec.argv[0], error))
+}
+
 /// Wait for the parent, enter the container's root, exec. Returns only on failure.
 pub(super) fn set_up_and_exec(
     config: &ChildConfig,
     argv: &[CString],
     envp: &[CString],
     sync_rx: RawFd,
+    report: &mut Option<File>,
 ) -> Result<std::convert::Infallible> {
     trace::mark("child");
-    die_with_parent()?;
+    if config.gate.is_none() {
+        die_with_parent()?;
+    }
+    namespaces::join_all(config.joins)?;
     // Build the root while the parent places us in our cgroup (a cgroup migration can wait
     // for an RCU grace period): only the user's command must start inside it, so the go
     // signal is awaited just before exec.
     umask(Mode::empty());
     network::setup_container_side(config.network)?;
     namespaces::make_mounts_private()?;
-    config.layer.mount()?;
-    namespaces::set_hostname(&config.spec.hostname)?;
+    let root = config.root.path();
+    config.root.mount()?;
+    if !config.spec.hostname.is_empty() {
+        namespaces::set_hostname(&config.spec.hostname)?;
+    }
     let privileged = config.security.privileged;
-    tmpfs::mount_all(config.tmpfs, &config.layer.merged)?;
-    volume::mount_all(config.volumes, &config.layer.merged, !privileged)?;
-    rootfs::pivot_into(&config.layer.merged)?;
-    rootfs::mount_pseudo_filesystems(privileged)?;
-    config.etc.provide()?;
+    tmpfs::mount_all(config.tmpfs, root)?;
+    volume::mount_all(config.volumes, root, !privileged)?;
+    if let Filesystems::Oci { mounts, .. } = config.filesystems {
+        mounts::mount_all(mounts, root)?;
+    }
+    rootfs::pivot_into(root)?;
+    match config.filesystems {
+        Filesystems::Docker => rootfs::mount_pseudo_filesystems(privileged)?,
+        Filesystems::Oci {
+            masked, readonly, ..
+        } => {
+            rootfs::provide_default_devices()?;
+            rootfs::harden(masked, readonly)?;
+        }
+    }
+    if let Some(etc) = config.etc {
+        etc.provide()?;
+    }
     if let Some(tty) = &config.tty {
         tty.set_up()?;
     }
@@ -80,13 +150,21 @@ pub(super) fn set_up_and_exec(
         rootfs::make_root_read_only()?;
     }
     let program = find_executable(&config.spec.argv[0], &path_of(&config.spec.env))?;
-    umask(Mode::from_bits_truncate(0o022));
+    umask(Mode::from_bits_truncate(config.spec.umask));
     trace::mark("child-ready");
     wait_for_parent(sync_rx)?;
     trace::mark("child-go");
     config.cgroupns.enter()?;
+    if let Some(gate) = config.gate {
+        announce_ready(report)?;
+        wait_for_start(gate)?;
+    }
+    if let Some(score) = config.spec.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", score.to_string())
+            .ctx(|| "write /proc/self/oom_score_adj")?;
+    }
     reset_signals()?;
-    close_inherited_fds()?;
+    close_inherited_fds(3 + config.preserve_fds)?;
     config.security.apply(&config.spec.user)?;
     rlimit::apply(&config.spec.rlimits)?;
     trace::mark("child-exec");
@@ -113,19 +191,57 @@ pub(super) fn wait_for_parent(sync_rx: RawFd) -> Result<()> {
     }
 }
 
+/// Tell the runtime (`create`) that everything is set up: the [`READY`] byte on the report
+/// pipe, which is then closed (a later failure goes to stderr: nobody reads the pipe any more).
+fn announce_ready(report: &mut Option<File>) -> Result<()> {
+    if let Some(mut pipe) = report.take() {
+        pipe.write_all(&[READY])
+            .map_err(|e| Error::io("tell the runtime the container is ready", e))?;
+    }
+    Ok(())
+}
+
+/// Block until `start` writes to the exec FIFO whose read end is `gate` (opened non-blocking
+/// by the runtime: poll for the byte, then read it). Signals stay blocked meanwhile, as
+/// before any container starts: only SIGKILL ends a created container.
+fn wait_for_start(gate: RawFd) -> Result<()> {
+    // SAFETY: the child's own copy of the FIFO's read end, consumed here.
+    let mut fifo = File::from(unsafe { OwnedFd::from_raw_fd(gate) });
+    let mut byte = [0u8; 1];
+    loop {
+        let mut fds = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&fifo),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(Error::io("wait for start", e.into())),
+        }
+        match fifo.read(&mut byte) {
+            Ok(1) => return Ok(()),
+            // A writer came and went without a byte: keep waiting for a real start.
+            Ok(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io("wait for start", e)),
+        }
+    }
+}
+
 pub(super) fn enter_workdir(dir: &str) -> Result<()> {
     rootfs::ensure_dir(Path::new(dir), 0o755)?;
     nix::unistd::chdir(dir).ctx(|| format!("chdir to working directory {dir}"))
 }
 
-/// Mark every descriptor above stderr close-on-exec: whatever the runtime's caller leaked to
-/// us must not reach the container (the runc CVE-2024-21626 class).
-pub(super) fn close_inherited_fds() -> Result<()> {
+/// Mark every descriptor from `first` on (3: everything above stderr) close-on-exec: whatever
+/// the runtime's caller leaked to us must not reach the container (the runc CVE-2024-21626
+/// class); only those an OCI caller asked to pass (`--preserve-fds`) stay below `first`.
+pub(super) fn close_inherited_fds(first: u32) -> Result<()> {
     // SAFETY: plain syscall on integers.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_close_range,
-            3u32,
+            first,
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         )

@@ -20,29 +20,69 @@ mod signals;
 mod terminal;
 
 pub use lookup::find_executable;
-pub use parent::{exit_code, start, Child, Exit};
+pub use parent::{exit_code, start, start_exec, Child, Exit};
 pub use signals::{block_signals, FORWARDED};
 pub use terminal::TerminalGuard;
 
+use std::os::fd::RawFd;
+
 use super::etc_files::EtcFiles;
 use super::network::NetworkMode;
-use super::rootfs::Layer;
+use super::rootfs::Root;
 use super::security::Security;
 use super::spec::ProcessSpec;
-use super::{namespaces, tmpfs, volume};
+use super::{mounts, namespaces, tmpfs, volume};
 
-/// Everything the child needs, resolved by the parent before clone.
+/// Everything the child needs, resolved by the parent before clone. Both front ends fill it:
+/// `run` from the image and its options, `create` from an OCI bundle.
 #[derive(Debug)]
 pub struct ChildConfig<'a> {
     pub spec: &'a ProcessSpec,
-    pub layer: &'a Layer,
+    pub root: Root<'a>,
     pub volumes: &'a [volume::Volume],
     pub network: NetworkMode,
-    pub etc: &'a EtcFiles,
+    /// `/etc/hostname`, `/etc/hosts`, `/etc/resolv.conf` (`run`; an OCI config mounts its own).
+    pub etc: Option<&'a EtcFiles>,
     pub security: &'a Security,
     /// `-t`: the child's side of the container's terminal (see [`super::tty`]).
     pub tty: Option<super::tty::ChildTty>,
     pub tmpfs: &'a [tmpfs::Tmpfs],
     pub read_only: bool,
     pub cgroupns: namespaces::CgroupNs,
+    /// What is mounted besides the root and the volumes.
+    pub filesystems: Filesystems<'a>,
+    /// Existing namespaces to join (an OCI config's `linux.namespaces[].path`), first of all.
+    pub joins: &'a [namespaces::Join],
+    /// OCI `create`: after its set-up the init says it is ready, then waits on this descriptor
+    /// (the read end of the state directory's `exec.fifo`) until `start` writes to it. `None`
+    /// (`run`): the init dies with the runtime and execs as soon as it is released.
+    pub gate: Option<RawFd>,
+    /// Descriptors 3 to 3+N-1 the command inherits (`create --preserve-fds N`; 0 for `run`).
+    pub preserve_fds: u32,
+}
+
+/// OCI `exec`: a process to start in a running container, resolved before clone.
+#[derive(Debug)]
+pub struct ExecConfig<'a> {
+    pub spec: &'a ProcessSpec,
+    pub security: &'a Security,
+    /// The container's namespaces but the PID one (joined by the caller), its mount one last.
+    pub joins: &'a [namespaces::Join],
+    /// `--detach`: the process outlives the runtime (no death signal when it exits).
+    pub detach: bool,
+    pub preserve_fds: u32,
+}
+
+/// The file systems the container gets besides its root.
+#[derive(Debug, Clone, Copy)]
+pub enum Filesystems<'a> {
+    /// `run`: /proc, /sys, a minimal /dev, docker's masked paths (none when privileged).
+    Docker,
+    /// An OCI config: its `mounts` in order (before pivot_root), the spec's default devices,
+    /// its `maskedPaths` and `readonlyPaths`.
+    Oci {
+        mounts: &'a [mounts::Mount],
+        masked: &'a [String],
+        readonly: &'a [String],
+    },
 }

@@ -13,11 +13,12 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::init::{child_main, ChildFds};
+use super::init::{child_main, exec_main, ChildFds};
 use super::report::{decode_failure, read_report_unless_signalled};
 use super::signals::{forwarded_set, wait_signal, FORWARDED};
-use super::ChildConfig;
+use super::{ChildConfig, ExecConfig};
 use crate::container::clone3;
+use crate::container::spec::ProcessSpec;
 use crate::error::IoContext;
 use crate::{Error, Result};
 
@@ -44,8 +45,30 @@ pub fn start(
     flags: nix::sched::CloneFlags,
     cgroup: Option<BorrowedFd>,
 ) -> Result<Child> {
-    let argv = to_cstrings(&config.spec.argv)?;
-    let envp = to_cstrings(&config.spec.env)?;
+    spawn(config.spec, flags, cgroup, |argv, envp, fds| {
+        child_main(config, argv, envp, fds)
+    })
+}
+
+/// OCI `exec`: a new process in a running container (the caller has joined its PID namespace;
+/// the child joins the others). Same protocol as [`start`]: it waits for
+/// [`Child::release_and_wait_exec`], born in `cgroup` with clone3 when given.
+pub fn start_exec(config: &ExecConfig, cgroup: Option<BorrowedFd>) -> Result<Child> {
+    let flags = nix::sched::CloneFlags::empty();
+    spawn(config.spec, flags, cgroup, |argv, envp, fds| {
+        exec_main(config, argv, envp, fds)
+    })
+}
+
+/// Clone a child running `entry` with the sync and report pipes.
+fn spawn(
+    spec: &ProcessSpec,
+    flags: nix::sched::CloneFlags,
+    cgroup: Option<BorrowedFd>,
+    entry: impl Fn(&[CString], &[CString], &ChildFds) -> isize,
+) -> Result<Child> {
+    let argv = to_cstrings(&spec.argv)?;
+    let envp = to_cstrings(&spec.env)?;
     let (sync_rx, sync_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "pipe")?;
     let (err_rx, err_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "pipe")?;
     let fds = ChildFds {
@@ -53,7 +76,7 @@ pub fn start(
         err_tx: err_tx.as_raw_fd(),
         parent_ends: [sync_tx.as_raw_fd(), err_rx.as_raw_fd()],
     };
-    let run_child = || child_main(config, &argv, &envp, &fds);
+    let run_child = || entry(&argv, &envp, &fds);
     let target = cgroup.filter(|_| !clone3::forced_off());
     let (pid, pidfd) = match target.map(|dir| clone_into_cgroup(flags, dir, run_child)) {
         Some(Ok((pid, pidfd))) => (pid, Some(pidfd)),
@@ -169,6 +192,13 @@ impl Child {
         }
         let _ = self.reap_blocking();
         Err(decode_failure(&report))
+    }
+
+    /// OCI `create`: the init is set up and waits for `start`; let it live on without us (no
+    /// kill on drop). Its parent becomes the caller's subreaper, which reaps it.
+    pub fn detach(mut self) -> Pid {
+        self.reaped = true;
+        self.pid
     }
 
     /// When the parent's own set-up step failed: the child's report instead, if it already

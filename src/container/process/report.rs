@@ -13,7 +13,12 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use crate::error::IoContext;
 use crate::{Error, Result};
 
-/// Read the child's start-up report up to EOF (exec or death), unless one of `signals`
+/// The byte an OCI container's init sends instead of a report once it is set up and waits for
+/// `start` (a report line never starts with NUL).
+pub(super) const READY: u8 = 0;
+
+/// Read the child's start-up report up to EOF (exec or death) or [`READY`] (an empty report:
+/// success either way), unless one of `signals`
 /// (blocked, see [`block_signals`]) arrives first: then that signal, as an error.
 pub(super) fn read_report_unless_signalled(mut report: File, signals: &SigSet) -> Result<String> {
     let signalfd = SignalFd::with_flags(signals, SfdFlags::SFD_CLOEXEC).ctx(|| "signalfd")?;
@@ -33,6 +38,7 @@ pub(super) fn read_report_unless_signalled(mut report: File, signals: &SigSet) -
             let mut chunk = [0u8; 4096];
             match report.read(&mut chunk) {
                 Ok(0) => return Ok(String::from_utf8_lossy(&bytes).into_owned()),
+                Ok(_) if bytes.is_empty() && chunk[0] == READY => return Ok(String::new()),
                 Ok(n) => bytes.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(Error::io("read the container's start-up report", e)),

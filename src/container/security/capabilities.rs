@@ -69,30 +69,58 @@ fn one(name: &CapName) -> Option<Capability> {
     }
 }
 
-/// In the container's init just before exec: shrink the bounding set to `keep` (so no
-/// execve, setuid binary or file capability can regain more), run `switch_user` (which may
-/// need capabilities `keep` lacks, and keeps the permitted set), empty the inheritable and
-/// ambient sets, and set the effective and permitted sets to `keep`.
-pub fn limit_to(keep: &CapsHashSet, switch_user: impl FnOnce() -> Result<()>) -> Result<()> {
+/// The five capability sets of the container's command.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CapSets {
+    pub bounding: CapsHashSet,
+    pub effective: CapsHashSet,
+    pub permitted: CapsHashSet,
+    pub inheritable: CapsHashSet,
+    pub ambient: CapsHashSet,
+}
+
+impl CapSets {
+    /// `run`'s sets: `keep` bounding, permitted and effective; nothing inheritable or ambient.
+    pub fn uniform(keep: CapsHashSet) -> CapSets {
+        CapSets {
+            bounding: keep.clone(),
+            effective: keep.clone(),
+            permitted: keep,
+            ..CapSets::default()
+        }
+    }
+}
+
+/// In the container's init just before exec: shrink the bounding set (so no execve, setuid
+/// binary or file capability can regain more), run `switch_user` (which may need capabilities
+/// the sets lack, and keeps the permitted set), then set the inheritable, effective and
+/// permitted sets and raise the ambient ones (empty for `run`).
+pub fn limit_to(sets: &CapSets, switch_user: impl FnOnce() -> Result<()>) -> Result<()> {
     let fail = |what: &str, e: caps::errors::CapsError| {
         Error::Runtime(format!("capabilities: {what}: {e}"))
     };
     let held = caps::read(None, CapSet::Permitted).map_err(|e| fail("permitted set", e))?;
-    if let Some(missing) = keep.iter().find(|cap| !held.contains(cap)) {
+    let wanted = sets.bounding.iter().chain(&sets.permitted);
+    if let Some(missing) = wanted.into_iter().find(|cap| !held.contains(cap)) {
         return Err(Error::Host(format!(
             "cannot grant {missing}: the runtime itself does not hold it (drop it from --cap-add)"
         )));
     }
     for cap in caps::runtime::thread_all_supported() {
-        if !keep.contains(&cap) {
+        if !sets.bounding.contains(&cap) {
             caps::drop(None, CapSet::Bounding, cap).map_err(|e| fail("bounding set", e))?;
         }
     }
     switch_user()?;
     caps::clear(None, CapSet::Ambient).map_err(|e| fail("ambient set", e))?;
-    caps::clear(None, CapSet::Inheritable).map_err(|e| fail("inheritable set", e))?;
-    caps::set(None, CapSet::Effective, keep).map_err(|e| fail("effective set", e))?;
-    caps::set(None, CapSet::Permitted, keep).map_err(|e| fail("permitted set", e))
+    caps::set(None, CapSet::Inheritable, &sets.inheritable)
+        .map_err(|e| fail("inheritable set", e))?;
+    caps::set(None, CapSet::Effective, &sets.effective).map_err(|e| fail("effective set", e))?;
+    caps::set(None, CapSet::Permitted, &sets.permitted).map_err(|e| fail("permitted set", e))?;
+    for cap in &sets.ambient {
+        caps::raise(None, CapSet::Ambient, *cap).map_err(|e| fail("ambient set", e))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,11 +5,9 @@
 pub mod capabilities;
 pub mod seccomp;
 
-use caps::CapsHashSet;
-
 use super::user::User;
 use crate::{Error, Result};
-use capabilities::CapName;
+use capabilities::{CapName, CapSets};
 
 /// `run`'s security flags as given (`--privileged`, `--cap-add`, `--cap-drop`,
 /// `--security-opt`).
@@ -26,8 +24,8 @@ pub struct SecurityArgs {
 pub struct Security {
     /// `--privileged`: every capability, no seccomp, no masked paths, devices in volumes.
     pub privileged: bool,
-    /// The bounding, permitted and effective sets (`None`: keep all, `--privileged`).
-    capabilities: Option<CapsHashSet>,
+    /// The capability sets (`None`: keep all, `--privileged`).
+    capabilities: Option<CapSets>,
     /// `None`: `--privileged` or `--security-opt seccomp=unconfined`.
     seccomp: Option<seccomp::Profile>,
     no_new_privileges: bool,
@@ -59,10 +57,26 @@ impl Security {
         };
         Ok(Security {
             privileged: false,
-            capabilities: Some(capabilities),
+            capabilities: Some(CapSets::uniform(capabilities)),
             seccomp,
             no_new_privileges: options.no_new_privileges,
         })
+    }
+
+    /// An OCI config's policy: exactly its capability sets, its seccomp filter (none when
+    /// `linux.seccomp` is absent, as runc), its `noNewPrivileges`; the config's own mounts and
+    /// masked paths stand in for `--privileged`'s switches.
+    pub fn explicit(
+        capabilities: CapSets,
+        seccomp: Option<seccomp::Profile>,
+        no_new_privileges: bool,
+    ) -> Security {
+        Security {
+            privileged: false,
+            capabilities: Some(capabilities),
+            seccomp,
+            no_new_privileges,
+        }
     }
 
     /// In the container's init, after its last privileged set-up step and right before exec:

@@ -17,4 +17,5 @@ mod mount;
 mod parse;
 
 pub use mount::mount_all;
+pub(crate) use mount::{fd_path, open_root, target_in_root};
 pub use parse::{parse_all, targets, Volume};

@@ -39,7 +39,16 @@ fn in_mount_order(volumes: &[Volume]) -> Vec<&Volume> {
     ordered
 }
 
-fn open_root(rootfs: &Path) -> Result<OwnedFd> {
+/// An `O_PATH` fd of `target` resolved inside `root` (an `O_PATH` fd of the container root),
+/// missing components created (the leaf as a directory when `dir`, else as an empty file):
+/// the same scoped walk volumes get, for the OCI config's mounts ([`crate::container::mounts`]).
+pub(crate) fn target_in_root(root: &OwnedFd, target: &Path, dir: bool) -> Result<OwnedFd> {
+    let leaf = if dir { Leaf::Dir } else { Leaf::File };
+    resolve_in_root(root, target, leaf)
+}
+
+/// The container root opened `O_PATH`, for [`target_in_root`].
+pub(crate) fn open_root(rootfs: &Path) -> Result<OwnedFd> {
     rustix::fs::open(
         rootfs,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -226,7 +235,7 @@ fn mount_is_shared(mountinfo: &str, id: u64) -> bool {
 
 /// The magic link that names exactly the object `fd` refers to, so mount(2) does not walk a
 /// path again (a path walk is where a symlink could redirect it).
-fn fd_path(fd: BorrowedFd<'_>) -> PathBuf {
+pub(crate) fn fd_path(fd: BorrowedFd<'_>) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 

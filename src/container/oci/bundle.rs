@@ -1,0 +1,612 @@
+//! An OCI bundle's `config.json`, read once and translated into the runtime's own types: the
+//! same [`ProcessSpec`], [`Limits`], [`Security`], namespaces and mounts `run` builds from an
+//! image, so both front ends share one container core. Unsupported fields are refused by
+//! [`super::fields`] before the typed parse; unsupported values here, each with one line.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::str::FromStr;
+
+use caps::CapsHashSet;
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{LinuxCapabilities, LinuxNamespaceType, LinuxResources, Spec};
+
+use crate::container::cgroup::{CpuMax, Limits, CPU_PERIOD};
+use crate::container::mounts::{self, Mount};
+use crate::container::namespaces::{CgroupNs, Join};
+use crate::container::network::NetworkMode;
+use crate::container::rlimit::{self, Rlimit};
+use crate::container::security::capabilities::CapSets;
+use crate::container::security::Security;
+use crate::container::spec::{ProcessSpec, DEFAULT_UMASK};
+use crate::container::user::{User, MAX_ID};
+use crate::{Error, Result};
+
+/// Everything `create` needs, validated before anything is created.
+#[derive(Debug)]
+pub struct Bundle {
+    /// The bundle directory, absolute.
+    pub dir: PathBuf,
+    /// `root.path` resolved against the bundle, canonical.
+    pub rootfs: PathBuf,
+    /// `root.readonly`.
+    pub readonly: bool,
+    pub process: ProcessSpec,
+    pub mounts: Vec<Mount>,
+    pub masked: Vec<String>,
+    pub readonly_paths: Vec<String>,
+    /// New namespaces (clone flags; the cgroup namespace is [`Bundle::cgroupns`]).
+    pub clone_flags: CloneFlags,
+    /// Existing namespaces to join.
+    pub joins: Vec<Join>,
+    /// `None`: a new network namespace (loopback brought up); `Host`: none or a joined one.
+    pub network: NetworkMode,
+    pub cgroupns: CgroupNs,
+    /// Relative to each cgroup hierarchy's root.
+    pub cgroup_path: PathBuf,
+    pub limits: Limits,
+    pub security: Security,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Where a container's cgroup goes when the config has no `cgroupsPath`.
+pub const DEFAULT_CGROUP_PARENT: &str = "devoxx-docker-oci";
+
+/// Read and translate `<dir>/config.json` for container `id`.
+pub fn load(dir: &Path, id: &str, host_is_v2: bool) -> Result<Bundle> {
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| Error::path("bundle", dir, e))?;
+    let path = dir.join("config.json");
+    let text = std::fs::read(&path).map_err(|e| Error::path("read", &path, e))?;
+    let raw: serde_json::Value = serde_json::from_slice(&text)
+        .map_err(|e| Error::Usage(format!("config.json: not valid JSON: {e}")))?;
+    super::fields::check(&raw)?;
+    let spec: Spec =
+        serde_json::from_value(raw).map_err(|e| Error::Usage(format!("config.json: {e}")))?;
+    translate(&spec, &dir, id, host_is_v2)
+}
+
+/// `exec`'s process: `process_file` (a `process` object, `exec --process`) or the bundle's own
+/// `process` with `args` in place of its args (`exec ID CMD...`), as the runtime's types.
+pub fn exec_process(
+    dir: &Path,
+    process_file: Option<&Path>,
+    args: &[String],
+) -> Result<(ProcessSpec, Security)> {
+    let path = dir.join("config.json");
+    let text = std::fs::read(&path).map_err(|e| Error::path("read", &path, e))?;
+    let mut spec: Spec =
+        serde_json::from_slice(&text).map_err(|e| Error::Usage(format!("config.json: {e}")))?;
+    let process: oci_spec::runtime::Process = match process_file {
+        Some(file) => {
+            let text = std::fs::read(file).map_err(|e| Error::path("read", file, e))?;
+            let raw: serde_json::Value = serde_json::from_slice(&text)
+                .map_err(|e| Error::Usage(format!("--process: not valid JSON: {e}")))?;
+            super::fields::check_process(&raw)?;
+            serde_json::from_value(raw).map_err(|e| Error::Usage(format!("--process: {e}")))?
+        }
+        None if args.is_empty() => {
+            return Err(Error::Usage(
+                "exec needs --process FILE or a command after the id".into(),
+            ))
+        }
+        None => {
+            let mut process = spec.process().clone().unwrap_or_default();
+            process.set_args(Some(args.to_vec()));
+            process
+        }
+    };
+    spec.set_process(Some(process));
+    Ok((process_spec(&spec, String::new())?, security(&spec)?))
+}
+
+/// The typed config → the runtime's types (each unsupported value: one line, exit 125).
+pub fn translate(spec: &Spec, dir: &Path, id: &str, host_is_v2: bool) -> Result<Bundle> {
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| usage("root is required"))?;
+    let rootfs = dir
+        .join(root.path())
+        .canonicalize()
+        .map_err(|e| usage(&format!("root.path {}: {e}", root.path().display())))?;
+    if !rootfs.is_dir() {
+        return Err(usage("root.path must be a directory"));
+    }
+    let linux = spec.linux().clone().unwrap_or_default();
+    let namespaces = Namespaces::from_config(linux.namespaces().as_deref().unwrap_or_default())?;
+    let hostname = spec.hostname().clone().unwrap_or_default();
+    if !hostname.is_empty() && !namespaces.flags.contains(CloneFlags::CLONE_NEWUTS) {
+        return Err(usage(
+            "hostname needs a new uts namespace in linux.namespaces (it would rename the host)",
+        ));
+    }
+    if hostname.len() > 64 {
+        return Err(usage("hostname is longer than 64 bytes"));
+    }
+    match linux.rootfs_propagation().as_deref() {
+        None | Some("") | Some("private") | Some("rprivate") => {}
+        Some(other) => {
+            return Err(usage(&format!(
+                "linux.rootfsPropagation {other:?} is not supported (private or rprivate)"
+            )))
+        }
+    }
+    if linux.seccomp().is_some() {
+        return Err(super::fields::unsupported("linux.seccomp"));
+    }
+    let process = process_spec(spec, hostname)?;
+    let mounts = spec
+        .mounts()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            mounts::parse(
+                i,
+                m.destination(),
+                m.typ().as_deref(),
+                m.source().as_deref(),
+                m.options().as_deref().unwrap_or_default(),
+                dir,
+                host_is_v2,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let masked = absolute_paths("linux.maskedPaths", linux.masked_paths())?;
+    let readonly_paths = absolute_paths("linux.readonlyPaths", linux.readonly_paths())?;
+    let limits = match linux.resources() {
+        Some(resources) => limits(resources)?,
+        None => Limits::default(),
+    };
+    let cgroup_path = cgroup_path(linux.cgroups_path().as_deref(), id)?;
+    let security = security(spec)?;
+    let annotations = spec
+        .annotations()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    Ok(Bundle {
+        dir: dir.to_owned(),
+        rootfs,
+        readonly: root.readonly().unwrap_or(false),
+        process,
+        mounts,
+        masked,
+        readonly_paths,
+        clone_flags: namespaces.flags,
+        joins: namespaces.joins,
+        network: namespaces.network,
+        cgroupns: namespaces.cgroupns,
+        cgroup_path,
+        limits,
+        security,
+        annotations,
+    })
+}
+
+fn usage(why: &str) -> Error {
+    Error::Usage(format!("config.json: {why}"))
+}
+
+/// `process`: args, env and cwd as given (no image defaults: the config is the whole truth).
+fn process_spec(spec: &Spec, hostname: String) -> Result<ProcessSpec> {
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| usage("process is required"))?;
+    if process.terminal().unwrap_or(false) {
+        return Err(usage(
+            "process.terminal true is not supported (no --console-socket yet)",
+        ));
+    }
+    let argv = process.args().clone().unwrap_or_default();
+    if argv.first().map_or(true, |a| a.is_empty()) {
+        return Err(usage("process.args must name a program"));
+    }
+    let cwd = process.cwd().to_string_lossy().into_owned();
+    if !cwd.starts_with('/') {
+        return Err(usage(&format!("process.cwd {cwd:?} must be absolute")));
+    }
+    let user = process.user();
+    let ids = std::iter::once(user.uid())
+        .chain([user.gid()])
+        .chain(user.additional_gids().clone().unwrap_or_default());
+    if let Some(id) = ids.into_iter().find(|&id| id > MAX_ID) {
+        return Err(usage(&format!("process.user: id {id} is above {MAX_ID}")));
+    }
+    let umask = user.umask().unwrap_or(DEFAULT_UMASK);
+    if umask > 0o777 {
+        return Err(usage(&format!("process.user.umask {umask} is not a umask")));
+    }
+    Ok(ProcessSpec {
+        argv,
+        env: process.env().clone().unwrap_or_default(),
+        workdir: cwd,
+        hostname,
+        user: User {
+            uid: user.uid(),
+            gid: user.gid(),
+            groups: user.additional_gids().clone().unwrap_or_default(),
+            home: String::new(),
+        },
+        rlimits: rlimits(process.rlimits().as_deref().unwrap_or_default())?,
+        umask,
+        oom_score_adj: process.oom_score_adj(),
+    })
+}
+
+/// `process.rlimits`: `RLIMIT_NOFILE`... each within the runtime's own hard limit (a container
+/// never gets more than its caller), checked now rather than failing after `start`.
+fn rlimits(given: &[oci_spec::runtime::PosixRlimit]) -> Result<Vec<Rlimit>> {
+    let mut out: Vec<Rlimit> = Vec::new();
+    for limit in given {
+        let typ = serde_json::to_value(limit.typ())
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let short = typ.strip_prefix("RLIMIT_").unwrap_or(&typ).to_lowercase();
+        let (name, resource) = rlimit::NAMES
+            .iter()
+            .find(|(n, _)| *n == short)
+            .ok_or_else(|| usage(&format!("process.rlimits: {typ} is not supported")))?;
+        let ceiling = rlimit::own_hard_limit(*resource)?;
+        if limit.hard() > ceiling || limit.soft() > limit.hard() {
+            return Err(usage(&format!(
+                "process.rlimits: {typ} soft {} hard {}: the hard limit must be at most the \
+                 runtime's own ({ceiling}) and the soft one at most the hard one",
+                limit.soft(),
+                limit.hard()
+            )));
+        }
+        out.retain(|l| l.name != *name);
+        out.push(Rlimit {
+            name,
+            resource: *resource,
+            soft: limit.soft(),
+            hard: limit.hard(),
+        });
+    }
+    Ok(out)
+}
+
+/// `process.capabilities` and `process.noNewPrivileges`.
+fn security(spec: &Spec) -> Result<Security> {
+    let process = spec.process().as_ref();
+    let no_new_privileges = process.and_then(|p| p.no_new_privileges()).unwrap_or(false);
+    let sets = match process.and_then(|p| p.capabilities().as_ref()) {
+        Some(given) => cap_sets(given)?,
+        None => CapSets::default(),
+    };
+    Ok(Security::explicit(sets, None, no_new_privileges))
+}
+
+fn cap_sets(given: &LinuxCapabilities) -> Result<CapSets> {
+    let set =
+        |field: &str, value: &Option<oci_spec::runtime::Capabilities>| -> Result<CapsHashSet> {
+            value
+                .iter()
+                .flatten()
+                .map(|cap| {
+                    let name = serde_json::to_value(cap)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default();
+                    caps::Capability::from_str(&name).map_err(|_| {
+                        usage(&format!(
+                        "process.capabilities.{field}: {name} is unknown to this kernel interface"
+                    ))
+                    })
+                })
+                .collect()
+        };
+    Ok(CapSets {
+        bounding: set("bounding", given.bounding())?,
+        effective: set("effective", given.effective())?,
+        permitted: set("permitted", given.permitted())?,
+        inheritable: set("inheritable", given.inheritable())?,
+        ambient: set("ambient", given.ambient())?,
+    })
+}
+
+/// `linux.resources`: memory limit (swap only as "none beyond the limit"), CPU quota and
+/// period, pids limit; device rules only as the spec's "deny all" (the container's /dev holds
+/// only the default devices and it cannot make nodes without `CAP_MKNOD`).
+fn limits(resources: &LinuxResources) -> Result<Limits> {
+    let mut limits = Limits::default();
+    if let Some(memory) = resources.memory() {
+        limits.memory = match memory.limit() {
+            Some(bytes) if bytes > 0 => Some(bytes as u64),
+            _ => None,
+        };
+        match (memory.swap(), memory.limit()) {
+            (None, _) => {}
+            (Some(swap), Some(limit)) if swap == limit && limit > 0 => {}
+            (Some(_), _) => {
+                return Err(usage(
+                    "linux.resources.memory.swap is only supported equal to the limit (no swap)",
+                ))
+            }
+        }
+    }
+    if let Some(cpu) = resources.cpu() {
+        let period = cpu.period().unwrap_or(CPU_PERIOD);
+        limits.cpu = match cpu.quota() {
+            Some(quota) if quota > 0 => {
+                if !(1_000..=1_000_000).contains(&period) || quota < 1_000 {
+                    return Err(usage(
+                        "linux.resources.cpu: period must be 1000..=1000000 and quota at least 1000 µs",
+                    ));
+                }
+                Some(CpuMax {
+                    quota: quota as u64,
+                    period,
+                })
+            }
+            _ => None,
+        };
+    }
+    if let Some(pids) = resources.pids() {
+        limits.pids = (pids.limit() > 0).then_some(pids.limit() as u64);
+    }
+    for (i, rule) in resources.devices().iter().flatten().enumerate() {
+        let deny_all = !rule.allow()
+            && rule.major().is_none()
+            && rule.minor().is_none()
+            && rule.access().as_deref().map_or(true, |a| a == "rwm")
+            && rule
+                .typ()
+                .map_or(true, |t| t == oci_spec::runtime::LinuxDeviceType::A);
+        if !deny_all {
+            return Err(usage(&format!(
+                "linux.resources.devices[{i}]: only the deny-all rule is supported"
+            )));
+        }
+    }
+    Ok(limits)
+}
+
+/// `linux.cgroupsPath` (absolute or relative, both under each hierarchy's root), default
+/// `devoxx-docker-oci/<id>`; systemd's `slice:prefix:name` needs `--systemd-cgroup`.
+fn cgroup_path(given: Option<&Path>, id: &str) -> Result<PathBuf> {
+    let Some(path) = given.filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(Path::new(DEFAULT_CGROUP_PARENT).join(id));
+    };
+    if path.to_string_lossy().contains(':') {
+        return Err(usage(
+            "linux.cgroupsPath in systemd's slice:prefix:name form is not supported",
+        ));
+    }
+    let mut rel = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(name) => rel.push(name),
+            _ => return Err(usage("linux.cgroupsPath must not contain '..'")),
+        }
+    }
+    if rel.as_os_str().is_empty() {
+        return Err(usage("linux.cgroupsPath must name a cgroup below the root"));
+    }
+    if rel.starts_with(crate::container::cgroup::layout::PARENT) {
+        return Err(usage(&format!(
+            "linux.cgroupsPath: {} is reserved for run's containers",
+            crate::container::cgroup::layout::PARENT
+        )));
+    }
+    Ok(rel)
+}
+
+fn absolute_paths(field: &str, given: &Option<Vec<String>>) -> Result<Vec<String>> {
+    let paths = given.clone().unwrap_or_default();
+    match paths
+        .iter()
+        .find(|p| !p.starts_with('/') || p.contains("/../"))
+    {
+        Some(bad) => Err(usage(&format!("{field}: {bad:?} must be absolute"))),
+        None => Ok(paths),
+    }
+}
+
+/// `linux.namespaces` sorted into clone flags, joins, the network mode and the cgroup
+/// namespace. A mount namespace is required (without one the root switch would be the host's).
+#[derive(Debug)]
+struct Namespaces {
+    flags: CloneFlags,
+    joins: Vec<Join>,
+    network: NetworkMode,
+    cgroupns: CgroupNs,
+}
+
+impl Namespaces {
+    fn from_config(list: &[oci_spec::runtime::LinuxNamespace]) -> Result<Namespaces> {
+        let mut out = Namespaces {
+            flags: CloneFlags::empty(),
+            joins: Vec::new(),
+            network: NetworkMode::Host,
+            cgroupns: CgroupNs::Host,
+        };
+        let mut seen = Vec::new();
+        for ns in list {
+            let typ = ns.typ();
+            if seen.contains(&typ) {
+                return Err(usage(&format!("linux.namespaces: {typ} is listed twice")));
+            }
+            seen.push(typ);
+            let flag = match typ {
+                LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+                LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+                LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+                LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+                LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+                LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+                LinuxNamespaceType::User | LinuxNamespaceType::Time => {
+                    return Err(usage(&format!(
+                        "linux.namespaces: a {typ} namespace is not supported"
+                    )))
+                }
+            };
+            match ns.path().as_ref().filter(|p| !p.as_os_str().is_empty()) {
+                Some(path) => out.joins.push(Join {
+                    kind: flag,
+                    path: path.clone(),
+                }),
+                None if flag == CloneFlags::CLONE_NEWCGROUP => out.cgroupns = CgroupNs::Private,
+                None if flag == CloneFlags::CLONE_NEWNET => {
+                    out.network = NetworkMode::None;
+                    out.flags |= flag;
+                }
+                None => out.flags |= flag,
+            }
+        }
+        let has_mount_ns = out.flags.contains(CloneFlags::CLONE_NEWNS);
+        if !has_mount_ns {
+            return Err(usage(
+                "linux.namespaces: a new mount namespace is required (type mount, no path)",
+            ));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn bundle_with(config: serde_json::Value) -> (tempfile::TempDir, Result<Bundle>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+        let loaded = load(dir.path(), "c1", false);
+        (dir, loaded)
+    }
+
+    fn minimal(extra: serde_json::Value) -> serde_json::Value {
+        let mut config = json!({
+            "ociVersion": "1.1.0",
+            "root": {"path": "rootfs"},
+            "process": {"args": ["/bin/sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+            "linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}, {"type": "uts"}]},
+        });
+        merge(&mut config, extra);
+        config
+    }
+
+    fn merge(into: &mut serde_json::Value, extra: serde_json::Value) {
+        match (into, extra) {
+            (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+                for (k, v) in b {
+                    merge(a.entry(k).or_insert(serde_json::Value::Null), v);
+                }
+            }
+            (slot, value) => *slot = value,
+        }
+    }
+
+    #[test]
+    fn a_minimal_config_translates_to_the_runtime_types() {
+        let uid = 1000 + std::process::id() % 1000;
+        let (dir, bundle) = bundle_with(minimal(json!({
+            "hostname": "h1",
+            "process": {"env": ["A=1"], "cwd": "/w", "user": {"uid": uid, "gid": 7, "additionalGids": [8]},
+                        "capabilities": {"bounding": ["CAP_KILL"], "permitted": ["CAP_KILL"]},
+                        "noNewPrivileges": true, "oomScoreAdj": 5},
+            "linux": {"resources": {"memory": {"limit": 64 << 20}, "cpu": {"quota": 20000, "period": 100000}, "pids": {"limit": 9}},
+                      "cgroupsPath": "/a/b"},
+        })));
+        let bundle = bundle.unwrap();
+        assert_eq!(
+            bundle.rootfs,
+            dir.path().canonicalize().unwrap().join("rootfs")
+        );
+        assert_eq!(bundle.process.hostname, "h1");
+        assert_eq!(bundle.process.env, vec!["A=1".to_string()]);
+        assert_eq!(bundle.process.workdir, "/w");
+        assert_eq!((bundle.process.user.uid, bundle.process.user.gid), (uid, 7));
+        assert_eq!(bundle.process.user.groups, vec![8]);
+        assert_eq!(bundle.process.oom_score_adj, Some(5));
+        assert_eq!(bundle.limits.memory, Some(64 << 20));
+        assert_eq!(
+            bundle.limits.cpu,
+            Some(CpuMax {
+                quota: 20000,
+                period: 100000
+            })
+        );
+        assert_eq!(bundle.limits.pids, Some(9));
+        assert_eq!(bundle.cgroup_path, Path::new("a/b"));
+        assert!(bundle
+            .clone_flags
+            .contains(CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS));
+        assert_eq!(bundle.network, NetworkMode::Host);
+    }
+
+    #[test]
+    fn unsupported_values_are_refused_with_one_line() {
+        for (extra, needle) in [
+            (json!({"process": {"terminal": true}}), "process.terminal"),
+            (
+                json!({"linux": {"namespaces": [{"type": "pid"}]}}),
+                "mount namespace",
+            ),
+            (
+                json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "user"}]}}),
+                "user namespace",
+            ),
+            (
+                json!({"hostname": "x", "linux": {"namespaces": [{"type": "mount"}]}}),
+                "uts",
+            ),
+            (
+                json!({"linux": {"cgroupsPath": "system.slice:x:y"}}),
+                "cgroupsPath",
+            ),
+            (
+                json!({"linux": {"resources": {"devices": [{"allow": true, "access": "rwm"}]}}}),
+                "devices[0]",
+            ),
+            (
+                json!({"linux": {"rootfsPropagation": "shared"}}),
+                "rootfsPropagation",
+            ),
+            (json!({"process": {"cwd": "rel"}}), "process.cwd"),
+            (
+                json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}}),
+                "linux.seccomp",
+            ),
+            (
+                json!({"process": {"rlimits": [{"type": "RLIMIT_NOFILE", "soft": 2, "hard": 1}]}}),
+                "RLIMIT_NOFILE",
+            ),
+        ] {
+            let (_dir, bundle) = bundle_with(minimal(extra));
+            let err = bundle.unwrap_err();
+            let line = err.to_string();
+            assert!(
+                line.starts_with("config.json: ") && line.contains(needle),
+                "{needle}: {line}"
+            );
+            assert!(!line.contains('\n'));
+            assert_eq!(err.exit_code(), 125);
+        }
+    }
+
+    #[test]
+    fn default_cgroup_path_is_per_id_outside_runs_parent() {
+        assert_eq!(
+            cgroup_path(None, "x1").unwrap(),
+            Path::new("devoxx-docker-oci/x1")
+        );
+        assert_eq!(
+            cgroup_path(Some(Path::new("rel/p")), "x").unwrap(),
+            Path::new("rel/p")
+        );
+        assert!(cgroup_path(Some(Path::new("/a/../b")), "x").is_err());
+        assert!(cgroup_path(Some(Path::new("/")), "x").is_err());
+        assert!(cgroup_path(Some(Path::new("/devoxx-docker/x")), "x").is_err());
+    }
+}

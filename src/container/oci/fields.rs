@@ -1,0 +1,202 @@
+//! Which `config.json` fields this runtime implements. A typed parse (oci-spec) would drop a
+//! field it does not know and we would silently not do what the config asks, so the raw JSON
+//! is first walked against this allow-list: any other field that carries a value is refused
+//! with one line naming it (`linux.devices is not supported`). Values are checked later, by
+//! the translation ([`super::bundle`]).
+
+use serde_json::Value;
+
+use crate::{Error, Result};
+
+/// The shape of the supported part of the config.
+#[derive(Debug)]
+enum Node {
+    /// A value taken as a whole (checked by the translation).
+    Leaf,
+    /// An object with these keys only.
+    Object(&'static [(&'static str, Node)]),
+    /// An array of elements of this shape.
+    Array(&'static Node),
+}
+
+use Node::{Array, Leaf, Object};
+
+const USER: Node = Object(&[
+    ("uid", Leaf),
+    ("gid", Leaf),
+    ("umask", Leaf),
+    ("additionalGids", Leaf),
+]);
+
+const CAPABILITIES: Node = Object(&[
+    ("bounding", Leaf),
+    ("effective", Leaf),
+    ("inheritable", Leaf),
+    ("permitted", Leaf),
+    ("ambient", Leaf),
+]);
+
+const RLIMIT: Node = Object(&[("type", Leaf), ("hard", Leaf), ("soft", Leaf)]);
+
+const PROCESS: Node = Object(&[
+    ("terminal", Leaf),
+    ("user", USER),
+    ("args", Leaf),
+    ("env", Leaf),
+    ("cwd", Leaf),
+    ("capabilities", CAPABILITIES),
+    ("rlimits", Array(&RLIMIT)),
+    ("noNewPrivileges", Leaf),
+    ("oomScoreAdj", Leaf),
+]);
+
+const MOUNT: Node = Object(&[
+    ("destination", Leaf),
+    ("type", Leaf),
+    ("source", Leaf),
+    ("options", Leaf),
+]);
+
+const NAMESPACE: Node = Object(&[("type", Leaf), ("path", Leaf)]);
+
+const DEVICE_RULE: Node = Object(&[
+    ("allow", Leaf),
+    ("type", Leaf),
+    ("major", Leaf),
+    ("minor", Leaf),
+    ("access", Leaf),
+]);
+
+const RESOURCES: Node = Object(&[
+    ("memory", Object(&[("limit", Leaf), ("swap", Leaf)])),
+    ("cpu", Object(&[("quota", Leaf), ("period", Leaf)])),
+    ("pids", Object(&[("limit", Leaf)])),
+    ("devices", Array(&DEVICE_RULE)),
+]);
+
+const LINUX: Node = Object(&[
+    ("namespaces", Array(&NAMESPACE)),
+    ("resources", RESOURCES),
+    ("cgroupsPath", Leaf),
+    ("maskedPaths", Leaf),
+    ("readonlyPaths", Leaf),
+    ("rootfsPropagation", Leaf),
+]);
+
+const CONFIG: Node = Object(&[
+    ("ociVersion", Leaf),
+    ("root", Object(&[("path", Leaf), ("readonly", Leaf)])),
+    ("mounts", Array(&MOUNT)),
+    ("process", PROCESS),
+    ("hostname", Leaf),
+    ("annotations", Leaf),
+    ("linux", LINUX),
+]);
+
+/// Refuse the first field of `config` that carries a value and is not implemented.
+pub fn check(config: &Value) -> Result<()> {
+    walk(&CONFIG, config, "")
+}
+
+/// The same for `exec --process FILE` (a `process` object on its own).
+pub fn check_process(process: &Value) -> Result<()> {
+    walk(&PROCESS, process, "process")
+}
+
+fn walk(node: &Node, value: &Value, at: &str) -> Result<()> {
+    match (node, value) {
+        (Leaf, _) => Ok(()),
+        (Object(keys), Value::Object(map)) => {
+            for (key, child) in map {
+                let path = if at.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{at}.{key}")
+                };
+                match keys.iter().find(|(k, _)| k == key) {
+                    Some((_, shape)) => walk(shape, child, &path)?,
+                    None if is_empty(child) => {}
+                    None => return Err(unsupported(&path)),
+                }
+            }
+            Ok(())
+        }
+        (Array(element), Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, item)| walk(element, item, &format!("{at}[{i}]"))),
+        // A wrong type is the typed parse's error to report.
+        _ => Ok(()),
+    }
+}
+
+/// A field that asks for nothing: null, false, "", [] or {} (every OCI default).
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        Value::Number(_) => false,
+    }
+}
+
+/// The one line for a field this runtime does not implement.
+pub fn unsupported(path: &str) -> Error {
+    Error::Usage(format!("config.json: {path} is not supported"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn supported_fields_pass_and_empty_unknown_ones_are_absent() {
+        let config = json!({
+            "ociVersion": "1.1.0",
+            "root": {"path": "rootfs", "readonly": true},
+            "process": {"args": ["sh"], "cwd": "/", "apparmorProfile": "", "user": {"uid": 0, "gid": 0}},
+            "linux": {"namespaces": [{"type": "pid"}], "sysctl": {}, "resources": {"memory": {"limit": 1}}},
+            "hooks": null,
+        });
+        check(&config).unwrap();
+    }
+
+    #[test]
+    fn the_first_unsupported_field_is_named_with_its_path() {
+        let n = (std::process::id() % 5) as usize;
+        let mut mounts = vec![json!({"destination": "/x", "type": "tmpfs"}); n + 1];
+        mounts[n] = json!({"destination": "/x", "uidMappings": [{"size": 1}]});
+        for (config, path) in [
+            (
+                json!({"linux": {"devices": [{"path": "/dev/x"}]}}),
+                "linux.devices".to_owned(),
+            ),
+            (
+                json!({"process": {"terminal": false, "apparmorProfile": "p"}}),
+                "process.apparmorProfile".to_owned(),
+            ),
+            (
+                json!({"linux": {"resources": {"memory": {"reservation": 5}}}}),
+                "linux.resources.memory.reservation".to_owned(),
+            ),
+            (
+                json!({"mounts": mounts}),
+                format!("mounts[{n}].uidMappings"),
+            ),
+            (
+                json!({"hooks": {"prestart": [{"path": "/bin/true"}]}}),
+                "hooks".to_owned(),
+            ),
+        ] {
+            let err = check(&config).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("config.json: {path} is not supported")
+            );
+            assert_eq!(err.exit_code(), 125);
+        }
+    }
+}
