@@ -115,7 +115,7 @@ grade-all: vm-deps build probe ## Grade every submission in DIR (one VM each) an
 grader-runtimes: ## The deliberately broken runtimes of tests/grader/faults, in target/grader-runtimes/
 	./tests/grader/make-runtimes.sh target/grader-runtimes
 
-grader-go: ## The Go workshop solutions of tests/grader/, built into target/grader-go/ (vm-test grades them)
+grader-go: ## The Go workshop solutions and the family runtimes (Go, C) of tests/grader/, built into target/grader-go/ (vm-test grades them)
 	./tests/grader/build-go.sh target/grader-go
 
 vm-shell: vm-deps build probe ## Boot the test VM with a shell on the console
