@@ -14,5 +14,5 @@ pub mod invoke;
 pub mod render;
 pub mod report;
 pub mod seed;
-pub mod workshop;
 mod steps;
+pub mod workshop;

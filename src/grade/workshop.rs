@@ -140,7 +140,9 @@ impl Workshop {
         }
         if let Some(m) = l.memory {
             if !(4 * 1024 * 1024..=1024 * 1024 * 1024).contains(&m) {
-                bail!("limits.memory = {m} bytes: between 4m and 1g (the grader allocates past it)");
+                bail!(
+                    "limits.memory = {m} bytes: between 4m and 1g (the grader allocates past it)"
+                );
             }
         }
         if let Some(c) = l.cpu {

@@ -18,6 +18,7 @@ use super::inspect;
 use super::invoke::{random_word, Outcome, RunNet, Running, Submission};
 use super::report::{Check, Status};
 use super::seed::{Image, JOB_DIR};
+use super::workshop::Workshop;
 pub use job::Job;
 pub use verdict::{fail, not_attempted, pass, verdict, with_effects};
 
@@ -68,6 +69,8 @@ pub struct Ctx {
     /// Scratch directory on the host side (volumes are created here).
     pub scratch: PathBuf,
     pub host_hostname: String,
+    /// What the teacher's workshop teaches (its limits, its cgroup version): what is graded.
+    pub workshop: Workshop,
     cgroups: BTreeSet<String>,
     /// The volume the submission hard-codes (devoxx-grade.toml): its source exists, as it was
     /// at the start, before every run of every step.
@@ -116,6 +119,7 @@ impl Ctx {
             image,
             scratch,
             host_hostname: hostname(),
+            workshop: Workshop::default(),
             cgroups: inspect::all_cgroups(),
             hard_coded,
             volume_points: Vec::new(),
