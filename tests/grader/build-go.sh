@@ -8,7 +8,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 out="$(realpath -m "${1:?usage: $0 DIR}")"
 command -v go >/dev/null || { echo "build-go.sh: go missing (apt-get install golang-go)" >&2; exit 1; }
 mkdir -p "$out/.cache" "$out/family"
-for name in go-submission go-final $(cd "$here" && ls -d family/*/ | sed "s,/$,,"); do
+for name in go-submission go-final $(cd "$here" && ls -d family/*/Makefile | sed "s,/Makefile$,,"); do
     rm -rf "${out:?}/$name"
     cp -r "$here/$name" "$out/$name"
     (cd "$out/$name" && env GOCACHE="$out/.cache/go-build" GOPATH="$out/.cache/go" GOFLAGS=-buildvcs=false \
