@@ -14,6 +14,7 @@ VM_APT_DEPS := qemu-system-x86 zstd xz-utils golang-go bubblewrap
 BENCH_APT_DEPS := runc crun time
 SUBMISSION ?=
 DIR        ?=
+WORKSHOP   ?=
 REPORT     ?= grade-report
 TEST_ARGS  ?=
 STRICT     ?=
@@ -98,8 +99,8 @@ demo: deps build ## End to end without internet: local registry → push → pul
 vm-test: vm-deps build probe grader-go ## The whole suite inside a QEMU VM with cgroup v2 (TCG if KVM is broken)
 	./vm/run.sh test
 
-grade: vm-deps build probe ## Grade a workshop submission in the VM: SUBMISSION=PATH [REPORT=DIR] [STEPS=a,b]
-	./vm/grade.sh "$(SUBMISSION)" "$(REPORT)"
+grade: vm-deps build probe ## Grade a workshop submission in the VM: SUBMISSION=PATH [REPORT=DIR] [STEPS=a,b] [WORKSHOP=FILE]
+	WORKSHOP="$(WORKSHOP)" ./vm/grade.sh "$(SUBMISSION)" "$(REPORT)"
 
 # The grading guest (kernel + base archive) from the grader and probe already built: no cargo,
 # so a CI runner builds as its user and prepares the guest as root (docs/classroom/classroom.yml).
@@ -109,13 +110,13 @@ grade-guest: ## The grading guest from the built grader and probe (no cargo; run
 	GUEST=grade ./vm/build-guest.sh >/dev/null
 	@echo "grading guest ready in vm/cache/"
 
-grade-all: vm-deps build probe ## Grade every submission in DIR (one VM each) and print the class table: DIR=... [REPORT=DIR]
-	./vm/grade-all.sh "$(DIR)" "$(REPORT)"
+grade-all: vm-deps build probe ## Grade every submission in DIR (one VM each) and print the class table: DIR=... [REPORT=DIR] [WORKSHOP=FILE]
+	WORKSHOP="$(WORKSHOP)" ./vm/grade-all.sh "$(DIR)" "$(REPORT)"
 
 grader-runtimes: ## The deliberately broken runtimes of tests/grader/faults, in target/grader-runtimes/
 	./tests/grader/make-runtimes.sh target/grader-runtimes
 
-grader-go: ## The Go workshop solutions of tests/grader/, built into target/grader-go/ (vm-test grades them)
+grader-go: ## The Go workshop solutions and the family runtimes (Go, C) of tests/grader/, built into target/grader-go/ (vm-test grades them)
 	./tests/grader/build-go.sh target/grader-go
 
 vm-shell: vm-deps build probe ## Boot the test VM with a shell on the console

@@ -57,8 +57,17 @@ fn runtimes() -> &'static Path {
 
 /// `tests/grader/faults`: fault name → the steps it must fail (`step` or `step:check`).
 fn faults() -> BTreeMap<String, Vec<String>> {
-    let text =
-        std::fs::read_to_string(Path::new(MANIFEST).join("tests/grader/faults")).expect("faults");
+    expectations("tests/grader/faults")
+}
+
+/// `tests/grader/family/expected`: the family's runtimes → the steps each must fail.
+fn family() -> BTreeMap<String, Vec<String>> {
+    expectations("tests/grader/family/expected")
+}
+
+/// A list of runtimes and the steps each must fail, one per line (`#` comments).
+fn expectations(file: &str) -> BTreeMap<String, Vec<String>> {
+    let text = std::fs::read_to_string(Path::new(MANIFEST).join(file)).expect(file);
     text.lines()
         .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
         .map(|l| {
@@ -82,6 +91,8 @@ fn delegate_controllers() {
 struct Submission {
     runtime: PathBuf,
     dir: Option<PathBuf>,
+    /// The teacher's workshop file it is graded against (none: the devoxx workshop).
+    workshop: Option<PathBuf>,
 }
 
 impl Submission {
@@ -92,11 +103,13 @@ impl Submission {
             Submission {
                 runtime: path.join("bin/devoxx-docker"),
                 dir: Some(path),
+                workshop: None,
             }
         } else {
             Submission {
                 runtime: path,
                 dir: None,
+                workshop: None,
             }
         }
     }
@@ -112,7 +125,16 @@ impl Submission {
         Submission {
             runtime: dir.join("bin/devoxx-docker"),
             dir: Some(dir),
+            workshop: None,
         }
+    }
+
+    /// A runtime of the family `make grader-go` built into target/grader-go/family/NAME, graded
+    /// against its own workshop file.
+    fn family(name: &str) -> Submission {
+        let mut sub = Submission::go(&format!("family/{name}"));
+        sub.workshop = sub.dir.as_ref().map(|d| d.join("workshop.toml"));
+        sub
     }
 
     fn grade(&self, name: &str, steps: &[&str]) -> Report {
@@ -123,13 +145,14 @@ impl Submission {
             steps,
             config.as_deref().filter(|c| c.exists()),
             self.dir.as_deref(),
+            self.workshop.as_deref(),
         )
     }
 }
 
 /// Grade `runtime` (steps: all when empty) and return its report.
 fn grade(runtime: &Path, name: &str, steps: &[&str], config: Option<&Path>) -> Report {
-    grade_in(runtime, name, steps, config, None)
+    grade_in(runtime, name, steps, config, None, None)
 }
 
 /// [`grade`], running the submission from `dir` (a temporary directory when `None`).
@@ -139,6 +162,7 @@ fn grade_in(
     steps: &[&str],
     config: Option<&Path>,
     dir: Option<&Path>,
+    workshop: Option<&Path>,
 ) -> Report {
     delegate_controllers();
     let out = tempfile::tempdir().expect("tempdir");
@@ -162,6 +186,9 @@ fn grade_in(
     }
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
+    }
+    if let Some(w) = workshop {
+        cmd.arg("--workshop").arg(w);
     }
     let run = cmd.output().expect("run the grader");
     let report = std::fs::read_to_string(out.path().join("report.json")).unwrap_or_else(|e| {
@@ -202,11 +229,12 @@ fn status_table(r: &Report) -> String {
         .collect()
 }
 
-/// Every required step passes but those `broken` names, whose first problem is the check
+/// Every required step graded passes but those `broken` names, whose first problem is the check
 /// named after `:` when one is.
 fn assert_grade(report: &Report, who: &str, broken: &[String]) {
-    for step in REQUIRED_STEPS {
-        let status = report.steps[step].status;
+    let required = report.steps.iter().filter(|(_, s)| s.required);
+    for (step, graded) in required {
+        let status = graded.status;
         let wanted = broken.iter().find(|b| b.split(':').next() == Some(step));
         match wanted {
             Some(b) => {
@@ -216,7 +244,7 @@ fn assert_grade(report: &Report, who: &str, broken: &[String]) {
                     "{who}: {step} must not pass:{}",
                     status_table(report)
                 );
-                let problem = report.steps[step].first_problem().expect("a failing check");
+                let problem = graded.first_problem().expect("a failing check");
                 assert!(
                     !problem.hint.is_empty(),
                     "{who}: {step}: a failing check gives a hint: {problem:?}"
@@ -237,6 +265,14 @@ fn assert_grade(report: &Report, who: &str, broken: &[String]) {
                 status_table(report)
             ),
         }
+    }
+    for b in broken {
+        let step = b.split(':').next().unwrap_or_default();
+        assert!(
+            report.steps.get(step).is_some_and(|s| s.required),
+            "{who}: {step} must be graded (and fail):{}",
+            status_table(report)
+        );
     }
     assert_eq!(
         report.passed(),
@@ -351,6 +387,68 @@ fn each_go_workshop_solution_gets_its_grade(
         "{name}:{}",
         status_table(&report)
     );
+}
+
+/// The family's runtimes graded on this guest's cgroup v2 (the v1 ones boot a v1 grading guest:
+/// tests/grader/family-check.sh), each against its own workshop file: it fails exactly the
+/// steps tests/grader/family/expected lists, and every step its workshop teaches is graded.
+#[rstest]
+#[case::pivot_go("pivot-go")]
+#[case::bare_go("bare-go")]
+#[case::pids_go("pids-go")]
+#[case::chroot_ignored_go("chroot-ignored-go")]
+#[serial(grade)]
+#[ignore = "VM only: make vm-test runs it (grading renames the host and leaks mounts on purpose)"]
+fn each_family_runtime_on_cgroup_v2_gets_its_grade(#[case] name: &str) {
+    require_vm!();
+    let broken = family()
+        .remove(name)
+        .unwrap_or_else(|| panic!("{name} not in tests/grader/family/expected"));
+    let sub = Submission::family(name);
+    let workshop = sub.workshop.clone().expect("a workshop file");
+    let taught = devoxx_docker::grade::workshop::Workshop::load(&workshop).expect("workshop.toml");
+    assert_eq!(
+        taught.cgroup,
+        devoxx_docker::grade::workshop::CgroupVersion::V2,
+        "{name}: a v1 workshop is graded on a v1 guest"
+    );
+    let report = sub.grade(name, &[]);
+    let graded: Vec<&str> = report.steps.keys().map(String::as_str).collect();
+    let mut wanted: Vec<&str> = taught.steps.iter().map(String::as_str).collect();
+    wanted.sort();
+    assert_eq!(graded, wanted, "{name}: the workshop's steps are graded");
+    assert_grade(&report, name, &broken);
+}
+
+/// Every runtime of tests/grader/family has its line in `expected`, a workshop file and a
+/// devoxx-grade.toml the grader accepts, and a grading: a v2 workshop's a case above, a v1 one's
+/// a boot of its own in tests/grader/family-check.sh (which grades every v1 line of `expected`).
+#[test]
+fn every_family_runtime_has_its_files_and_a_grading() {
+    use devoxx_docker::grade::{config::Config, workshop};
+    let listed: Vec<String> = family().into_keys().collect();
+    let source =
+        std::fs::read_to_string(Path::new(MANIFEST).join("tests/grader.rs")).expect("read");
+    let dir = Path::new(MANIFEST).join("tests/grader/family");
+    for entry in std::fs::read_dir(&dir).expect("tests/grader/family").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(
+            !entry.path().is_dir() || listed.contains(&name),
+            "{name} has no line in family/expected"
+        );
+    }
+    for f in listed {
+        let taught = workshop::Workshop::load(&dir.join(&f).join("workshop.toml"))
+            .unwrap_or_else(|e| panic!("{f}: {e:#}"));
+        let config = dir.join(&f).join("devoxx-grade.toml");
+        if config.exists() {
+            Config::load(&config).unwrap_or_else(|e| panic!("{f}: {e:#}"));
+        }
+        if taught.cgroup == workshop::CgroupVersion::V2 {
+            let case = format!("#[case::{}(\"{f}\")]", f.replace('-', "_"));
+            assert!(source.contains(&case), "{f}: a v2 workshop's runtime needs {case}");
+        }
+    }
 }
 
 #[test]

@@ -7,7 +7,8 @@
 # report.json, junit.xml, console.log); the class table goes to REPORT_DIR/class.md and
 # REPORT_DIR/class.csv and is printed. A failing submission never stops the others, and one whose
 # grading ended without a report still gets its row (an error report saying so). Exit 0 once the
-# table is written, 2 if nothing to grade.
+# table is written, 2 if nothing to grade (or WORKSHOP=FILE, the teacher's workshop file passed to
+# every grading, is refused: checked once before the first).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -23,6 +24,10 @@ for s in "$dir"/*; do
     fi
 done
 [ ${#submissions[@]} -gt 0 ] || { echo "grade-all: no submission in $dir (executables, or directories with a Makefile)" >&2; exit 2; }
+if [ -n "${WORKSHOP:-}" ]; then
+    WORKSHOP="$(realpath -e "$WORKSHOP")" && "$grader" workshop "$WORKSHOP" >/dev/null || exit 2
+    export WORKSHOP
+fi
 
 mkdir -p "$out"
 reports=()

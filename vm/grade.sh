@@ -13,7 +13,8 @@
 # exit 0 iff every required step graded passed, 1 if not,
 # 2 if grading itself could not run (report.json then says why — also when this script fails).
 #
-# Env: STEPS=process,cgroups (default all six)   GRADE_NAME (default: the file or directory name)
+# Env: WORKSHOP=FILE (the teacher's workshop file: what is graded; default the devoxx workshop)
+#      STEPS=process,cgroups (default: the workshop's, all six)   GRADE_NAME (default: the name)
 #      GRADE_BUILD_USER (default nobody; root only when named)   GRADE_BUILD_TIMEOUT (s, 900)
 #      GRADE_BUILD_MEMORY_MIB (4096)   GRADE_BUILD_DISK_MIB (2048)   GRADE_BUILD_PIDS (4096)
 #      GRADE_SANDBOX=userns|root (default userns where unprivileged user namespaces work, else root:
@@ -37,7 +38,7 @@ if [ "${DEVOXX_GRADE_MNTNS:-}" != "$$" ]; then
     DEVOXX_GRADE_MNTNS=$$ exec unshare --mount --propagation private -- "$BASH" "$here/$(basename "$0")" "$@"
 fi
 
-[ $# -ge 1 ] && [ -n "$1" ] || die "usage: make grade SUBMISSION=PATH [REPORT=DIR] [STEPS=a,b]"
+[ $# -ge 1 ] && [ -n "$1" ] || die "usage: make grade SUBMISSION=PATH [REPORT=DIR] [STEPS=a,b] [WORKSHOP=FILE]"
 submission="$(realpath -e "$1" 2>/dev/null)" || die "SUBMISSION=$1 does not exist"
 report="$(realpath -m "${2:-grade-report}")"
 name="${GRADE_NAME:-$(basename "$submission")}"
@@ -102,6 +103,15 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 141' PIPE
 reporting=1
+
+# The teacher's workshop file, checked before anything is built: its steps are the default.
+workshop="" cgroup=v2
+if [ -n "${WORKSHOP:-}" ]; then
+    workshop="$(realpath -e "$WORKSHOP" 2>/dev/null)" && [ -f "$workshop" ] || give_up "WORKSHOP=$WORKSHOP is not a file"
+    info="$("$grader" workshop "$workshop" 2>&1)" || give_up "refused: ${info#devoxx-docker-grade: }"
+    cgroup="$(sed -n 's/^cgroup=//p' <<< "$info")"
+    steps="${STEPS:-$(sed -n 's/^steps=//p' <<< "$info")}"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # The build sandbox (bubblewrap).
@@ -447,6 +457,7 @@ pack_submission() {
     install -m 755 "$bin" "$stage/grade/submission/bin/devoxx-docker"
     [ -f "$config" ] && cp "$config" "$stage/grade/submission/devoxx-grade.toml"
     printf 'GRADE_NAME=%q\nGRADE_STEPS=%q\n' "$name" "$steps" > "$stage/grade/job"
+    [ -z "$workshop" ] || cp "$workshop" "$stage/grade/workshop.toml"
     # The per-boot secret the grader signs its console lines with (it deletes the file first).
     install -m 600 "$work/key/secret" "$stage/grade/secret"
     for lib in "${libs[@]}"; do
@@ -472,25 +483,25 @@ guest_is_stale() {
 }
 
 main() {
-    local config rc=0 results
+    local config rc=0 results why
     local -a problem=()
     bin=""
     mkdir -p "$cache"
+    if [ -d "$submission" ]; then config="$submission/devoxx-grade.toml"; else config="$(dirname "$submission")/devoxx-grade.toml"; fi
+    # Refused before anything is built, with the key, the value and the reason (in the reports).
+    if [ -f "$config" ]; then
+        why="$("$grader" config "$config" --guest-path "$repo" 2>&1)" || give_up "${why#devoxx-docker-grade: }"
+    fi
     if [ -d "$submission" ]; then
-        config="$submission/devoxx-grade.toml"
         if [ ! -f "$submission/Makefile" ] && [ ! -f "$submission/makefile" ] && [ -x "$submission/bin/devoxx-docker" ]; then
             bin="$submission/bin/devoxx-docker" # already built, nothing to make
         else
             build_submission "$submission"
         fi
     elif [ -x "$submission" ]; then
-        config="$(dirname "$submission")/devoxx-grade.toml"
         bin="$submission"
     else
         give_up "$submission is neither an executable nor a directory with a Makefile"
-    fi
-    if [ -f "$config" ]; then
-        "$grader" config "$config" || give_up "$config is not valid (see above); docs/grading.md lists the keys"
     fi
     # root's own copy, readable by all (readelf reads it as nobody)
     [ "$bin" = "$work/devoxx-docker" ] || install -m 755 "$bin" "$work/devoxx-docker"
@@ -502,7 +513,9 @@ main() {
     pack_submission "$bin" "$config"
     if guest_is_stale; then GUEST=grade "$here/build-guest.sh" >/dev/null; fi
     cat "$cache/grade-base.cpio" "$work/submission.cpio" > "$work/initrd.cpio"
-    log "booting the grading guest for $name (steps: $steps)"
+    log "booting the grading guest for $name (steps: $steps${workshop:+; workshop $workshop, cgroup $cgroup})"
+    # A v1 workshop's guest mounts the v1 hierarchies (vm/init reads devoxx.cgroup=).
+    [ "$cgroup" = v1 ] && export VM_APPEND="${VM_APPEND:-} devoxx.cgroup=v1"
     GRADE_INITRD="$work/initrd.cpio" VM_CONSOLE_LOG="$report/console.log" VM_GRADE_LOG="$report/grade.log" \
         "$here/run.sh" grade || rc=$?
     if [ "$rc" = 124 ]; then problem=(--guest-problem "the guest hung (VM_TIMEOUT=${VM_TIMEOUT:-600}s)")

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use devoxx_docker::grade::{self, check, config::Config, console, render, report};
+use devoxx_docker::grade::{
+    self, check, config::Config, console, render, report, workshop::Workshop,
+};
 
 /// Grade devoxx-docker workshop submissions.
 #[derive(Parser, Debug)]
@@ -30,9 +32,12 @@ enum Command {
         /// devoxx-grade.toml (default: DIR/devoxx-grade.toml if present).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Steps to grade, comma-separated (default: all six).
+        /// Steps to grade, comma-separated (default: the workshop's, all six without one).
         #[arg(long, value_delimiter = ',')]
         steps: Vec<String>,
+        /// The teacher's workshop file (default: the devoxx-docker workshop).
+        #[arg(long)]
+        workshop: Option<PathBuf>,
         /// Name in the reports.
         #[arg(long, default_value = "submission")]
         name: String,
@@ -91,8 +96,17 @@ enum Command {
         #[arg(long, default_value = grade::classroom::DEFAULT_POINTS)]
         points: String,
     },
-    /// Validate a devoxx-grade.toml.
-    Config { file: PathBuf },
+    /// Validate a devoxx-grade.toml (exit 2 with the key, the value and the reason).
+    Config {
+        file: PathBuf,
+        /// A path the grading guest needs (the grader's checkout): `rootfs` may lie neither over
+        /// nor under it.
+        #[arg(long)]
+        guest_path: Vec<PathBuf>,
+    },
+    /// Validate a workshop file (what a workshop teaches: steps, image_dirs, cgroup, limits);
+    /// prints `cgroup=v1|v2` and `steps=a,b,...` for vm/grade.sh.
+    Workshop { file: PathBuf },
     /// Merge report.json files into one class table (Markdown on stdout, class.md + class.csv).
     Merge {
         /// Directory for class.md and class.csv.
@@ -111,6 +125,7 @@ fn main() -> ExitCode {
             dir,
             config,
             steps,
+            workshop,
             name,
             out,
             store,
@@ -137,12 +152,21 @@ fn main() -> ExitCode {
             let dir = dir.unwrap_or_else(|| default_dir(&runtime));
             let config =
                 Config::load(&config.unwrap_or_else(|| dir.join(grade::config::FILE_NAME)))?;
+            let workshop = match workshop {
+                Some(path) => Workshop::load(&path)?,
+                None => Workshop::default(),
+            };
+            let steps = match steps_or_all(steps)? {
+                None => workshop.steps.clone(),
+                Some(steps) => steps,
+            };
             let job = check::Job {
                 name,
                 runtime: std::path::absolute(&runtime)?,
                 dir,
                 config,
-                steps: steps_or_all(steps)?,
+                workshop,
+                steps,
                 store,
                 busybox,
                 probe,
@@ -181,7 +205,17 @@ fn main() -> ExitCode {
             })
         }
         Command::Classroom { report_dir, points } => classroom(&report_dir, &points),
-        Command::Config { file } => Config::load(&file).map(|_| ExitCode::SUCCESS),
+        Command::Config { file, guest_path } => Config::load(&file).and_then(|c| {
+            if let Some(root) = &c.rootfs {
+                c.check_rootfs(root, &guest_path)
+                    .with_context(|| format!("{}", file.display()))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Workshop { file } => Workshop::load(&file).map(|w| {
+            println!("cgroup={}\nsteps={}", w.cgroup.as_str(), w.steps.join(","));
+            ExitCode::SUCCESS
+        }),
         Command::Merge { out, reports } => {
             let paths: Vec<&Path> = reports.iter().map(PathBuf::as_path).collect();
             grade::class::merge(&paths, out.as_deref()).map(|table| {
@@ -232,16 +266,13 @@ fn default_dir(runtime: &Path) -> PathBuf {
     }
 }
 
-fn steps_or_all(steps: Vec<String>) -> anyhow::Result<Vec<String>> {
+/// The steps asked for, validated; `None` when none were named (the default applies).
+fn steps_or_all(steps: Vec<String>) -> anyhow::Result<Option<Vec<String>>> {
     let steps: Vec<String> = steps.into_iter().filter(|s| !s.is_empty()).collect();
     if let Some(bad) = steps.iter().find(|s| !report::STEPS.contains(&s.as_str())) {
         anyhow::bail!("unknown step {bad:?} (steps: {})", report::STEPS.join(", "));
     }
-    Ok(if steps.is_empty() {
-        report::STEPS.iter().map(|s| s.to_string()).collect()
-    } else {
-        steps
-    })
+    Ok((!steps.is_empty()).then_some(steps))
 }
 
 /// What the guest left: its console and how to read it.
@@ -262,10 +293,14 @@ fn collect(
     let text = std::fs::read(guest.console_log)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
-    let steps = steps_or_all(steps)?;
+    let steps = steps_or_all(steps)?
+        .unwrap_or_else(|| report::STEPS.iter().map(|s| s.to_string()).collect());
     let verified = console::verified_events(&text, &guest.key);
     let void = verified.void_reason();
-    let mut report = console::collect(verified.events, name, &steps, guest.problem.as_deref());
+    let mut report = match &error {
+        Some(why) if verified.events.is_empty() => console::not_graded(name, &steps, why),
+        _ => console::collect(verified.events, name, &steps, guest.problem.as_deref()),
+    };
     if let Some(s) = seconds {
         report.seconds = s;
     }

@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use super::config::Config;
 use super::invoke::Submission;
-use super::report::{Check, Report, Step};
+use super::report::{Check, Report, Status, Step};
 use super::seed;
 use super::steps::{grade_step, Ctx};
+use super::workshop::Workshop;
 
 /// Prefix of every console line the host reads.
 pub const LINE_PREFIX: &str = "DEVOXX-GRADE ";
@@ -95,6 +96,8 @@ pub struct Job {
     /// The submission's directory: where it runs from and where `devoxx-grade.toml` is.
     pub dir: PathBuf,
     pub config: Config,
+    /// The teacher's workshop (the devoxx one without a workshop file).
+    pub workshop: Workshop,
     pub steps: Vec<String>,
     /// The image store the workshop uses (`/fs`).
     pub store: PathBuf,
@@ -124,8 +127,24 @@ pub fn grade(job: &Job, sink: &mut dyn FnMut(&Event)) -> anyhow::Result<Report> 
         emitted.set(emitted.get() + 1);
         sink(e)
     };
-    let image = seed::Image::new(&job.store, &job.config.image, &job.busybox, &job.probe)
-        .context("seed the image")?;
+    let mut image = match lay_out(job) {
+        Ok(image) => image,
+        Err(e) => {
+            let mut report = not_laid_out(job, &format!("{e:#}"), &mut emit);
+            report.seconds = start.elapsed().as_secs_f64();
+            emit(&Event::Done {
+                seconds: report.seconds,
+                lines: emitted.get(),
+                exit: 1,
+            });
+            return Ok(report);
+        }
+    };
+    for dir in &job.workshop.image_dirs {
+        image
+            .add(dir, None, true)
+            .with_context(|| format!("create {dir} in the image (image_dirs)"))?;
+    }
     // A submission that never switches root runs the command from the host's /: the probe
     // must be there too, so such a submission fails the rootfs step only, not every step.
     let host_probe = std::path::Path::new("/bin/probe");
@@ -138,9 +157,10 @@ pub fn grade(job: &Job, sink: &mut dyn FnMut(&Event)) -> anyhow::Result<Report> 
         runtime: job.runtime.clone(),
         dir: job.dir.clone(),
         config: job.config.clone(),
-        cgroup: super::invoke::run_cgroup(1024),
+        cgroup: super::invoke::RunCgroup::create(1024),
     };
     let mut ctx = Ctx::new(sub, image, job.scratch.clone());
+    ctx.workshop = job.workshop.clone();
     let mut report = Report {
         submission: job.name.clone(),
         steps: Default::default(),
@@ -148,6 +168,9 @@ pub fn grade(job: &Job, sink: &mut dyn FnMut(&Event)) -> anyhow::Result<Report> 
         seconds: 0.0,
         error: None,
     };
+    if !job.config.ignored.is_empty() {
+        ctx.extra(ignored_keys(&job.config.ignored));
+    }
     for step in &job.steps {
         emit(&Event::Step { step: step.clone() });
         let checks = grade_step(step, &mut ctx);
@@ -167,7 +190,7 @@ pub fn grade(job: &Job, sink: &mut dyn FnMut(&Event)) -> anyhow::Result<Report> 
         });
     }
     if let Some(cgroup) = &ctx.sub.cgroup {
-        super::invoke::remove_cgroup(cgroup);
+        cgroup.remove();
     }
     report.extras = ctx.extras;
     report.seconds = start.elapsed().as_secs_f64();
@@ -177,4 +200,72 @@ pub fn grade(job: &Job, sink: &mut dyn FnMut(&Event)) -> anyhow::Result<Report> 
         exit: if report.passed() { 0 } else { 1 },
     });
     Ok(report)
+}
+
+/// Lay the image out where the submission looks for it: its `rootfs` key (checked once more
+/// against the files this guest really needs), else the store's `/fs/<image>/rootfs`.
+fn lay_out(job: &Job) -> anyhow::Result<seed::Image> {
+    let place = match &job.config.rootfs {
+        None => seed::Place::store(&job.store, &job.config.image),
+        Some(root) => {
+            let canonical = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or(p.into());
+            let mut needed: Vec<PathBuf> = [&job.probe, &job.busybox, &job.runtime, &job.scratch]
+                .into_iter()
+                .map(|p| canonical(p))
+                .collect();
+            needed.extend(std::env::current_exe().ok());
+            needed.push(job.dir.clone());
+            job.config.check_rootfs(root, &needed)?;
+            seed::Place::key(&job.dir, root)
+        }
+    };
+    seed::Image::at(place, &job.busybox, &job.probe).context("lay the image out")
+}
+
+/// The image could not be laid out (a `rootfs` refused in the guest, a symbolic link on its
+/// way): every step fails saying so — the submission's configuration, not the guest, is why.
+fn not_laid_out(job: &Job, why: &str, emit: &mut dyn FnMut(&Event)) -> Report {
+    let hint = match &job.config.rootfs {
+        Some(r) => format!(
+            "the `rootfs` key of devoxx-grade.toml ({}): the grader lays its image out there; fix the key or the path",
+            r.display()
+        ),
+        None => "grader error: rerun".to_owned(),
+    };
+    let mut report = Report {
+        submission: job.name.clone(),
+        steps: Default::default(),
+        extras: Default::default(),
+        seconds: 0.0,
+        error: None,
+    };
+    for step in &job.steps {
+        emit(&Event::Step { step: step.clone() });
+        let check = Check {
+            name: "image-laid-out".into(),
+            status: Status::Fail,
+            expected: "the image laid out where the submission looks for it".into(),
+            seen: why.to_owned(),
+            hint: hint.clone(),
+        };
+        emit(&Event::Check {
+            step: step.clone(),
+            check: check.clone(),
+        });
+        report
+            .steps
+            .insert(step.clone(), Step::from_checks(step, vec![check]));
+    }
+    report
+}
+
+/// The note for workshop keys a submission's `devoxx-grade.toml` set: never obeyed.
+fn ignored_keys(keys: &[String]) -> Check {
+    Check {
+        name: "workshop-keys-ignored".into(),
+        status: Status::Fail,
+        expected: "devoxx-grade.toml says only how to call the submission (run, rootfs, hostname, volume_source, volume_target, image, timeout_s); what is graded is the teacher's workshop file's".into(),
+        seen: format!("{} set in devoxx-grade.toml: ignored", keys.join(", ")),
+        hint: "remove them: the workshop file (make grade WORKSHOP=...) decides the steps, image_dirs, cgroup version and limits".into(),
+    }
 }

@@ -73,6 +73,31 @@ pub fn verified_events(text: &str, key: &[u8]) -> Verified {
     v
 }
 
+/// The report of a grading that could not start (a refused `devoxx-grade.toml`, a failed build):
+/// every `requested` step failed with `why` — never blamed on a guest that did not run.
+pub fn not_graded(submission: &str, requested: &[String], why: &str) -> Report {
+    let steps = requested
+        .iter()
+        .map(|step| {
+            let check = Check {
+                name: "step-graded".into(),
+                status: Status::Fail,
+                expected: "the step graded".into(),
+                seen: format!("not graded: {why}"),
+                hint: format!("the grading could not start: {why}"),
+            };
+            (step.clone(), Step::from_checks(step, vec![check]))
+        })
+        .collect();
+    Report {
+        submission: submission.into(),
+        steps,
+        extras: BTreeMap::new(),
+        seconds: 0.0,
+        error: Some(why.into()),
+    }
+}
+
 /// The report of `submission` from verified console events, for the `requested` steps.
 pub fn collect(
     events: Vec<Event>,
@@ -162,6 +187,21 @@ mod tests {
 
     fn steps(names: &[&str]) -> Vec<String> {
         names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_grading_that_could_not_start_says_why_in_every_step_and_never_blames_the_guest() {
+        let why = format!(
+            "`timeout_s = {}` refused: must be between 1 and 600",
+            600 + rand::random::<u16>() as u32
+        );
+        let r = not_graded("sub", &steps(&["process", "rootfs"]), &why);
+        assert_eq!(r.error.as_deref(), Some(why.as_str()));
+        for step in ["process", "rootfs"] {
+            let c = r.steps[step].first_problem().unwrap();
+            assert!(c.hint.contains(&why) && !c.hint.contains("guest"), "{c:?}");
+        }
+        assert!(!r.passed());
     }
 
     #[test]

@@ -15,3 +15,4 @@ pub mod render;
 pub mod report;
 pub mod seed;
 mod steps;
+pub mod workshop;

@@ -49,10 +49,85 @@ pub fn rootfs_of(store: &Path, image: &str) -> PathBuf {
     store.join(image).join("rootfs")
 }
 
+/// Where an image is laid out, and what may be wiped to lay it out anew.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Place {
+    /// The image's root: what the runtime switches into.
+    pub rootfs: PathBuf,
+    /// What each lay-out removes first (the rootfs, or the store's `<image>` directory).
+    clear: PathBuf,
+    /// Every directory between this one and `clear` must be a real one, never a symbolic link:
+    /// a run (root in the guest) that swapped one for a link to `/usr` must not make the grader
+    /// wipe `/usr/<...>` at the next lay-out.
+    base: PathBuf,
+}
+
+impl Place {
+    /// The workshop's store layout: `<store>/<image>/rootfs`.
+    pub fn store(store: &Path, image: &str) -> Place {
+        let rootfs = rootfs_of(store, image);
+        Place {
+            clear: rootfs.parent().unwrap_or(&rootfs).to_path_buf(),
+            rootfs,
+            base: store.to_path_buf(),
+        }
+    }
+
+    /// A submission's own `rootfs` (validated by [`super::config::Config::check_rootfs`]):
+    /// absolute, or relative to the submission's directory `dir`.
+    pub fn key(dir: &Path, rootfs: &Path) -> Place {
+        let rootfs = dir.join(rootfs);
+        let base = if rootfs.starts_with(dir) {
+            dir.to_path_buf()
+        } else {
+            PathBuf::from("/")
+        };
+        Place {
+            clear: rootfs.clone(),
+            rootfs,
+            base,
+        }
+    }
+
+    /// Refuse to lay out through a symbolic link (or anything but a directory) between `base`
+    /// and `clear`.
+    fn check_real_dirs(&self) -> anyhow::Result<()> {
+        let rel = self.clear.strip_prefix(&self.base).with_context(|| {
+            format!(
+                "{} is not under {}",
+                self.clear.display(),
+                self.base.display()
+            )
+        })?;
+        let mut here = self.base.clone();
+        let parents = rel.components().count().saturating_sub(1);
+        for c in rel.components().take(parents) {
+            here.push(c);
+            match here.symlink_metadata() {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e).with_context(|| format!("inspect {}", here.display())),
+                Ok(m) if m.file_type().is_symlink() => bail!(
+                    "refused: {} is a symbolic link: the grader lays the image out at {} only through real directories",
+                    here.display(),
+                    self.rootfs.display()
+                ),
+                Ok(m) if !m.is_dir() => bail!(
+                    "refused: {} is not a directory: the image cannot be laid out at {}",
+                    here.display(),
+                    self.rootfs.display()
+                ),
+                Ok(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The seeded image, what the current step added to it, and how it looked after that: every
 /// run starts from it.
 pub struct Image {
     pub rootfs: PathBuf,
+    place: Place,
     busybox: PathBuf,
     probe: PathBuf,
     /// busybox's applets (`--list-full`), asked once: each reseed lays out the same links.
@@ -71,8 +146,14 @@ struct Stamp(u32, u64, i64, i64);
 impl Image {
     /// Seed `/fs/<image>/rootfs` in `store`.
     pub fn new(store: &Path, image: &str, busybox: &Path, probe: &Path) -> anyhow::Result<Image> {
+        Image::at(Place::store(store, image), busybox, probe)
+    }
+
+    /// Seed the image at `place`.
+    pub fn at(place: Place, busybox: &Path, probe: &Path) -> anyhow::Result<Image> {
         let mut img = Image {
-            rootfs: rootfs_of(store, image),
+            rootfs: place.rootfs.clone(),
+            place,
             busybox: busybox.to_path_buf(),
             probe: probe.to_path_buf(),
             applets: applets(busybox)?,
@@ -114,6 +195,8 @@ impl Image {
     }
 
     fn reseed(&mut self) -> anyhow::Result<()> {
+        self.place.check_real_dirs()?;
+        remove_tree(&self.place.clear)?;
         seed(&self.rootfs, &self.busybox, &self.probe, &self.applets)?;
         for (rel, text, _) in &self.additions {
             write_addition(&self.rootfs, rel, text.as_deref())?;
@@ -167,11 +250,9 @@ fn stamps(root: &Path) -> BTreeMap<String, Stamp> {
     found
 }
 
-/// Build a fresh rootfs at `rootfs` from `busybox` (static, with its `applets`) and `probe`.
+/// Build a fresh rootfs at `rootfs` (cleared before) from `busybox` (static, with its
+/// `applets`) and `probe`.
 fn seed(rootfs: &Path, busybox: &Path, probe: &Path, applets: &[String]) -> anyhow::Result<()> {
-    if let Some(image_dir) = rootfs.parent() {
-        remove_tree(image_dir)?;
-    }
     for d in DIRS.iter().chain([&JOB_DIR]) {
         fs::create_dir_all(rootfs.join(d)).with_context(|| format!("create {d}"))?;
     }

@@ -195,6 +195,23 @@ s = r["steps"]
 ok = sys.argv[2] == "1" and not r.get("error") and s["process"]["status"] == "pass" and s["namespaces"]["status"] == "fail"
 sys.exit(0 if ok else 1)' "$rt/report.json" "$rc"
 
+check "runtime: the workshop keys of its devoxx-grade.toml are ignored (both steps graded on the v2 guest), and the report says so" \
+    eval "has $rt/console.log 'cgroup2 controllers' && has $rt/report.json '\"workshop-keys-ignored\"' &&
+        has $rt/report.md 'steps, image_dirs, cgroup, limits set in devoxx-grade.toml: ignored'"
+
+# A rootfs aimed at the guest's or the grader's own files: refused before the build and the boot.
+i=0
+for root in / /usr/local/bin /grade /proc/1 /tmp/devoxx-grade "$copy/target" ../../etc bin; do
+    i=$((i + 1))
+    mkdir -p "$class/rootfs-$i"
+    printf 'all:\n\t@echo hostile: built; exit 1\n' > "$class/rootfs-$i/Makefile"
+    printf 'run = "run {command}"\nrootfs = "%s"\n' "$root" > "$class/rootfs-$i/devoxx-grade.toml"
+    rc="$(grade "rootfs-$i" default)"
+    check "rootfs = \"$root\": refused with the key, the value and the reason, nothing built or booted (exit 2)" \
+        eval "[ $rc = 2 ] && has $r/rootfs-$i-default/report.json '\"error\": *\".*rootfs = .*refused: ' &&
+            has $r/rootfs-$i-default/report.md refused && ! grep -q -e booting -e building $out/rootfs-$i-default.log"
+done
+
 # vm/grade.sh failing on its own (here: no busybox to pack the guest's archive) still writes its
 # report, with an error naming the failure.
 mkdir -p "$class/aborted/bin"

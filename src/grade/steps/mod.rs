@@ -1,8 +1,10 @@
 //! The workshop steps, each a function from the grading context to its checks. Every check
 //! states what the step asks, what the host saw, and a hint that names the workshop step.
 
+mod blame;
 mod cgroups;
 mod job;
+mod limits;
 mod namespaces;
 mod network;
 mod process;
@@ -18,6 +20,7 @@ use super::inspect;
 use super::invoke::{random_word, Outcome, RunNet, Running, Submission};
 use super::report::{Check, Status};
 use super::seed::{Image, JOB_DIR};
+use super::workshop::Workshop;
 pub use job::Job;
 pub use verdict::{fail, not_attempted, pass, verdict, with_effects};
 
@@ -45,16 +48,18 @@ pub fn grade_step(name: &str, ctx: &mut Ctx) -> Vec<Check> {
             "check the STEPS list",
         )],
     };
-    if name == "process" || ctx.commands_ran {
+    if ctx.commands_ran || (name == "process" && ctx.blame.is_none()) {
         return checks;
     }
-    // Nothing ran, in this step or before: its checks say so instead of guessing why.
+    // Nothing ran, in this step or before: its checks say so — with the cause the runtime
+    // printed when the grader can read one — instead of guessing why.
+    let why = ctx.blame.as_deref().unwrap_or(DEPENDS_ON_PROCESS);
     checks
         .into_iter()
         .map(|mut c| {
             if c.status != Status::Pass {
                 c.status = Status::Fail;
-                c.hint = DEPENDS_ON_PROCESS.into();
+                c.hint = why.into();
             }
             c
         })
@@ -68,6 +73,8 @@ pub struct Ctx {
     /// Scratch directory on the host side (volumes are created here).
     pub scratch: PathBuf,
     pub host_hostname: String,
+    /// What the teacher's workshop teaches (its limits, its cgroup version): what is graded.
+    pub workshop: Workshop,
     cgroups: BTreeSet<String>,
     /// The volume the submission hard-codes (devoxx-grade.toml): its source exists, as it was
     /// at the start, before every run of every step.
@@ -79,6 +86,9 @@ pub struct Ctx {
     pub mount_leaks: BTreeSet<String>,
     /// Has the probe run at all, in any run so far? If never, later failures depend on process.
     pub commands_ran: bool,
+    /// Why the runtime stopped before running the command, when its stderr tells (the first
+    /// such run's): every step's problem while no command ever ran.
+    pub blame: Option<String>,
     /// Observations that never count against a step.
     pub extras: BTreeMap<String, Check>,
 }
@@ -116,11 +126,13 @@ impl Ctx {
             image,
             scratch,
             host_hostname: hostname(),
+            workshop: Workshop::default(),
             cgroups: inspect::all_cgroups(),
             hard_coded,
             volume_points: Vec::new(),
             mount_leaks: BTreeSet::new(),
             commands_ran: false,
+            blame: None,
             extras: BTreeMap::new(),
         };
         if let Some((v, _)) = &ctx.hard_coded {
@@ -170,18 +182,20 @@ impl Ctx {
             .collect())
     }
 
-    /// Remove what [`Ctx::prepare`] laid out for the run `marker`, noting whether the probe
+    /// Remove what [`Ctx::prepare`] laid out for the run `marker`; returns whether the probe
     /// ran (it leaves `<job>.ran` beside its job).
-    fn unprepare(&mut self, marker: &str) {
+    fn unprepare(&mut self, marker: &str) -> bool {
         let name = format!("grade-{marker}");
+        let mut ran = false;
         for root in [self.image.rootfs.clone(), PathBuf::from("/")] {
-            let ran = root.join(JOB_DIR).join(format!("{name}.ran"));
-            if std::fs::remove_file(&ran).is_ok() {
-                self.commands_ran = true;
+            if std::fs::remove_file(root.join(JOB_DIR).join(format!("{name}.ran"))).is_ok() {
+                ran = true;
             }
             let _ = std::fs::remove_file(root.join(JOB_DIR).join(&name));
             let _ = std::fs::remove_file(root.join("bin").join(&name));
         }
+        self.commands_ran |= ran;
+        ran
     }
 
     /// Run the probe's `job` to completion; then undo and report its side effects.
@@ -285,7 +299,7 @@ impl Ctx {
     /// What the last run left on its host: mounts and a changed hostname (gone with the run's
     /// host), surviving processes (killed), cgroups (removed).
     pub fn side_effects(&mut self, outcome: &Outcome, marker: &str) -> SideEffects {
-        self.unprepare(marker);
+        let ran = self.unprepare(marker);
         let mut fx = SideEffects::default();
         if outcome.timed_out {
             fx.problems.push(format!(
@@ -326,6 +340,14 @@ impl Ctx {
             ));
         }
         fx.cgroups_left = self.remove_new_cgroups();
+        if !ran && self.blame.is_none() {
+            self.blame = blame::diagnose(
+                &outcome.stderr,
+                blame::guest_cgroup_version(),
+                &|p| p.exists(),
+                self.sub.config.rootfs.as_deref(),
+            );
+        }
         fx
     }
 
@@ -347,12 +369,12 @@ impl Ctx {
         left
     }
 
-    /// Is `rel` (a cgroup path) the cgroup the grader starts runs in?
-    pub fn is_grader_cgroup(&self, rel: &str) -> bool {
+    /// Is `path` (a cgroup of `hierarchy`) the cgroup the grader starts runs in?
+    pub fn is_grader_cgroup(&self, hierarchy: &inspect::Hierarchy, path: &str) -> bool {
         self.sub
             .cgroup
             .as_ref()
-            .is_some_and(|c| *c == inspect::cgroup_dir(rel))
+            .is_some_and(|c| c.holds(&hierarchy.path(path)))
     }
 
     /// Record an extra (reported, never counted).

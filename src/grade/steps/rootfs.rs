@@ -8,10 +8,24 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::{fail, not_attempted, pass, with_effects, Ctx, Job};
+use crate::grade::inspect;
 use crate::grade::invoke::random_word;
 use crate::grade::report::Check;
 
-const ROOT_HINT: &str = "step 3 (rootfs): chroot (or pivot_root) into /fs/<image>/rootfs in the child before running the command";
+/// The hint of a missing root switch, naming where the submission's image is.
+fn root_hint(ctx: &Ctx) -> String {
+    let root = match &ctx.sub.config.rootfs {
+        Some(r) => r.display().to_string(),
+        None => "/fs/<image>/rootfs".to_owned(),
+    };
+    format!("step 3 (rootfs): chroot (or pivot_root) into {root} in the child before running the command")
+}
+
+/// Does what the runtime printed tell of a root switch (its error, printed and ignored)?
+fn mentions_root_switch(stderr: &str) -> bool {
+    let s = stderr.to_ascii_lowercase();
+    s.contains("chroot") || s.contains("pivot_root") || s.contains("pivotroot")
+}
 
 pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
     let (image_file, image_text) = (
@@ -39,11 +53,18 @@ pub fn grade(ctx: &mut Ctx) -> Vec<Check> {
     let _ = fs::remove_file(&host_path);
     let write_name = format!("/tmp/grade-write-{}", random_word(""));
     let (_, fx) = ctx.run(Job::of(&[&["write", &write_name, "x"]]));
+    let checked = format!(
+        "checked {} after a write to /tmp",
+        match &ctx.sub.config.rootfs {
+            Some(_) => ctx.image.rootfs.display().to_string(),
+            None => "/fs/<image>/rootfs".to_owned(),
+        }
+    );
     ctx.extra(super::verdict(
         !ctx.image.rootfs.join(write_name.trim_start_matches('/')).exists(),
         "image-unchanged-by-container",
         "a file written inside is not in the image's rootfs afterwards (copy-on-write, e.g. overlayfs)",
-        "checked /fs/<image>/rootfs after a write to /tmp",
+        checked,
         "mount an overlayfs with the image as lowerdir and a per-container upperdir",
     ));
     match checks {
@@ -72,7 +93,44 @@ fn held_root(
     let sees_host = read(host_file) == host_text;
     let switched = !same_file(&root, "/");
     let climbs = cwd_outside_root(hold.held.pid);
-    let (_, fx) = hold.finish(ctx);
+    let (inside, host) = (
+        inspect::ns_inode(&hold.held.pid.to_string(), "mnt"),
+        inspect::ns_inode(&hold.held.host.to_string(), "mnt"),
+    );
+    let (out, fx) = hold.finish(ctx);
+    let root_hint: &str = &root_hint(ctx);
+    if !switched {
+        // A root switch was attempted when the command has a mount namespace of its own (the
+        // workshop's step 3 makes one for it) or the runtime printed about one: then the
+        // command ran on the host's root, outside the image — failed, not "not attempted".
+        let own_mount_ns = inside.is_some() && inside != host;
+        if own_mount_ns || mentions_root_switch(&out.stderr) {
+            let why = if own_mount_ns {
+                "the command ran outside the image: its / is the host's, though it runs in a mount namespace of its own"
+            } else {
+                "the command ran outside the image: its / is the host's, though the runtime tried a root switch (stderr)"
+            };
+            let hint = format!("{root_hint}: the root switch failed or was skipped (check chroot's and pivot_root's errors; devoxx-grade.toml's `rootfs` says where the runtime looks for the image)");
+            return Ok([
+                "image-files-at-root",
+                "host-file-invisible",
+                "cannot-climb-out",
+            ]
+            .into_iter()
+            .map(|name| {
+                with_effects(
+                    fail(
+                        name,
+                        "the command runs inside the image's root",
+                        format!("{why}; {}", out.describe()),
+                        &hint,
+                    ),
+                    &fx,
+                )
+            })
+            .collect());
+        }
+    }
     let no_switch = !switched;
     let file_at_root = if sees_image {
         pass(
@@ -85,14 +143,14 @@ fn held_root(
             "image-files-at-root",
             "the image's files at /",
             "the container's / is the host's",
-            ROOT_HINT,
+            root_hint,
         )
     } else {
         fail(
             "image-files-at-root",
             &format!("/{image_file} of the image at the container's /"),
             "not there: its / is neither the host's nor the image's",
-            ROOT_HINT,
+            root_hint,
         )
     };
     let host_hidden = if no_switch {
@@ -100,7 +158,7 @@ fn held_root(
             "host-file-invisible",
             "a host file is not visible inside",
             "visible: no root switch",
-            ROOT_HINT,
+            root_hint,
         )
     } else {
         super::verdict(
@@ -108,7 +166,7 @@ fn held_root(
             "host-file-invisible",
             &format!("/{host_file} of the host invisible inside"),
             if sees_host { "visible" } else { "not visible" },
-            ROOT_HINT,
+            root_hint,
         )
     };
     let no_climb = if no_switch {
@@ -116,7 +174,7 @@ fn held_root(
             "cannot-climb-out",
             "../.. stays inside the root",
             "no root switch",
-            ROOT_HINT,
+            root_hint,
         )
     } else {
         match climbs {
@@ -135,7 +193,7 @@ fn held_root(
                 "cannot-climb-out",
                 "the working directory inside the new root, so ../../.. stays inside it",
                 "could not be read (/proc/<pid>/cwd)",
-                ROOT_HINT,
+                root_hint,
             ),
         }
     };

@@ -1,0 +1,3 @@
+module tinybox
+
+go 1.19

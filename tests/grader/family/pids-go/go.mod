@@ -1,0 +1,3 @@
+module pidsonly
+
+go 1.19
