@@ -157,7 +157,7 @@ pub fn grade(job: &Job, sink: &mut dyn FnMut(&Event)) -> anyhow::Result<Report> 
         runtime: job.runtime.clone(),
         dir: job.dir.clone(),
         config: job.config.clone(),
-        cgroup: super::invoke::run_cgroup(1024),
+        cgroup: super::invoke::RunCgroup::create(1024),
     };
     let mut ctx = Ctx::new(sub, image, job.scratch.clone());
     ctx.workshop = job.workshop.clone();
@@ -190,7 +190,7 @@ pub fn grade(job: &Job, sink: &mut dyn FnMut(&Event)) -> anyhow::Result<Report> 
         });
     }
     if let Some(cgroup) = &ctx.sub.cgroup {
-        super::invoke::remove_cgroup(cgroup);
+        cgroup.remove();
     }
     report.extras = ctx.extras;
     report.seconds = start.elapsed().as_secs_f64();

@@ -6,7 +6,10 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// Where the guest mounts cgroup2 (alone, like a systemd host).
+pub use super::workshop::CgroupVersion;
+
+/// Where the guest mounts its cgroups: cgroup2 alone (like a systemd host), or a tmpfs of v1
+/// hierarchies, one per controller (a host of the talk's era).
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// Inode of namespace `kind` (`uts`, `pid`, `mnt`, `net`) of `pid` ("self" for the grader).
@@ -200,7 +203,229 @@ pub fn parse_cgroup_v2(text: &str) -> Option<String> {
         .map(|p| p.trim().to_owned())
 }
 
-/// Every cgroup directory under [`CGROUP_ROOT`], as paths relative to it (`/a/b`).
+/// The path in the v1 hierarchy holding `controller` from a `/proc/<pid>/cgroup` text
+/// (`4:cpu,cpuacct:/path`), with that hierarchy's controller list (`cpu,cpuacct`).
+pub fn parse_cgroup_v1<'a>(text: &'a str, controller: &str) -> Option<(&'a str, &'a str)> {
+    text.lines().find_map(|l| {
+        let mut f = l.splitn(3, ':');
+        let (_, list, path) = (f.next()?, f.next()?, f.next()?);
+        list.split(',')
+            .any(|c| c == controller)
+            .then(|| (list, path.trim()))
+    })
+}
+
+/// The cgroup version this machine's [`CGROUP_ROOT`] shows: v2 when the unified hierarchy is
+/// mounted there (its root has `cgroup.controllers`), else v1 (a tmpfs of v1 hierarchies).
+pub fn cgroup_version() -> CgroupVersion {
+    if Path::new(CGROUP_ROOT).join("cgroup.controllers").exists() {
+        CgroupVersion::V2
+    } else {
+        CgroupVersion::V1
+    }
+}
+
+/// One cgroup hierarchy: v2's unified tree, or the v1 tree of one controller (mounted at
+/// `/sys/fs/cgroup/<controllers>`, e.g. `cpu,cpuacct`). Paths in it are as `/proc/<pid>/cgroup`
+/// writes them: `/` is its root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    pub version: CgroupVersion,
+    /// Its directory under [`CGROUP_ROOT`] (empty for v2).
+    pub dir: String,
+    /// The controller it was asked for (`memory`, `cpu`, `pids`).
+    pub controller: String,
+}
+
+impl Hierarchy {
+    /// The hierarchy of `controller` on a machine of cgroup `version`: on v1, the mount at
+    /// `/sys/fs/cgroup/<controller>` (or the link to it: `cpu` → `cpu,cpuacct`).
+    pub fn of(version: CgroupVersion, controller: &str) -> Hierarchy {
+        let dir = match version {
+            CgroupVersion::V2 => String::new(),
+            CgroupVersion::V1 => fs::canonicalize(Path::new(CGROUP_ROOT).join(controller))
+                .ok()
+                .and_then(|p| Some(p.file_name()?.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| controller.to_owned()),
+        };
+        Hierarchy {
+            version,
+            dir,
+            controller: controller.to_owned(),
+        }
+    }
+
+    /// The directory of cgroup `path` of this hierarchy.
+    pub fn path(&self, path: &str) -> PathBuf {
+        cgroup_dir(&self.key(path))
+    }
+
+    /// Cgroup `path` as [`all_cgroups`] names it (relative to [`CGROUP_ROOT`]: `/pids/a` on v1).
+    pub fn key(&self, path: &str) -> String {
+        let path = path.trim_end_matches('/');
+        match self.version {
+            CgroupVersion::V2 if path.is_empty() => "/".into(),
+            CgroupVersion::V2 => path.to_owned(),
+            CgroupVersion::V1 => format!("/{}{path}", self.dir),
+        }
+    }
+
+    /// The cgroup of `pid` in this hierarchy (`/` for its root).
+    pub fn cgroup_of(&self, pid: i32) -> Option<String> {
+        let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        match self.version {
+            CgroupVersion::V2 => parse_cgroup_v2(&text),
+            CgroupVersion::V1 => parse_cgroup_v1(&text, &self.controller).map(|(_, p)| p.into()),
+        }
+    }
+
+    /// The limit in force for `kind` on cgroup `path`: the first one set from the cgroup up to
+    /// (not including) the root, with the cgroup that sets it.
+    pub fn effective_limit(&self, path: &str, kind: LimitKind) -> Option<(Limit, String)> {
+        let mut path = path.trim_end_matches('/').to_owned();
+        while !path.is_empty() && path != "/" {
+            if let Some(limit) = self.limit(&path, kind) {
+                return Some((limit, path));
+            }
+            path.truncate(path.rfind('/').unwrap_or(0));
+        }
+        None
+    }
+
+    /// The limit `kind` set on cgroup `path` itself (`None`: no limit, or unreadable).
+    pub fn limit(&self, path: &str, kind: LimitKind) -> Option<Limit> {
+        let dir = self.path(path);
+        let read = |f: &str| fs::read_to_string(dir.join(f)).ok();
+        match (self.version, kind) {
+            (CgroupVersion::V2, LimitKind::Cpu) => parse_cpu_max(&read("cpu.max")?),
+            (CgroupVersion::V1, LimitKind::Cpu) => {
+                parse_cfs(&read("cpu.cfs_quota_us")?, &read("cpu.cfs_period_us")?)
+            }
+            (CgroupVersion::V2, LimitKind::Memory) => {
+                parse_max(&read("memory.max")?).map(Limit::Bytes)
+            }
+            (CgroupVersion::V1, LimitKind::Memory) => {
+                parse_v1_bytes(&read("memory.limit_in_bytes")?).map(Limit::Bytes)
+            }
+            (_, LimitKind::Pids) => parse_max(&read("pids.max")?).map(Limit::Count),
+        }
+    }
+
+    /// The file(s) that set `kind`'s limit in this version, as a workshop names them.
+    pub fn limit_file(&self, kind: LimitKind) -> &'static str {
+        match (self.version, kind) {
+            (CgroupVersion::V2, LimitKind::Memory) => "memory.max",
+            (CgroupVersion::V1, LimitKind::Memory) => "memory.limit_in_bytes",
+            (CgroupVersion::V2, LimitKind::Cpu) => "cpu.max",
+            (CgroupVersion::V1, LimitKind::Cpu) => "cpu.cfs_quota_us",
+            (_, LimitKind::Pids) => "pids.max",
+        }
+    }
+
+    /// How many processes of cgroup `path` the OOM killer killed (v2 `memory.events`, v1
+    /// `memory.oom_control`: their `oom_kill` line; 0 when unreadable).
+    pub fn oom_kills(&self, path: &str) -> u64 {
+        let file = match self.version {
+            CgroupVersion::V2 => "memory.events",
+            CgroupVersion::V1 => "memory.oom_control",
+        };
+        keyed_count(
+            &fs::read_to_string(self.path(path).join(file)).unwrap_or_default(),
+            "oom_kill",
+        )
+    }
+
+    /// How many forks cgroup `path`'s processes had refused for its pids limit (`max` of
+    /// `pids.events`, both versions; 0 when unreadable).
+    pub fn pids_refused(&self, path: &str) -> u64 {
+        keyed_count(
+            &fs::read_to_string(self.path(path).join("pids.events")).unwrap_or_default(),
+            "max",
+        )
+    }
+
+    /// The processes in cgroup `path` (`cgroup.procs`, both versions; v1 also has `tasks`).
+    pub fn members(&self, path: &str) -> Vec<i32> {
+        parse_pids(&fs::read_to_string(self.path(path).join("cgroup.procs")).unwrap_or_default())
+    }
+}
+
+/// What a cgroup limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    Memory,
+    Cpu,
+    Pids,
+}
+
+/// A limit as the kernel holds it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Limit {
+    /// Memory, in bytes.
+    Bytes(u64),
+    /// CPU time: `quota` microseconds per `period`.
+    Cpu { quota: u64, period: u64 },
+    /// Processes.
+    Count(u64),
+}
+
+impl Limit {
+    /// The limit as its files show it: `104857600`, `50000 100000`, `20`.
+    pub fn show(&self) -> String {
+        match self {
+            Limit::Bytes(n) | Limit::Count(n) => n.to_string(),
+            Limit::Cpu { quota, period } => format!("{quota} {period}"),
+        }
+    }
+}
+
+/// A v2 `memory.max` or `pids.max` (either version): `max` is no limit.
+pub fn parse_max(text: &str) -> Option<u64> {
+    text.trim().parse().ok()
+}
+
+/// A v2 `cpu.max`: `QUOTA PERIOD`, `max PERIOD` being no limit.
+pub fn parse_cpu_max(text: &str) -> Option<Limit> {
+    let mut f = text.split_whitespace();
+    let quota = f.next()?.parse().ok()?;
+    let period = f.next().map_or(Some(100_000), |p| p.parse().ok())?;
+    Some(Limit::Cpu { quota, period })
+}
+
+/// v1's `cpu.cfs_quota_us` and `cpu.cfs_period_us`: a quota of -1 is no limit.
+pub fn parse_cfs(quota: &str, period: &str) -> Option<Limit> {
+    let quota: i64 = quota.trim().parse().ok()?;
+    let period = period.trim().parse().ok()?;
+    (quota > 0).then_some(Limit::Cpu {
+        quota: quota as u64,
+        period,
+    })
+}
+
+/// v1's `memory.limit_in_bytes`: no limit reads as the page counter's maximum (2^63 less a
+/// page on 64-bit machines), anything near it is none.
+pub fn parse_v1_bytes(text: &str) -> Option<u64> {
+    text.trim().parse().ok().filter(|&n: &u64| n < 1 << 62)
+}
+
+/// The number after `key ` on its own line (`oom_kill 3` in memory.events, `max 5` in pids.events).
+pub fn keyed_count(text: &str, key: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The pids of a `cgroup.procs` (or `tasks`) file.
+pub fn parse_pids(text: &str) -> Vec<i32> {
+    text.split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Every cgroup directory under [`CGROUP_ROOT`], as paths relative to it (`/a/b`; on v1 the
+/// hierarchy first: `/pids/a/b`, its root `/pids` among them; the links `cpu` → `cpu,cpuacct`
+/// are not followed).
 pub fn all_cgroups() -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     walk_cgroups(Path::new(CGROUP_ROOT), "", &mut found);
@@ -220,25 +445,9 @@ fn walk_cgroups(dir: &Path, rel: &str, found: &mut BTreeSet<String>) {
     }
 }
 
-/// The cgroup directory of a relative cgroup path.
+/// The cgroup directory of a relative cgroup path (as [`all_cgroups`] names it).
 pub fn cgroup_dir(rel: &str) -> PathBuf {
     Path::new(CGROUP_ROOT).join(rel.trim_start_matches('/'))
-}
-
-/// The limit in force for `file` (`memory.max`, `cpu.max`) on cgroup `rel`: the first value
-/// other than `max` from the cgroup up to (not including) the root, with where it was found.
-pub fn effective_limit(rel: &str, file: &str) -> Option<(String, String)> {
-    let mut path = rel.trim_end_matches('/').to_owned();
-    while !path.is_empty() && path != "/" {
-        if let Ok(v) = fs::read_to_string(cgroup_dir(&path).join(file)) {
-            let v = v.trim().to_owned();
-            if !v.starts_with("max") {
-                return Some((v, path));
-            }
-        }
-        path.truncate(path.rfind('/').unwrap_or(0));
-    }
-    None
 }
 
 /// A mount table (`/proc/<pid>/mountinfo`) as (mount id, mount point, whole line).
@@ -306,6 +515,99 @@ mod tests {
             Some("/student/abc")
         );
         assert_eq!(parse_cgroup_v2("4:memory:/x\n"), None);
+    }
+
+    #[test]
+    fn cgroup_v1_line_is_the_one_holding_the_controller() {
+        let text =
+            "12:pids:/liz\n4:cpu,cpuacct:/a/b\n3:memory:/\n1:name=systemd:/user.slice\n0::/\n";
+        assert_eq!(parse_cgroup_v1(text, "pids"), Some(("pids", "/liz")));
+        assert_eq!(parse_cgroup_v1(text, "cpu"), Some(("cpu,cpuacct", "/a/b")));
+        assert_eq!(
+            parse_cgroup_v1(text, "cpuacct"),
+            Some(("cpu,cpuacct", "/a/b"))
+        );
+        assert_eq!(parse_cgroup_v1(text, "memory"), Some(("memory", "/")));
+        assert_eq!(parse_cgroup_v1(text, "freezer"), None);
+        assert_eq!(parse_cgroup_v1("0::/x\n", "pids"), None);
+    }
+
+    #[test]
+    fn limits_parse_in_both_versions_and_no_limit_is_none() {
+        let n = 1 + rand::random::<u32>() as u64;
+        assert_eq!(parse_max(&format!("{n}\n")), Some(n));
+        assert_eq!(parse_max("max\n"), None);
+        assert_eq!(
+            parse_cpu_max(&format!("{n} 100000\n")),
+            Some(Limit::Cpu {
+                quota: n,
+                period: 100_000
+            })
+        );
+        assert_eq!(parse_cpu_max("max 100000\n"), None);
+        assert_eq!(
+            parse_cfs(&format!("{n}\n"), "250000\n"),
+            Some(Limit::Cpu {
+                quota: n,
+                period: 250_000
+            })
+        );
+        assert_eq!(parse_cfs("-1\n", "100000\n"), None);
+        assert_eq!(parse_v1_bytes(&format!("{}\n", n << 12)), Some(n << 12));
+        assert_eq!(parse_v1_bytes("9223372036854771712\n"), None);
+        assert_eq!(
+            Limit::Cpu {
+                quota: 20_000,
+                period: 100_000
+            }
+            .show(),
+            "20000 100000"
+        );
+    }
+
+    #[test]
+    fn oom_kills_and_refused_forks_are_read_from_their_event_lines() {
+        let n = rand::random::<u32>() as u64;
+        let v2 = format!("low 0\nhigh 0\nmax 7\noom 9\noom_kill {n}\noom_group_kill 0\n");
+        assert_eq!(keyed_count(&v2, "oom_kill"), n);
+        let v1 = format!("oom_kill_disable 0\nunder_oom 0\noom_kill {n}\n");
+        assert_eq!(keyed_count(&v1, "oom_kill"), n);
+        assert_eq!(keyed_count(&format!("max {n}\n"), "max"), n);
+        assert_eq!(keyed_count("oom_kill_disable 1\n", "oom_kill"), 0);
+        let pid = 2 + rand::random::<u16>() as i32;
+        assert_eq!(parse_pids(&format!("{pid}\n1\n")), vec![pid, 1]);
+    }
+
+    #[test]
+    fn a_v1_hierarchy_names_its_cgroups_under_its_own_directory() {
+        let v1 = Hierarchy {
+            version: CgroupVersion::V1,
+            dir: "cpu,cpuacct".into(),
+            controller: "cpu".into(),
+        };
+        assert_eq!(v1.key("/liz/"), "/cpu,cpuacct/liz");
+        assert_eq!(v1.key("/"), "/cpu,cpuacct");
+        assert_eq!(v1.path("/liz"), Path::new("/sys/fs/cgroup/cpu,cpuacct/liz"));
+        assert_eq!(v1.limit_file(LimitKind::Memory), "memory.limit_in_bytes");
+        let v2 = Hierarchy::of(CgroupVersion::V2, "cpu");
+        assert_eq!((v2.key("/"), v2.key("/a")), ("/".into(), "/a".into()));
+        assert_eq!(v2.limit_file(LimitKind::Cpu), "cpu.max");
+    }
+
+    #[test]
+    fn own_cgroup_is_found_in_this_machines_hierarchies() {
+        let me = std::process::id() as i32;
+        let version = cgroup_version();
+        for controller in ["memory", "cpu", "pids"] {
+            let h = Hierarchy::of(version, controller);
+            let cg = h.cgroup_of(me).expect("a cgroup in every hierarchy");
+            assert!(h.path(&cg).is_dir(), "{h:?}: {cg}");
+            assert!(h.members(&cg).contains(&me), "{h:?}: {cg}");
+            assert!(
+                all_cgroups().contains(&h.key(&cg)) || cg == "/",
+                "{h:?}: {cg}"
+            );
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub struct Submission {
     /// The grader's cgroup every run starts in (pids and memory capped, killed whole after
     /// each run): a runtime that fork-bombs before it moves its container elsewhere cannot
     /// take the grader down with it.
-    pub cgroup: Option<PathBuf>,
+    pub cgroup: Option<RunCgroup>,
 }
 
 /// What one run left behind.
@@ -112,7 +112,7 @@ pub struct Running {
     /// The host the run sees, kept until the run is over.
     pub host: RunHost,
     child: Child,
-    cgroup: Option<PathBuf>,
+    cgroup: Option<RunCgroup>,
     marker: String,
     deadline: Instant,
     stdout: Arc<Mutex<Vec<u8>>>,
@@ -141,10 +141,15 @@ impl Submission {
             .stderr(Stdio::piped())
             .env("TERM", "dumb");
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let procs = self.cgroup.as_ref().and_then(|c| {
-            std::ffi::CString::new(c.join("cgroup.procs").into_os_string().into_encoded_bytes())
-                .ok()
-        });
+        let procs: Vec<std::ffi::CString> = self
+            .cgroup
+            .iter()
+            .flat_map(|c| &c.dirs)
+            .filter_map(|d| {
+                std::ffi::CString::new(d.join("cgroup.procs").into_os_string().into_encoded_bytes())
+                    .ok()
+            })
+            .collect();
         let dir = std::ffi::CString::new(self.dir.clone().into_os_string().into_encoded_bytes())
             .map_err(std::io::Error::other)?;
         let netns = match net {
@@ -157,7 +162,7 @@ impl Submission {
             // prctl, setns, chdir) on buffers and descriptors prepared before the fork.
             unsafe {
                 std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-                    join_and_unprotect(procs.as_deref());
+                    join_and_unprotect(&procs);
                     drop_untrusted_caps()?;
                     enter(&mnt, libc::CLONE_NEWNS)?;
                     enter(&uts, libc::CLONE_NEWUTS)?;
@@ -278,7 +283,7 @@ impl Running {
                 Ok(None) if Instant::now() >= self.deadline => {
                     timed_out = true;
                     if let Some(c) = &self.cgroup {
-                        let _ = std::fs::write(c.join("cgroup.kill"), "1");
+                        c.kill();
                     }
                     kill_all(self.child.id() as i32, &self.marker);
                     break self.child.wait().ok();
@@ -288,7 +293,7 @@ impl Running {
             }
         };
         if let Some(c) = &self.cgroup {
-            let _ = std::fs::write(c.join("cgroup.kill"), "1");
+            c.kill();
         }
         let leftovers = kill_all(self.child.id() as i32, &self.marker);
         let host = Box::new(HostLeft {
@@ -323,9 +328,10 @@ impl Running {
     }
 }
 
-/// In the forked child: join the grader's run cgroup (pid 0 = self) and give up the grader's
-/// OOM protection, so the kernel's OOM killer picks the submission, never the grader.
-fn join_and_unprotect(procs: Option<&std::ffi::CStr>) {
+/// In the forked child: join the grader's run cgroup (pid 0 = self; on v1, in each of its
+/// hierarchies) and give up the grader's OOM protection, so the kernel's OOM killer picks the
+/// submission, never the grader.
+fn join_and_unprotect(procs: &[std::ffi::CString]) {
     let write = |path: &std::ffi::CStr, data: &[u8]| {
         // SAFETY: plain syscalls on valid NUL-terminated paths and a live buffer.
         unsafe {
@@ -336,7 +342,7 @@ fn join_and_unprotect(procs: Option<&std::ffi::CStr>) {
             }
         }
     };
-    if let Some(p) = procs {
+    for p in procs {
         write(p, b"0");
     }
     write(c"/proc/self/oom_score_adj", b"0");
@@ -351,25 +357,124 @@ pub fn protect_grader() {
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
 }
 
-/// Create the cgroup every run starts in, capped at `pids` processes and 1 GiB where the
-/// controllers can be had (each enabled on its own: one that cannot be must not cost the
-/// others); `None` without cgroup v2 (runs are then killed by process group and marker only).
-pub fn run_cgroup(pids: u32) -> Option<PathBuf> {
-    let root = Path::new(inspect::CGROUP_ROOT);
-    for controller in ["+pids", "+memory"] {
-        let _ = std::fs::write(root.join("cgroup.subtree_control"), controller);
+/// The grader's cgroup every run starts in: on v2 one cgroup with pids and memory capped; on
+/// v1 one cgroup in the pids and in the memory hierarchy. Removed with what is in it when
+/// grading is over ([`RunCgroup::remove`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunCgroup {
+    /// Its directory in each hierarchy.
+    pub dirs: Vec<PathBuf>,
+}
+
+/// The name of the grader's run cgroup, at the root of each hierarchy.
+pub const RUN_CGROUP: &str = "devoxx-grade";
+
+impl RunCgroup {
+    /// Create it, capped at `pids` processes and 1 GiB where the controllers can be had (each
+    /// on its own: one that cannot be must not cost the other); `None` when neither can (runs
+    /// are then killed by process group and marker only).
+    pub fn create(pids: u32) -> Option<RunCgroup> {
+        let root = Path::new(inspect::CGROUP_ROOT);
+        let memory = (1u64 << 30).to_string();
+        let pids = pids.to_string();
+        let dirs = match inspect::cgroup_version() {
+            inspect::CgroupVersion::V2 => {
+                for controller in ["+pids", "+memory"] {
+                    let _ = std::fs::write(root.join("cgroup.subtree_control"), controller);
+                }
+                let dir = root.join(RUN_CGROUP);
+                std::fs::create_dir_all(&dir).ok()?;
+                let _ = std::fs::write(dir.join("pids.max"), &pids);
+                let _ = std::fs::write(dir.join("memory.max"), &memory);
+                vec![dir]
+            }
+            inspect::CgroupVersion::V1 => [
+                ("pids", "pids.max", &pids),
+                ("memory", "memory.limit_in_bytes", &memory),
+            ]
+            .into_iter()
+            .filter_map(|(hierarchy, file, value)| {
+                let dir = root.join(hierarchy).join(RUN_CGROUP);
+                std::fs::create_dir(&dir).ok()?;
+                let _ = std::fs::write(dir.join(file), value);
+                Some(dir)
+            })
+            .collect(),
+        };
+        (!dirs.is_empty()).then_some(RunCgroup { dirs })
     }
-    let dir = root.join("devoxx-grade");
-    std::fs::create_dir_all(&dir).ok()?;
-    let _ = std::fs::write(dir.join("pids.max"), pids.to_string());
-    let _ = std::fs::write(dir.join("memory.max"), (1u64 << 30).to_string());
-    Some(dir)
+
+    /// Kill everything in it, in every hierarchy.
+    pub fn kill(&self) {
+        self.dirs.iter().for_each(|d| kill_cgroup(d));
+    }
+
+    /// Is `dir` (a cgroup's directory) one of its own?
+    pub fn holds(&self, dir: &Path) -> bool {
+        self.dirs.iter().any(|d| d == dir)
+    }
+
+    /// Kill what is in it and remove it, in every hierarchy.
+    pub fn remove(&self) {
+        self.dirs.iter().for_each(|d| remove_cgroup(d));
+    }
+}
+
+/// Kill every process of the cgroup at `dir`: v2's `cgroup.kill`, else (v1) SIGKILL to each
+/// process of its `cgroup.procs` and of its descendants' until none is left (2 s at most).
+pub fn kill_cgroup(dir: &Path) {
+    if std::fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+        return;
+    }
+    let until = Instant::now() + Duration::from_secs(2);
+    loop {
+        let pids: Vec<i32> = walk_dirs(dir)
+            .iter()
+            .flat_map(|d| {
+                inspect::parse_pids(
+                    &std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default(),
+                )
+            })
+            .filter(|&p| p != std::process::id() as i32 && !is_zombie(p))
+            .collect();
+        if pids.is_empty() || Instant::now() >= until {
+            return;
+        }
+        for p in pids {
+            // SAFETY: kill(2) has no memory-safety preconditions.
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `dir` and every directory below it, deepest last.
+fn walk_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut all = vec![dir.to_path_buf()];
+    let mut i = 0;
+    while i < all.len() {
+        if let Ok(entries) = std::fs::read_dir(&all[i]) {
+            all.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+        i += 1;
+    }
+    all
 }
 
 /// Remove a cgroup (the run cgroup once grading is over, or one a run left behind), killing
-/// whatever is still in it first.
+/// whatever is still in it first. A plain directory a run made beside the v1 hierarchies (on
+/// their tmpfs, e.g. `mkdir -p` of a controller the guest lacks) goes with what it holds.
 pub fn remove_cgroup(dir: &Path) {
-    let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+    if on_tmpfs(dir) {
+        let _ = std::fs::remove_dir_all(dir);
+        return;
+    }
+    kill_cgroup(dir);
     for _ in 0..50 {
         if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
             return;
@@ -386,6 +491,12 @@ pub fn remove_cgroup(dir: &Path) {
             .unwrap_or_default(),
         procs.split_whitespace().collect::<Vec<_>>().join(" ")
     );
+}
+
+/// Is `dir` on a tmpfs (not a cgroup file system)?
+fn on_tmpfs(dir: &Path) -> bool {
+    nix::sys::statfs::statfs(dir)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
 }
 
 /// SIGKILL the process group `pgid`, the tree under it and every process carrying `marker`,

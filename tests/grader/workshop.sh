@@ -59,13 +59,21 @@ if fault veth-left || fault crash-after-network; then
 fi
 
 # Step 4: a cgroup with the workshop's limits; this shell joins it, so the container inherits it.
+# cgroup-v1: a workshop of the talk's era (cgroup = "v1"): a cgroup in the memory, cpu and pids
+# hierarchies, memory.limit_in_bytes, cpu.cfs_quota_us and pids.max (100 MiB, half a CPU, 20).
 CG=/sys/fs/cgroup/workshop-$$
-mkdir -p "$CG" || die "cannot create $CG"
-if ! fault no-limits; then
+V1="memory:memory.limit_in_bytes:104857600 cpu:cpu.cfs_quota_us:50000 pids:pids.max:20"
+if fault cgroup-v1; then
+    for l in $V1; do
+        d="/sys/fs/cgroup/${l%%:*}/workshop-$$" f="${l#*:}"
+        mkdir "$d" && echo "${f#*:}" > "$d/${f%:*}" && echo $$ > "$d/cgroup.procs" || die "cannot set up $d"
+    done
+elif ! mkdir -p "$CG"; then die "cannot create $CG"
+elif ! fault no-limits; then
     echo 104857600 > "$CG/memory.max" || die "cannot write limits"
     fault no-cpu-limit || echo "50000 100000" > "$CG/cpu.max" || die "cannot write limits"
 fi
-fault cgroup-not-joined || fault racy-cgroup || echo $$ > "$CG/cgroup.procs"
+fault cgroup-v1 || fault cgroup-not-joined || fault racy-cgroup || echo $$ > "$CG/cgroup.procs"
 
 # Step 5, done wrong: the volume mounted in the host's mount namespace, before unshare.
 host_mounts=""
@@ -111,7 +119,11 @@ if fault copy-not-mount; then
 fi
 
 fault volume-not-unmounted || for m in $host_mounts; do umount "$m"; done
-echo $$ > /sys/fs/cgroup/cgroup.procs
-rmdir "$CG" 2>/dev/null
+if fault cgroup-v1; then
+    for l in $V1; do echo $$ > "/sys/fs/cgroup/${l%%:*}/cgroup.procs"; rmdir "/sys/fs/cgroup/${l%%:*}/workshop-$$"; done
+else
+    echo $$ > /sys/fs/cgroup/cgroup.procs
+    rmdir "$CG" 2>/dev/null
+fi
 fault exit-always-0 && exit 0
 exit $code

@@ -4,6 +4,7 @@
 mod blame;
 mod cgroups;
 mod job;
+mod limits;
 mod namespaces;
 mod network;
 mod process;
@@ -368,12 +369,12 @@ impl Ctx {
         left
     }
 
-    /// Is `rel` (a cgroup path) the cgroup the grader starts runs in?
-    pub fn is_grader_cgroup(&self, rel: &str) -> bool {
+    /// Is `path` (a cgroup of `hierarchy`) the cgroup the grader starts runs in?
+    pub fn is_grader_cgroup(&self, hierarchy: &inspect::Hierarchy, path: &str) -> bool {
         self.sub
             .cgroup
             .as_ref()
-            .is_some_and(|c| *c == inspect::cgroup_dir(rel))
+            .is_some_and(|c| c.holds(&hierarchy.path(path)))
     }
 
     /// Record an extra (reported, never counted).
