@@ -286,15 +286,7 @@ fn memory_enforced(ctx: &mut Ctx, hierarchy: &Hierarchy, taught: &Taught) -> Che
                 let count = || cgroup.as_ref().map_or(0, |cg| hierarchy.oom_kills(cg));
                 let before = count();
                 crate::grade::invoke::release(pid);
-                let mut kills = 0;
-                let until = Instant::now() + Duration::from_secs(ctx.sub.config.timeout_s);
-                while std::path::Path::new(&format!("/proc/{pid}")).exists()
-                    && Instant::now() < until
-                {
-                    kills = kills.max(count().saturating_sub(before));
-                    thread::sleep(Duration::from_millis(20));
-                }
-                kills = kills.max(count().saturating_sub(before));
+                let kills = watch(ctx, pid, || count().saturating_sub(before));
                 let out = started.running.wait();
                 let fx = ctx.side_effects(&out, &started.marker);
                 (out, if limited { kills } else { 0 }, note, fx)
@@ -389,13 +381,17 @@ fn pids_enforced(ctx: &mut Ctx, hierarchy: &Hierarchy, taught: &Taught) -> Check
                     .unwrap_or_default();
                 let before: Vec<u64> = chain.iter().map(|c| hierarchy.pids_refused(c)).collect();
                 crate::grade::invoke::release(pid);
+                // Read while the probe lives (it keeps its children a second after its forks):
+                // a runtime removes its cgroup, and the count with it, once the command is over.
+                let refused = watch(ctx, pid, || {
+                    chain
+                        .iter()
+                        .zip(&before)
+                        .map(|(c, b)| hierarchy.pids_refused(c).saturating_sub(*b))
+                        .max()
+                        .unwrap_or(0)
+                });
                 let out = started.running.wait();
-                let refused = chain
-                    .iter()
-                    .zip(before)
-                    .map(|(c, b)| hierarchy.pids_refused(c).saturating_sub(b))
-                    .max()
-                    .unwrap_or(0);
                 let fx = ctx.side_effects(&out, &started.marker);
                 (refused, note, out, fx)
             }
@@ -418,6 +414,18 @@ fn pids_enforced(ctx: &mut Ctx, hierarchy: &Hierarchy, taught: &Taught) -> Check
         &limits::enforce_hint(hierarchy.version, taught),
     );
     with_effects(check, &fx)
+}
+
+/// The most `count` said while the released probe `pid` lived (the run's deadline at most),
+/// and once more after: counters of a cgroup its runtime may remove once the command is over.
+fn watch(ctx: &Ctx, pid: i32, count: impl Fn() -> u64) -> u64 {
+    let mut most = 0;
+    let until = Instant::now() + Duration::from_secs(ctx.sub.config.timeout_s);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < until {
+        most = most.max(count());
+        thread::sleep(Duration::from_millis(20));
+    }
+    most.max(count())
 }
 
 /// `/a/b` and its ancestors but the root: `/a/b`, `/a`.

@@ -73,18 +73,21 @@ pub fn controller(kind: LimitKind) -> &'static str {
     }
 }
 
-/// `want` as the workshop writes it in `version`'s file, and that file (v1's CPU limit is two
-/// files: the quota, with the period beside it).
-fn written(version: CgroupVersion, want: &Limit) -> (String, String) {
+/// `want` as the workshop writes it in `version`'s file, that file, and what goes with it (v1's
+/// CPU limit is two files: the quota, with the period beside it).
+fn written(version: CgroupVersion, want: &Limit) -> (String, &'static str, String) {
     match (version, want) {
         (CgroupVersion::V1, Limit::Cpu { quota, period }) => (
             quota.to_string(),
-            format!("cpu.cfs_quota_us (cpu.cfs_period_us = {period})"),
+            "cpu.cfs_quota_us",
+            format!(" with cpu.cfs_period_us = {period}"),
         ),
-        (CgroupVersion::V1, Limit::Bytes(n)) => (n.to_string(), "memory.limit_in_bytes".into()),
-        (CgroupVersion::V2, Limit::Bytes(n)) => (n.to_string(), "memory.max".into()),
-        (CgroupVersion::V2, Limit::Cpu { .. }) => (want.show(), "cpu.max".into()),
-        (_, Limit::Count(n)) => (n.to_string(), "pids.max".into()),
+        (CgroupVersion::V1, Limit::Bytes(n)) => {
+            (n.to_string(), "memory.limit_in_bytes", String::new())
+        }
+        (CgroupVersion::V2, Limit::Bytes(n)) => (n.to_string(), "memory.max", String::new()),
+        (CgroupVersion::V2, Limit::Cpu { .. }) => (want.show(), "cpu.max", String::new()),
+        (_, Limit::Count(n)) => (n.to_string(), "pids.max", String::new()),
     }
 }
 
@@ -106,8 +109,8 @@ pub fn written_check(
     seen: Option<(Limit, String)>,
 ) -> Check {
     let version = hierarchy.version;
-    let (want, file) = written(version, &taught.want);
-    let expected = format!("{file} = {want} on the container's cgroup (or an ancestor)");
+    let (want, file, with) = written(version, &taught.want);
+    let expected = format!("{file} = {want}{with} on the container's cgroup (or an ancestor)");
     let none = match version {
         CgroupVersion::V2 => "max (no limit)",
         CgroupVersion::V1 => "no limit",
@@ -122,20 +125,21 @@ pub fn written_check(
             taught.name(),
             &expected,
             format!("{} in {at}", shown(version, &v)),
-            &format!("step 4 (cgroups): write \"{want}\" to {file} of the container's cgroup"),
+            &format!("step 4 (cgroups): write \"{want}\" to {file}{with} of the container's cgroup"),
         ),
         None => fail(
             taught.name(),
             &expected,
             none,
-            &format!("step 4 (cgroups): write \"{want}\" to {file} of the container's cgroup before starting the command"),
+            &format!("step 4 (cgroups): write \"{want}\" to {file}{with} of the container's cgroup before starting the command"),
         ),
     }
 }
 
 /// The hint of an enforcement check that failed: the file of the limit, in the workshop's words.
 pub fn enforce_hint(version: CgroupVersion, taught: &Taught) -> String {
-    let (want, file) = written(version, &taught.want);
+    let (want, file, with) = written(version, &taught.want);
+    let file = format!("{file}{with}");
     match taught.kind {
         LimitKind::Memory => format!("step 4 (cgroups): the memory limit is not enforced: check {file} of the cgroup the process is really in"),
         LimitKind::Cpu => format!("step 4 (cgroups): write \"{want}\" to {file} of the cgroup the process is in, and put the process in it before it starts the command"),

@@ -494,8 +494,9 @@ fn forkbomb(n: u64) {
 
 /// For the grader's pids check: try to start `n` children that all wait (on a pipe) until
 /// every fork was tried, so they count against the cgroup's process limit together; say how
-/// many started and how many forks failed with EAGAIN (the limit) or otherwise, then let them
-/// go and reap them. The line comes after the failures: the command went on.
+/// many started and how many forks failed with EAGAIN (the limit) or otherwise, keep them a
+/// second more (the host reads the cgroup meanwhile), then let them go and reap them. The line
+/// comes after the failures: the command went on.
 fn forks(n: u64) {
     let mut fds = [0i32; 2];
     // SAFETY: pipe fills the two descriptors.
@@ -525,6 +526,7 @@ fn forks(n: u64) {
         children.len()
     );
     let _ = std::io::stdout().flush();
+    thread::sleep(Duration::from_secs(1));
     // SAFETY: closing our descriptors (the children see EOF) and reaping our own children.
     unsafe {
         libc::close(fds[1]);
