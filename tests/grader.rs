@@ -430,7 +430,10 @@ fn every_family_runtime_has_its_files_and_a_grading() {
     let source =
         std::fs::read_to_string(Path::new(MANIFEST).join("tests/grader.rs")).expect("read");
     let dir = Path::new(MANIFEST).join("tests/grader/family");
-    for entry in std::fs::read_dir(&dir).expect("tests/grader/family").flatten() {
+    for entry in std::fs::read_dir(&dir)
+        .expect("tests/grader/family")
+        .flatten()
+    {
         let name = entry.file_name().to_string_lossy().into_owned();
         assert!(
             !entry.path().is_dir() || listed.contains(&name),
@@ -446,7 +449,10 @@ fn every_family_runtime_has_its_files_and_a_grading() {
         }
         if taught.cgroup == workshop::CgroupVersion::V2 {
             let case = format!("#[case::{}(\"{f}\")]", f.replace('-', "_"));
-            assert!(source.contains(&case), "{f}: a v2 workshop's runtime needs {case}");
+            assert!(
+                source.contains(&case),
+                "{f}: a v2 workshop's runtime needs {case}"
+            );
         }
     }
 }
