@@ -104,15 +104,6 @@ trap 'exit 143' TERM
 trap 'exit 141' PIPE
 reporting=1
 
-# The teacher's workshop file, checked before anything is built: its steps are the default.
-workshop="" cgroup=v2
-if [ -n "${WORKSHOP:-}" ]; then
-    workshop="$(realpath -e "$WORKSHOP" 2>/dev/null)" && [ -f "$workshop" ] || give_up "WORKSHOP=$WORKSHOP is not a file"
-    info="$("$grader" workshop "$workshop" 2>&1)" || give_up "refused: ${info#devoxx-docker-grade: }"
-    cgroup="$(sed -n 's/^cgroup=//p' <<< "$info")"
-    steps="${STEPS:-$(sed -n 's/^steps=//p' <<< "$info")}"
-fi
-
 # ---------------------------------------------------------------------------------------------
 # The build sandbox (bubblewrap).
 
@@ -483,10 +474,18 @@ guest_is_stale() {
 }
 
 main() {
-    local config rc=0 results why
+    local config rc=0 results why info
     local -a problem=()
     bin=""
     mkdir -p "$cache"
+    # The teacher's workshop file, checked before anything is built: its steps are the default.
+    workshop="" cgroup=v2
+    if [ -n "${WORKSHOP:-}" ]; then
+        workshop="$(realpath -e "$WORKSHOP" 2>/dev/null)" && [ -f "$workshop" ] || give_up "WORKSHOP=$WORKSHOP is not a file"
+        info="$("$grader" workshop "$workshop" 2>&1)" || give_up "refused: ${info#devoxx-docker-grade: }"
+        cgroup="$(sed -n 's/^cgroup=//p' <<< "$info")"
+        steps="${STEPS:-$(sed -n 's/^steps=//p' <<< "$info")}"
+    fi
     if [ -d "$submission" ]; then config="$submission/devoxx-grade.toml"; else config="$(dirname "$submission")/devoxx-grade.toml"; fi
     # Refused before anything is built, with the key, the value and the reason (in the reports).
     if [ -f "$config" ]; then

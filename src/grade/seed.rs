@@ -421,6 +421,45 @@ mod tests {
     }
 
     #[test]
+    fn a_rootfs_key_lays_the_image_out_exactly_there_and_never_through_a_symlink() {
+        let busybox = Path::new("/bin/busybox");
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("submission");
+        fs::create_dir_all(&sub).unwrap();
+        let name = crate::grade::invoke::random_word("fs");
+        let beside = sub.join("kept");
+        fs::write(&beside, &name).unwrap();
+        let place = Place::key(&sub, Path::new(&format!("bundle/{name}")));
+        let img = Image::at(place.clone(), busybox, busybox).unwrap();
+        assert_eq!(img.rootfs, sub.join("bundle").join(&name));
+        assert!(img.rootfs.join("bin/busybox").is_file());
+        assert_eq!(
+            fs::read_to_string(&beside).unwrap(),
+            name,
+            "only the rootfs is laid out"
+        );
+        // A run (root in the guest) swaps a directory on the way for a link elsewhere.
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir_all(elsewhere.join(&name)).unwrap();
+        fs::write(elsewhere.join(&name).join("precious"), "x").unwrap();
+        fs::remove_dir_all(sub.join("bundle")).unwrap();
+        symlink(&elsewhere, sub.join("bundle")).unwrap();
+        let err = format!("{:#}", Image::at(place, busybox, busybox).err().unwrap());
+        assert!(err.contains("is a symbolic link"), "{err}");
+        assert!(
+            elsewhere.join(&name).join("precious").exists(),
+            "never wiped through the link"
+        );
+        // The rootfs itself a link: the link goes, its target stays.
+        let abs = dir.path().join(format!("abs-{name}"));
+        symlink(&elsewhere, &abs).unwrap();
+        let img = Image::at(Place::key(&sub, &abs), busybox, busybox).unwrap();
+        assert!(!abs.symlink_metadata().unwrap().file_type().is_symlink());
+        assert!(img.rootfs.join("etc/passwd").is_file());
+        assert!(elsewhere.join(&name).join("precious").exists());
+    }
+
+    #[test]
     fn remove_tree_deletes_a_plain_tree_and_tolerates_a_missing_one() {
         let dir = tempfile::tempdir().unwrap();
         let t = dir.path().join("img");

@@ -289,7 +289,7 @@ mod tests {
         assert_eq!(c.status, Status::Fail);
         assert!(
             c.hint
-                .contains("\"20000\" to cpu.cfs_quota_us (cpu.cfs_period_us = 100000)"),
+                .contains("\"20000\" to cpu.cfs_quota_us with cpu.cfs_period_us = 100000"),
             "{}",
             c.hint
         );
