@@ -270,6 +270,12 @@ mod tests {
             c.seen,
             "cpu.cfs_quota_us = 20000, cpu.cfs_period_us = 100000 in /liz"
         );
+        assert!(
+            c.expected
+                .starts_with("cpu.cfs_quota_us = 20000 with cpu.cfs_period_us = 100000 on "),
+            "{}",
+            c.expected
+        );
         let doubled = Limit::Cpu {
             quota: 40_000,
             period: 200_000,
