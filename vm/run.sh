@@ -10,7 +10,7 @@
 # Env: VM_ACCEL=kvm|tcg (default: KVM only if a 3 s probe guest proves it works, else TCG)
 #      VM_TCG_THREAD=multi|single (TCG threading; default: multi for tests, single on their retry,
 #      for grading and the bench: see accel_args)
-#      VM_TIMEOUT (s, whole test run, default 900)   VM_BOOT_TIMEOUT (s, until init reports, 60)
+#      VM_TIMEOUT (s, whole test run, default 1500)   VM_BOOT_TIMEOUT (s, until init reports, 60)
 #      VM_IDLE_TIMEOUT (s without a console line once booted, default 420)
 #      VM_RETRIES (test mode: reboots after the guest itself failed — lockup, panic, hang; default 1)
 #      VM_SHELL_TIMEOUT (s, default 3600)   VM_MEM (2G)   VM_CPUS (2)   VM_APPEND (kernel args)
@@ -216,7 +216,7 @@ start_qemu() {
 
 # One boot of the test guest; its verdict (see report).
 run_test_once() {
-    local timeout="${VM_TIMEOUT:-900}" rc=0
+    local timeout="${VM_TIMEOUT:-1500}" rc=0
     start_qemu "$timeout"
     tail -s 0.2 -n +1 -f --pid="$qpid" "$console_log" | sed -u 's/\r$//' &
     local streamer=$!
@@ -262,7 +262,7 @@ run_grade() {
 
 # Boot the bench guest, stream its console, keep the `bench:` lines; 0 only if the bench passed.
 run_bench() {
-    local timeout="${VM_TIMEOUT:-900}" rc=0 end
+    local timeout="${VM_TIMEOUT:-1500}" rc=0 end
     start_qemu "$timeout"
     tail -s 0.2 -n +1 -f --pid="$qpid" "$console_log" | sed -u 's/\r$//' | grep --line-buffered -E '^(bench:|# |devoxx-vm:)' &
     local streamer=$!
