@@ -241,6 +241,27 @@ pub fn mount_all(mounts: &[Mount], rootfs: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Apply `m`'s flags to the mount just made at its destination by a bind remount (the only way
+/// to set per-mount flags such as read-only). The new mount hides the path's old target, so the
+/// destination is resolved again to reach it; `what` names the step in the error.
+fn remount_with_flags(
+    root: &std::os::fd::OwnedFd,
+    m: &Mount,
+    is_dir: bool,
+    what: impl FnOnce() -> String,
+) -> Result<()> {
+    let top = target_in_root(root, &m.destination, is_dir)?;
+    let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | m.flags;
+    mount(
+        None::<&str>,
+        &fd_path(top.as_fd()),
+        None::<&str>,
+        remount,
+        None::<&str>,
+    )
+    .ctx(what)
+}
+
 fn mount_one(root: &std::os::fd::OwnedFd, m: &Mount) -> Result<()> {
     let shown = m.destination.display();
     let is_dir = match &m.kind {
@@ -258,17 +279,9 @@ fn mount_one(root: &std::os::fd::OwnedFd, m: &Mount) -> Result<()> {
             mount(Some(source), &at, None::<&str>, flags, None::<&str>)
                 .ctx(|| format!("bind {} on {shown}", source.display()))?;
             if !m.flags.is_empty() {
-                // The bind is a new mount on `at`'s path: resolve it again to reach it.
-                let top = target_in_root(root, &m.destination, is_dir)?;
-                let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | m.flags;
-                mount(
-                    None::<&str>,
-                    &fd_path(top.as_fd()),
-                    None::<&str>,
-                    remount,
-                    None::<&str>,
-                )
-                .ctx(|| format!("remount {shown} with its options"))?;
+                remount_with_flags(root, m, is_dir, || {
+                    format!("remount {shown} with its options")
+                })?;
             }
         }
         Kind::Fs { fstype, source } => {
@@ -286,16 +299,7 @@ fn mount_one(root: &std::os::fd::OwnedFd, m: &Mount) -> Result<()> {
             )
             .ctx(|| format!("mount {fstype} on {shown}"))?;
             if m.flags.contains(MsFlags::MS_RDONLY) {
-                let top = target_in_root(root, &m.destination, is_dir)?;
-                let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | m.flags;
-                mount(
-                    None::<&str>,
-                    &fd_path(top.as_fd()),
-                    None::<&str>,
-                    remount,
-                    None::<&str>,
-                )
-                .ctx(|| format!("make {shown} read-only"))?;
+                remount_with_flags(root, m, is_dir, || format!("make {shown} read-only"))?;
             }
         }
     }

@@ -161,13 +161,7 @@ pub fn grade(job: &Job, sink: &mut dyn FnMut(&Event)) -> anyhow::Result<Report> 
     };
     let mut ctx = Ctx::new(sub, image, job.scratch.clone());
     ctx.workshop = job.workshop.clone();
-    let mut report = Report {
-        submission: job.name.clone(),
-        steps: Default::default(),
-        extras: Default::default(),
-        seconds: 0.0,
-        error: None,
-    };
+    let mut report = Report::empty(&job.name);
     if !job.config.ignored.is_empty() {
         ctx.extra(ignored_keys(&job.config.ignored));
     }
@@ -232,13 +226,7 @@ fn not_laid_out(job: &Job, why: &str, emit: &mut dyn FnMut(&Event)) -> Report {
         ),
         None => "grader error: rerun".to_owned(),
     };
-    let mut report = Report {
-        submission: job.name.clone(),
-        steps: Default::default(),
-        extras: Default::default(),
-        seconds: 0.0,
-        error: None,
-    };
+    let mut report = Report::empty(&job.name);
     for step in &job.steps {
         emit(&Event::Step { step: step.clone() });
         let check = Check {

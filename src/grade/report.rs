@@ -114,6 +114,17 @@ pub struct Report {
 }
 
 impl Report {
+    /// The report of `submission` before any step is graded.
+    pub fn empty(submission: &str) -> Report {
+        Report {
+            submission: submission.into(),
+            steps: Default::default(),
+            extras: Default::default(),
+            seconds: 0.0,
+            error: None,
+        }
+    }
+
     /// True iff grading completed and every required step that was graded passed; when only
     /// optional steps were graded (`STEPS=network`), they must pass.
     pub fn passed(&self) -> bool {

@@ -27,6 +27,16 @@ pub(super) struct ChildFds {
     pub(super) parent_ends: [RawFd; 2],
 }
 
+impl ChildFds {
+    /// Close the child's copies of the parent's pipe ends, unused in the child.
+    fn close_parent_ends(&self) {
+        for fd in self.parent_ends {
+            // SAFETY: the child's own copies of the parent's ends, closed once, never used.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
 /// The child after clone: set everything up, exec; on failure report and exit.
 pub(super) fn child_main(
     config: &ChildConfig,
@@ -34,10 +44,7 @@ pub(super) fn child_main(
     envp: &[CString],
     fds: &ChildFds,
 ) -> isize {
-    for fd in fds.parent_ends {
-        // SAFETY: these are the child's copies of the parent's pipe ends, unused here.
-        unsafe { libc::close(fd) };
-    }
+    fds.close_parent_ends();
     // SAFETY: the child's own copy of the error pipe's write end, owned from here on.
     let mut report = Some(unsafe { File::from_raw_fd(fds.err_tx) });
     let error = match set_up_and_exec(config, argv, envp, fds.sync_rx, &mut report) {
@@ -62,10 +69,7 @@ pub(super) fn exec_main(
     envp: &[CString],
     fds: &ChildFds,
 ) -> isize {
-    for fd in fds.parent_ends {
-        // SAFETY: these are the child's copies of the parent's pipe ends, unused here.
-        unsafe { libc::close(fd) };
-    }
+    fds.close_parent_ends();
     let error = match join_and_exec(config, argv, envp, fds.sync_rx) {
         Ok(never) => match never {},
         Err(error) => error,
