@@ -69,7 +69,10 @@ const DEVICE_RULE: Node = Object(&[
 
 const RESOURCES: Node = Object(&[
     ("memory", Object(&[("limit", Leaf), ("swap", Leaf)])),
-    ("cpu", Object(&[("quota", Leaf), ("period", Leaf)])),
+    (
+        "cpu",
+        Object(&[("quota", Leaf), ("period", Leaf), ("shares", Leaf)]),
+    ),
     ("pids", Object(&[("limit", Leaf)])),
     ("devices", Array(&DEVICE_RULE)),
 ]);
