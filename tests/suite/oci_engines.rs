@@ -195,7 +195,7 @@ struct Podman {
 }
 
 impl Podman {
-    /// None (with the missing program's name) when podman, conmon or umoci is not installed.
+    /// Err(the missing program) when podman, conmon or umoci is not installed.
     fn new() -> Result<Podman, &'static str> {
         if let Some(program) = missing(&["podman", "conmon", "umoci"]) {
             return Err(program);
@@ -397,6 +397,8 @@ struct Containerd {
 const CTR_IMAGE: &str = "devoxx/test:t";
 
 impl Containerd {
+    /// Err(the missing program) when containerd, ctr, the runc v2 shim or umoci is not
+    /// installed.
     fn new() -> Result<Containerd, &'static str> {
         if let Some(program) = missing(&["containerd", "ctr", "containerd-shim-runc-v2", "umoci"]) {
             return Err(program);
