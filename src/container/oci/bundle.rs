@@ -239,7 +239,11 @@ fn process_spec(spec: &Spec, hostname: String) -> Result<ProcessSpec> {
     })
 }
 
-/// `process.rlimits`: `RLIMIT_NOFILE`... each within the runtime's own hard limit (a container
+/// The spec's rlimits docker's `--ulimit` has no name for.
+const OCI_ONLY_RLIMITS: [(&str, nix::sys::resource::Resource); 1] =
+    [("as", nix::sys::resource::Resource::RLIMIT_AS)];
+
+/// `process.rlimits`: `RLIMIT_NOFILE`, `RLIMIT_AS`... each within the runtime's own hard limit (a container
 /// never gets more than its caller), checked now rather than failing after `start`.
 fn rlimits(given: &[oci_spec::runtime::PosixRlimit]) -> Result<Vec<Rlimit>> {
     let mut out: Vec<Rlimit> = Vec::new();
@@ -251,6 +255,7 @@ fn rlimits(given: &[oci_spec::runtime::PosixRlimit]) -> Result<Vec<Rlimit>> {
         let short = typ.strip_prefix("RLIMIT_").unwrap_or(&typ).to_lowercase();
         let (name, resource) = rlimit::NAMES
             .iter()
+            .chain(&OCI_ONLY_RLIMITS)
             .find(|(n, _)| *n == short)
             .ok_or_else(|| usage(&format!("process.rlimits: {typ} is not supported")))?;
         let ceiling = rlimit::own_hard_limit(*resource)?;
@@ -510,6 +515,7 @@ impl Namespaces {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::resource::Resource;
     use serde_json::json;
 
     fn bundle_with(config: serde_json::Value) -> (tempfile::TempDir, Result<Bundle>) {
@@ -590,6 +596,24 @@ mod tests {
                 {"allow": true, "type": "c", "major": 136, "access": "rwm"}]}},
         })));
         assert_eq!(bundle.unwrap().limits.cpu, None);
+    }
+
+    #[test]
+    fn the_address_space_rlimit_is_taken_within_the_runtimes_own() {
+        let (_, hard) = nix::sys::resource::getrlimit(Resource::RLIMIT_AS).unwrap();
+        let soft = (64u64 << 20) + u64::from(std::process::id());
+        let soft = soft.min(hard);
+        let (_dir, bundle) = bundle_with(minimal(json!({
+            "process": {"rlimits": [{"type": "RLIMIT_AS", "soft": soft, "hard": hard}]},
+        })));
+        let limits = bundle.unwrap().process.rlimits;
+        assert_eq!(
+            limits
+                .iter()
+                .map(|l| (l.resource, l.soft, l.hard))
+                .collect::<Vec<_>>(),
+            [(Resource::RLIMIT_AS, soft, hard)]
+        );
     }
 
     #[test]
