@@ -122,11 +122,11 @@ fn remove_made(made: &[PathBuf]) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Remove the engine's own cgroup parent `rel` (and `rel/<child>` for each of `children`)
-/// from every hierarchy, once empty.
-fn remove_engine_cgroups(rel: &str, children: &[&str]) {
+/// Remove the engine's own cgroup parent `rel` and what is below it (podman's `conmon`; after
+/// a failed test, a container's) from every hierarchy; a cgroup with a process stays.
+fn remove_engine_cgroups(rel: &str) {
     for dir in cgroup_dirs(rel) {
-        for child in children {
+        for child in sub_cgroups(&dir) {
             let _ = fs::remove_dir(dir.join(child));
         }
         let _ = fs::remove_dir(&dir);
@@ -316,7 +316,7 @@ impl Podman {
                 dir.display()
             );
         }
-        remove_engine_cgroups(&self.parent, &["conmon"]);
+        remove_engine_cgroups(&self.parent);
         let kept = remove_made(&self.made);
         assert!(kept.is_empty(), "left behind: {kept:?}");
     }
@@ -327,7 +327,7 @@ impl Drop for Podman {
     fn drop(&mut self) {
         let _ = self.podman(&["rm", "-a", "-f", "-t", "0"]);
         detach_mounts_below(self.root.dir.path());
-        remove_engine_cgroups(&self.parent, &["conmon"]);
+        remove_engine_cgroups(&self.parent);
         remove_made(&self.made);
     }
 }
@@ -521,7 +521,7 @@ impl Containerd {
                 dir.display()
             );
         }
-        remove_engine_cgroups(&self.namespace, &[]);
+        remove_engine_cgroups(&self.namespace);
         let kept = remove_made(&self.made);
         assert!(kept.is_empty(), "left behind: {kept:?}");
     }
@@ -553,7 +553,7 @@ impl Drop for Containerd {
         for pid in processes_with(&self.root.dir.path().display().to_string()) {
             kill_tree(pid);
         }
-        remove_engine_cgroups(&self.namespace, &[]);
+        remove_engine_cgroups(&self.namespace);
         remove_made(&self.made);
     }
 }
