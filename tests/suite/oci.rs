@@ -702,7 +702,11 @@ fn exec_runs_in_the_containers_namespaces_and_cgroup_with_its_exit_code() {
         "{:?}",
         cgroups_of(pid)
     );
-    wait_for(|| b.dir.join(format!("rootfs/tmp/{mark}")).exists());
+    // The shell creates the file before it writes the line: wait for the whole line.
+    wait_for(|| {
+        fs::read_to_string(b.dir.join(format!("rootfs/tmp/{mark}")))
+            .is_ok_and(|s| s.ends_with('\n'))
+    });
     assert_eq!(
         fs::read_to_string(b.dir.join(format!("rootfs/tmp/{mark}"))).unwrap(),
         format!("{value}\n")
