@@ -5,8 +5,10 @@ CARGO      ?= cargo
 BIN        := bin/devoxx-docker
 RELEASE    := target/release/devoxx-docker
 PROBE      := target/probe/x86_64-unknown-linux-gnu/release/probe
-# Debian/Ubuntu packages the suite needs: a static busybox for test images, a real registry.
-APT_DEPS   := busybox-static docker-registry skopeo umoci iproute2 nftables iptables tmux
+# Debian/Ubuntu packages the suite needs: a static busybox for test images, a real registry,
+# the engines that drive the OCI front end (tests/suite/oci_engines.rs).
+APT_DEPS   := busybox-static docker-registry skopeo umoci iproute2 nftables iptables tmux \
+              podman conmon containerd
 # What vm/ needs on top: QEMU, zstd/xz to unpack compressed kernel modules (Ubuntu), Go for the
 # grader self-test's Go workshop solutions, bubblewrap for make grade's sandboxed builds.
 VM_APT_DEPS := qemu-system-x86 zstd xz-utils golang-go bubblewrap

@@ -33,12 +33,14 @@ probe="$repo/target/probe/x86_64-unknown-linux-gnu/release/probe"
 busybox_bin="${DEVOXX_BUSYBOX:-/bin/busybox}"
 # Programs the suite (or the runtime) may call: iproute2 + nftables/iptables for bridge networking
 # (small, always shipped), and the big ones only when the Rust sources mention them: the registry
-# for pull tests, skopeo/umoci for image fixtures. Every MiB costs boot time under TCG.
+# for pull tests, skopeo/umoci for image fixtures, the engines that drive the OCI front end
+# (podman with conmon, containerd with ctr and its runc shim: ~110 MiB, see docs/testing.md).
+# Every MiB costs boot time under TCG.
 small_tools="ip nft iptables unshare" # unshare: the grader self-test's workshop.sh
 # A workshop machine (devcontainer, systemd host) has util-linux's tools besides iproute2 and
 # iptables; submissions call them by name.
 grade_tools="ip nft iptables unshare nsenter mount umount"
-big_tools="docker-registry skopeo umoci"
+big_tools="docker-registry skopeo umoci podman conmon containerd ctr containerd-shim-runc-v2"
 
 log() { echo "build-guest.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -59,6 +59,11 @@ pub enum Kind {
     Bind { source: PathBuf, recursive: bool },
     /// `tmpfs`, `proc`, `sysfs`, `mqueue`, `devpts`, `cgroup2` (`cgroup` on a v2 host).
     Fs { fstype: String, source: String },
+    /// `cgroup` on a v1 host, as runc mounts it: a tmpfs holding, per hierarchy, a bind of the
+    /// container's own cgroup directory (`memory/`, `cpu,cpuacct/` with `cpu` and `cpuacct`
+    /// links). `dirs` are those host directories, known once `create` has made the cgroup
+    /// ([`with_cgroup_dirs`]); `levels` is how deep they are below their hierarchy's root.
+    CgroupV1 { dirs: Vec<PathBuf>, levels: usize },
 }
 
 /// Parse one mount of the config (`index` names it in errors). `bundle` anchors relative bind
@@ -113,13 +118,10 @@ pub fn parse(
                 data.extend(cgroup2_root_flags(&read_mountinfo()));
                 fs_kind("cgroup2", source)
             }
-            "cgroup" => {
-                return Err(bad(
-                    "type cgroup is only supported on a cgroup v2 host (this host has v1 \
-                     hierarchies)"
-                        .into(),
-                ))
-            }
+            "cgroup" => Kind::CgroupV1 {
+                dirs: Vec::new(),
+                levels: 0,
+            },
             fstype if FILESYSTEMS.contains(&fstype) => fs_kind(fstype, source),
             other => return Err(bad(format!("type {other:?} is not supported"))),
         }
@@ -137,6 +139,21 @@ pub fn parse(
         propagation,
         data: data.join(","),
     })
+}
+
+/// `mounts` with the container's cgroup directories (`dirs`, at `rel` below each hierarchy's
+/// root) filled into its v1 `cgroup` entries: they exist only once `create` made the cgroup.
+pub fn with_cgroup_dirs(mounts: &[Mount], dirs: &[PathBuf], rel: &Path) -> Vec<Mount> {
+    let mut out = mounts.to_vec();
+    for m in &mut out {
+        if let Kind::CgroupV1 { .. } = m.kind {
+            m.kind = Kind::CgroupV1 {
+                dirs: dirs.to_vec(),
+                levels: rel.components().count(),
+            };
+        }
+    }
+    out
 }
 
 fn read_mountinfo() -> String {
@@ -268,7 +285,7 @@ fn mount_one(root: &std::os::fd::OwnedFd, m: &Mount) -> Result<()> {
         Kind::Bind { source, .. } => std::fs::metadata(source)
             .ctx(|| format!("mount source {} for {shown}", source.display()))?
             .is_dir(),
-        Kind::Fs { .. } => true,
+        Kind::Fs { .. } | Kind::CgroupV1 { .. } => true,
     };
     let target = target_in_root(root, &m.destination, is_dir)?;
     let at = fd_path(target.as_fd());
@@ -302,6 +319,12 @@ fn mount_one(root: &std::os::fd::OwnedFd, m: &Mount) -> Result<()> {
                 remount_with_flags(root, m, is_dir, || format!("make {shown} read-only"))?;
             }
         }
+        Kind::CgroupV1 { dirs, levels } => {
+            mount_cgroup_v1(root, m, &at, dirs, *levels)?;
+            if m.flags.contains(MsFlags::MS_RDONLY) {
+                remount_with_flags(root, m, is_dir, || format!("make {shown} read-only"))?;
+            }
+        }
     }
     if !m.propagation.is_empty() {
         let top = target_in_root(root, &m.destination, is_dir)?;
@@ -313,6 +336,47 @@ fn mount_one(root: &std::os::fd::OwnedFd, m: &Mount) -> Result<()> {
             None::<&str>,
         )
         .ctx(|| format!("set the propagation of {shown}"))?;
+    }
+    Ok(())
+}
+
+/// A v1 `cgroup` mount at `at`: a tmpfs, then each of the container's cgroup directories bound
+/// at `<destination>/<hierarchy>` with the mount's flags (read-only as engines ask), and the
+/// names of co-mounted controllers (`cpu` for `cpu,cpuacct`) as links.
+fn mount_cgroup_v1(
+    root: &std::os::fd::OwnedFd,
+    m: &Mount,
+    at: &Path,
+    dirs: &[PathBuf],
+    levels: usize,
+) -> Result<()> {
+    let shown = m.destination.display();
+    let flags = m.flags - MsFlags::MS_RDONLY;
+    mount(Some("tmpfs"), at, Some("tmpfs"), flags, Some("mode=755"))
+        .ctx(|| format!("mount tmpfs on {shown}"))?;
+    for dir in dirs {
+        let Some(name) = dir.ancestors().nth(levels).and_then(Path::file_name) else {
+            continue;
+        };
+        let hierarchy = Mount {
+            destination: m.destination.join(name),
+            kind: Kind::Bind {
+                source: dir.clone(),
+                recursive: false,
+            },
+            flags: m.flags,
+            propagation: MsFlags::empty(),
+            data: String::new(),
+        };
+        mount_one(root, &hierarchy)?;
+        // The tmpfs hides `at`'s directory: reach the tmpfs itself for the links.
+        let top = target_in_root(root, &m.destination, true)?;
+        let name = name.to_string_lossy();
+        for controller in name.split(',').filter(|c| *c != name) {
+            let link = fd_path(top.as_fd()).join(controller);
+            std::os::unix::fs::symlink(&*name, &link)
+                .ctx(|| format!("link {shown}/{controller}"))?;
+        }
     }
     Ok(())
 }
@@ -386,13 +450,22 @@ mod tests {
     }
 
     #[test]
+    fn a_v1_cgroup_mount_gets_the_containers_directories_at_create() {
+        let m = parse_one("/sys/fs/cgroup", "cgroup", "cgroup", &["ro", "nosuid"]).unwrap();
+        assert_eq!(m.flags, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID);
+        let rel = Path::new("p/c1");
+        let dirs = vec![PathBuf::from("/sys/fs/cgroup/memory/p/c1")];
+        let filled = with_cgroup_dirs(&[m], &dirs, rel);
+        assert_eq!(filled[0].kind, Kind::CgroupV1 { dirs, levels: 2 });
+    }
+
+    #[test]
     fn unsupported_types_options_and_paths_are_refused_naming_the_entry() {
         for (dest, typ, options) in [
             ("/x", "nfs", vec![]),
             ("/x", "tmpfs", vec!["tmpcopyup"]),
             ("relative", "tmpfs", vec![]),
             ("/a/../b", "tmpfs", vec![]),
-            ("/sys/fs/cgroup", "cgroup", vec![]),
             ("/x", "bind", vec!["bind", "mode=755"]),
         ] {
             let err = parse_one(dest, typ, "src", &options).unwrap_err();

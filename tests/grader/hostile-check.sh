@@ -96,13 +96,23 @@ ADDR := $addr
 EOF
 done
 
+# walk_tmp NAME ROOT...: the paths below the ROOTs whose name matches NAME. Never leaves its
+# roots' file systems (suites such as the OCI validation programs leave proc, sys and dev mounts
+# in /tmp) and never stops on an entry it cannot read: it skips it and says so on stderr.
+walk_tmp() {
+    local name="$1" errs
+    shift
+    errs="$(find "$@" -xdev -name "$name" -print 2>&1 >&3 | grep -v ': No such file or directory$')" || true
+    [ -z "$errs" ] || echo "hostile-check: the walk skipped $(wc -l <<<"$errs") unreadable entries (first: $(head -n1 <<<"$errs"))" >&2
+} 3>&1
+
 # What must not change.
 state() {
     (cd "$class" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
     sha256sum "$home/.bashrc" "$canary" "$needed_bait"
     ls -a "$home"
     git -C "$copy" status --porcelain --ignored=no
-    find /tmp /var/tmp -name "*$marker*" ! -path "$needed_bait" 2>/dev/null | LC_ALL=C sort
+    walk_tmp "*$marker*" /tmp /var/tmp 2>/dev/null | grep -vxF "$needed_bait" | LC_ALL=C sort || true
 }
 state > "$out/state.before"
 
@@ -141,6 +151,17 @@ nothing_copied() {
     [ -z "$({ find /tmp /var/tmp "$copy" -name "devoxx-needed-$marker*"; find / -maxdepth 3 -xdev -name "devoxx-needed-$marker*"; } 2>/dev/null |
         grep -v -x -e "$needed_bait" | head -n1)" ]
 }
+
+# The walk of /tmp gets past what it cannot read (a dir closed to it, as nobody here) and a
+# proc mount left in /tmp, finds what is beside them, and says what it skipped.
+walk="$(mktemp -d -t devoxx-walk.XXXXXX)"
+mkdir -p "$walk/closed/x" "$walk/proc" && chmod 755 "$walk" && chmod 700 "$walk/closed"
+touch "$walk/found-$marker" && mount -t proc proc "$walk/proc"
+seen="$(setpriv --reuid=65534 --regid=65534 --clear-groups bash -c "$(declare -f walk_tmp); walk_tmp '*$marker*' '$walk'" 2>"$out/walk.err")" || true
+umount "$walk/proc"
+check "the /tmp walk skips what it cannot read (and says so) and finds what is beside it" \
+    eval "[ '$seen' = '$walk/found-$marker' ] && count 1 $out/walk.err 'skipped 1 unreadable'"
+rm -rf --one-file-system "$walk"
 
 # The build-time attacks, in each sandbox mode this machine offers.
 modes="userns root"

@@ -34,5 +34,6 @@ mod read_only;
 mod tty;
 mod ulimit;
 mod user;
-// The OCI runtime command line (issue 31).
+// The OCI runtime command line (issue 31), and the engines that drive it.
 mod oci;
+mod oci_engines;

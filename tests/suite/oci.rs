@@ -277,6 +277,9 @@ fn must_errors_change_nothing() {
     ] {
         assert_refused(&b.oci(&args), "container does not exist");
     }
+    // ...except `delete --force`, which succeeds as runc's does (podman's cleanup after a
+    // failed create).
+    b.oci(&["delete", "--force", &unknown]).assert_code(0);
     b.assert_clean(&mark, &cgroups);
 }
 
@@ -521,9 +524,18 @@ fn devpts_mqueue_and_cgroup_mounts_land_at_their_destinations() {
                "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
     ];
     mounts.as_array_mut().unwrap().extend(extra);
+    // On v1 hierarchies, runc's layout: a read-only tmpfs holding the container's own cgroup
+    // of each hierarchy (its init is pid 1 of the memory cgroup's cgroup.procs).
+    let v1 = !common::cgroup::is_v2();
+    let v1_view = if v1 {
+        "; awk '$2 == \"/sys/fs/cgroup/memory\" { print $2, $3, substr($4, 1, 2) }' /proc/mounts; \
+         cat /sys/fs/cgroup/memory/cgroup.procs"
+    } else {
+        ""
+    };
     let text = format!(
         "for m in /dev/pts /dev/mqueue /sys/fs/cgroup; do \
-         awk -v m=$m '$2 == m {{ print $2, $3, substr($4, 1, 2) }}' /proc/mounts; done # {mark}"
+         awk -v m=$m '$2 == m {{ print $2, $3, substr($4, 1, 2) }}' /proc/mounts; done{v1_view} # {mark}"
     );
     let b = Bundle::new(json!({
         "mounts": mounts,
@@ -531,25 +543,27 @@ fn devpts_mqueue_and_cgroup_mounts_land_at_their_destinations() {
         "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"},
                                  {"type": "cgroup"}]},
     }));
-    if !common::cgroup::is_v2() {
-        // On cgroup v1 hierarchies a `cgroup` mount is refused, never faked.
-        assert_refused(
-            &b.create(),
-            "mounts[5]: type cgroup is only supported on a cgroup v2 host",
-        );
-        b.assert_clean(&mark, &[]);
-        return;
-    }
     b.create().assert_code(0);
     b.oci(&["start", &b.id]).assert_code(0);
     b.wait_status("stopped");
-    assert_eq!(
-        b.output().lines().collect::<Vec<_>>(),
-        [
+    let expected: &[&str] = if v1 {
+        &[
             "/dev/pts devpts rw",
             "/dev/mqueue mqueue rw",
-            "/sys/fs/cgroup cgroup2 ro"
-        ],
+            "/sys/fs/cgroup tmpfs ro",
+            "/sys/fs/cgroup/memory cgroup ro",
+            "1",
+        ]
+    } else {
+        &[
+            "/dev/pts devpts rw",
+            "/dev/mqueue mqueue rw",
+            "/sys/fs/cgroup cgroup2 ro",
+        ]
+    };
+    assert_eq!(
+        b.output().lines().collect::<Vec<_>>(),
+        expected,
         "stderr: {}",
         fs::read_to_string(b.dir.join("err")).unwrap_or_default()
     );
@@ -688,7 +702,11 @@ fn exec_runs_in_the_containers_namespaces_and_cgroup_with_its_exit_code() {
         "{:?}",
         cgroups_of(pid)
     );
-    wait_for(|| b.dir.join(format!("rootfs/tmp/{mark}")).exists());
+    // The shell creates the file before it writes the line: wait for the whole line.
+    wait_for(|| {
+        fs::read_to_string(b.dir.join(format!("rootfs/tmp/{mark}")))
+            .is_ok_and(|s| s.ends_with('\n'))
+    });
     assert_eq!(
         fs::read_to_string(b.dir.join(format!("rootfs/tmp/{mark}"))).unwrap(),
         format!("{value}\n")

@@ -239,7 +239,11 @@ fn process_spec(spec: &Spec, hostname: String) -> Result<ProcessSpec> {
     })
 }
 
-/// `process.rlimits`: `RLIMIT_NOFILE`... each within the runtime's own hard limit (a container
+/// The spec's rlimits docker's `--ulimit` has no name for.
+const OCI_ONLY_RLIMITS: [(&str, nix::sys::resource::Resource); 1] =
+    [("as", nix::sys::resource::Resource::RLIMIT_AS)];
+
+/// `process.rlimits`: `RLIMIT_NOFILE`, `RLIMIT_AS`... each within the runtime's own hard limit (a container
 /// never gets more than its caller), checked now rather than failing after `start`.
 fn rlimits(given: &[oci_spec::runtime::PosixRlimit]) -> Result<Vec<Rlimit>> {
     let mut out: Vec<Rlimit> = Vec::new();
@@ -251,6 +255,7 @@ fn rlimits(given: &[oci_spec::runtime::PosixRlimit]) -> Result<Vec<Rlimit>> {
         let short = typ.strip_prefix("RLIMIT_").unwrap_or(&typ).to_lowercase();
         let (name, resource) = rlimit::NAMES
             .iter()
+            .chain(&OCI_ONLY_RLIMITS)
             .find(|(n, _)| *n == short)
             .ok_or_else(|| usage(&format!("process.rlimits: {typ} is not supported")))?;
         let ceiling = rlimit::own_hard_limit(*resource)?;
@@ -313,8 +318,10 @@ fn cap_sets(given: &LinuxCapabilities) -> Result<CapSets> {
 }
 
 /// `linux.resources`: memory limit (swap only as "none beyond the limit"), CPU quota and
-/// period, pids limit; device rules only as the spec's "deny all" (the container's /dev holds
-/// only the default devices and it cannot make nodes without `CAP_MKNOD`).
+/// period (shares only at the kernel's default, which containerd always sends), pids limit;
+/// device rules only as the spec's "deny all" plus allow rules for the devices every container
+/// gets anyway ([`DEFAULT_DEVICES`], containerd's default list): the container's /dev holds
+/// only those. No device cgroup is installed (a `CAP_MKNOD` container can still make nodes).
 fn limits(resources: &LinuxResources) -> Result<Limits> {
     let mut limits = Limits::default();
     if let Some(memory) = resources.memory() {
@@ -333,6 +340,11 @@ fn limits(resources: &LinuxResources) -> Result<Limits> {
         }
     }
     if let Some(cpu) = resources.cpu() {
+        if cpu.shares().is_some_and(|s| s != DEFAULT_CPU_SHARES) {
+            return Err(usage(
+                "linux.resources.cpu.shares is only supported at its default 1024",
+            ));
+        }
         let period = cpu.period().unwrap_or(CPU_PERIOD);
         limits.cpu = match cpu.quota() {
             Some(quota) if quota > 0 => {
@@ -360,13 +372,41 @@ fn limits(resources: &LinuxResources) -> Result<Limits> {
             && rule
                 .typ()
                 .map_or(true, |t| t == oci_spec::runtime::LinuxDeviceType::A);
-        if !deny_all {
+        if !deny_all && !allows_a_default_device(rule) {
             return Err(usage(&format!(
-                "linux.resources.devices[{i}]: only the deny-all rule is supported"
+                "linux.resources.devices[{i}]: only the deny-all rule and allow rules for the \
+                 default devices are supported"
             )));
         }
     }
     Ok(limits)
+}
+
+/// cgroup v1's `cpu.shares` default (cgroup v2's `cpu.weight` 100): what a new cgroup has.
+const DEFAULT_CPU_SHARES: u64 = 1024;
+
+/// `(major, minor)` of the character devices a container's /dev holds whatever the config
+/// says (the spec's default devices, /dev/console and /dev/pts/*; `None`: any minor).
+const DEFAULT_DEVICES: [(i64, Option<i64>); 9] = [
+    (1, Some(3)),
+    (1, Some(5)),
+    (1, Some(7)),
+    (1, Some(8)),
+    (1, Some(9)),
+    (5, Some(0)),
+    (5, Some(1)),
+    (5, Some(2)),
+    (136, None),
+];
+
+/// An allow rule for one of [`DEFAULT_DEVICES`]: it grants nothing the container lacks.
+fn allows_a_default_device(rule: &oci_spec::runtime::LinuxDeviceCgroup) -> bool {
+    let Some(major) = rule.major() else {
+        return false;
+    };
+    rule.allow()
+        && rule.typ() == Some(oci_spec::runtime::LinuxDeviceType::C)
+        && DEFAULT_DEVICES.contains(&(major, rule.minor()))
 }
 
 /// `linux.cgroupsPath` (absolute or relative, both under each hierarchy's root), default
@@ -475,6 +515,7 @@ impl Namespaces {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::resource::Resource;
     use serde_json::json;
 
     fn bundle_with(config: serde_json::Value) -> (tempfile::TempDir, Result<Bundle>) {
@@ -546,6 +587,36 @@ mod tests {
     }
 
     #[test]
+    fn containerds_default_shares_and_device_rules_are_accepted() {
+        let minor = [3, 5, 7, 8, 9][std::process::id() as usize % 5];
+        let (_dir, bundle) = bundle_with(minimal(json!({
+            "linux": {"resources": {"cpu": {"shares": 1024}, "devices": [
+                {"allow": false, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 1, "minor": minor, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 136, "access": "rwm"}]}},
+        })));
+        assert_eq!(bundle.unwrap().limits.cpu, None);
+    }
+
+    #[test]
+    fn the_address_space_rlimit_is_taken_within_the_runtimes_own() {
+        let (_, hard) = nix::sys::resource::getrlimit(Resource::RLIMIT_AS).unwrap();
+        let soft = (64u64 << 20) + u64::from(std::process::id());
+        let soft = soft.min(hard);
+        let (_dir, bundle) = bundle_with(minimal(json!({
+            "process": {"rlimits": [{"type": "RLIMIT_AS", "soft": soft, "hard": hard}]},
+        })));
+        let limits = bundle.unwrap().process.rlimits;
+        assert_eq!(
+            limits
+                .iter()
+                .map(|l| (l.resource, l.soft, l.hard))
+                .collect::<Vec<_>>(),
+            [(Resource::RLIMIT_AS, soft, hard)]
+        );
+    }
+
+    #[test]
     fn unsupported_values_are_refused_with_one_line() {
         for (extra, needle) in [
             (json!({"process": {"terminal": true}}), "process.terminal"),
@@ -568,6 +639,17 @@ mod tests {
             (
                 json!({"linux": {"resources": {"devices": [{"allow": true, "access": "rwm"}]}}}),
                 "devices[0]",
+            ),
+            (
+                json!({"linux": {"resources": {"devices": [
+                    {"allow": false, "access": "rwm"},
+                    {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+                    {"allow": true, "type": "b", "major": 8, "minor": 0, "access": "rwm"}]}}}),
+                "devices[2]",
+            ),
+            (
+                json!({"linux": {"resources": {"cpu": {"shares": 512}}}}),
+                "cpu.shares",
             ),
             (
                 json!({"linux": {"rootfsPropagation": "shared"}}),

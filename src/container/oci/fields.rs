@@ -69,7 +69,10 @@ const DEVICE_RULE: Node = Object(&[
 
 const RESOURCES: Node = Object(&[
     ("memory", Object(&[("limit", Leaf), ("swap", Leaf)])),
-    ("cpu", Object(&[("quota", Leaf), ("period", Leaf)])),
+    (
+        "cpu",
+        Object(&[("quota", Leaf), ("period", Leaf), ("shares", Leaf)]),
+    ),
     ("pids", Object(&[("limit", Leaf)])),
     ("devices", Array(&DEVICE_RULE)),
 ]);
@@ -93,9 +96,33 @@ const CONFIG: Node = Object(&[
     ("linux", LINUX),
 ]);
 
-/// Refuse the first field of `config` that carries a value and is not implemented.
+/// The top-level properties the spec defines (1.1, and 1.2's `freebsd`): any other is an
+/// extension the spec says a runtime MUST ignore, not refuse (config.md, "Extensibility").
+const SPEC_PROPERTIES: [&str; 14] = [
+    "ociVersion",
+    "root",
+    "mounts",
+    "process",
+    "hostname",
+    "domainname",
+    "hooks",
+    "annotations",
+    "linux",
+    "solaris",
+    "windows",
+    "vm",
+    "zos",
+    "freebsd",
+];
+
+/// Refuse the first field of `config` that carries a value and is not implemented; top-level
+/// properties the spec does not define are ignored, as it requires.
 pub fn check(config: &Value) -> Result<()> {
-    walk(&CONFIG, config, "")
+    let mut defined = config.clone();
+    if let Value::Object(map) = &mut defined {
+        map.retain(|key, _| SPEC_PROPERTIES.contains(&key.as_str()));
+    }
+    walk(&CONFIG, &defined, "")
 }
 
 /// The same for `exec --process FILE` (a `process` object on its own).
@@ -162,6 +189,14 @@ mod tests {
             "hooks": null,
         });
         check(&config).unwrap();
+    }
+
+    #[test]
+    fn top_level_properties_the_spec_does_not_define_are_ignored() {
+        let key = format!("org.example.x{}", std::process::id());
+        check(&json!({"ociVersion": "1.1.0", key.clone(): {"anything": [1, 2]}})).unwrap();
+        let err = check(&json!({key: 1, "domainname": "d"})).unwrap_err();
+        assert_eq!(err.to_string(), "config.json: domainname is not supported");
     }
 
     #[test]

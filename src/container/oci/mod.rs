@@ -28,6 +28,7 @@ use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 
 use super::cgroup::{self, Cgroup, CgroupDir};
+use super::mounts;
 use super::namespaces::Join;
 use super::process::{self, ChildConfig, Filesystems};
 use super::rootfs::Root;
@@ -85,6 +86,7 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
         join.enter()?;
     }
     process::block_signals()?;
+    let mounts = mounts::with_cgroup_dirs(&bundle.mounts, &cgroup.paths(), &bundle.cgroup_path);
     let config = ChildConfig {
         spec: &bundle.process,
         root: Root::Bundle(&bundle.rootfs),
@@ -97,7 +99,7 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
         read_only: bundle.readonly,
         cgroupns: bundle.cgroupns,
         filesystems: Filesystems::Oci {
-            mounts: &bundle.mounts,
+            mounts: &mounts,
             masked: &bundle.masked,
             readonly: &bundle.readonly_paths,
         },
@@ -403,6 +405,11 @@ const KILL_WAIT: Duration = Duration::from_secs(10);
 /// first, whatever its status).
 pub fn delete(paths: &Paths, id: &str, force: bool) -> Result<()> {
     let state = StateDir::of(paths, id)?;
+    if force && !state.exists() {
+        // runc's `delete --force` of an unknown id succeeds: podman runs it to clean up after
+        // a `create` that failed, and would otherwise report our cleanup instead of the cause.
+        return Ok(());
+    }
     let record = state.load()?;
     let status = state.status(record.as_ref());
     if status != Status::Stopped && !force {
