@@ -36,3 +36,4 @@ mod ulimit;
 mod user;
 // The OCI runtime command line (issue 31).
 mod oci;
+mod oci_console;

@@ -32,6 +32,8 @@ pub struct Bundle {
     /// `root.readonly`.
     pub readonly: bool,
     pub process: ProcessSpec,
+    /// `process.terminal`: the process gets a pty, its master sent to `--console-socket`.
+    pub terminal: bool,
     pub mounts: Vec<Mount>,
     pub masked: Vec<String>,
     pub readonly_paths: Vec<String>,
@@ -67,13 +69,24 @@ pub fn load(dir: &Path, id: &str, host_is_v2: bool) -> Result<Bundle> {
     translate(&spec, &dir, id, host_is_v2)
 }
 
+/// `exec`'s process in the runtime's types.
+#[derive(Debug)]
+pub struct ExecProcess {
+    pub spec: ProcessSpec,
+    pub security: Security,
+    /// `process.terminal` (`exec --tty` in the short form).
+    pub terminal: bool,
+}
+
 /// `exec`'s process: `process_file` (a `process` object, `exec --process`) or the bundle's own
-/// `process` with `args` in place of its args (`exec ID CMD...`), as the runtime's types.
+/// `process` with `args` in place of its args and `tty` as its terminal (`exec [-t] ID
+/// CMD...`, runc's rule), as the runtime's types.
 pub fn exec_process(
     dir: &Path,
     process_file: Option<&Path>,
     args: &[String],
-) -> Result<(ProcessSpec, Security)> {
+    tty: bool,
+) -> Result<ExecProcess> {
     let path = dir.join("config.json");
     let text = std::fs::read(&path).map_err(|e| Error::path("read", &path, e))?;
     let mut spec: Spec =
@@ -94,11 +107,17 @@ pub fn exec_process(
         None => {
             let mut process = spec.process().clone().unwrap_or_default();
             process.set_args(Some(args.to_vec()));
+            process.set_terminal(Some(tty));
             process
         }
     };
+    let terminal = process.terminal().unwrap_or(false);
     spec.set_process(Some(process));
-    Ok((process_spec(&spec, String::new())?, security(&spec)?))
+    Ok(ExecProcess {
+        spec: process_spec(&spec, String::new())?,
+        security: security(&spec)?,
+        terminal,
+    })
 }
 
 /// The typed config → the runtime's types (each unsupported value: one line, exit 125).
@@ -173,6 +192,11 @@ pub fn translate(spec: &Spec, dir: &Path, id: &str, host_is_v2: bool) -> Result<
         dir: dir.to_owned(),
         rootfs,
         readonly: root.readonly().unwrap_or(false),
+        terminal: spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false),
         process,
         mounts,
         masked,
@@ -198,11 +222,6 @@ fn process_spec(spec: &Spec, hostname: String) -> Result<ProcessSpec> {
         .process()
         .as_ref()
         .ok_or_else(|| usage("process is required"))?;
-    if process.terminal().unwrap_or(false) {
-        return Err(usage(
-            "process.terminal true is not supported (no --console-socket yet)",
-        ));
-    }
     let argv = process.args().clone().unwrap_or_default();
     if argv.first().map_or(true, |a| a.is_empty()) {
         return Err(usage("process.args must name a program"));
@@ -548,7 +567,6 @@ mod tests {
     #[test]
     fn unsupported_values_are_refused_with_one_line() {
         for (extra, needle) in [
-            (json!({"process": {"terminal": true}}), "process.terminal"),
             (
                 json!({"linux": {"namespaces": [{"type": "pid"}]}}),
                 "mount namespace",

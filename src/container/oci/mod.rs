@@ -12,6 +12,7 @@
 //! State lives in `<root>/.oci/<id>/` ([`state`]); the status is read from the kernel.
 
 pub mod bundle;
+pub mod console;
 pub mod fields;
 pub mod log;
 pub mod signal;
@@ -33,6 +34,7 @@ use super::process::{self, ChildConfig, Filesystems};
 use super::rootfs::Root;
 use crate::config::Paths;
 use crate::{require_root, Error, Result};
+use console::Console;
 use state::{Record, StateDir, Status};
 
 /// `create`'s options as runc takes them.
@@ -53,11 +55,6 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
     let state = StateDir::of(paths, &options.id)?;
     let host_is_v2 = matches!(cgroup::layout::host(), cgroup::layout::Layout::V2 { .. });
     let bundle = bundle::load(&options.bundle, &options.id, host_is_v2)?;
-    if options.console_socket.is_some() {
-        return Err(Error::Usage(
-            "--console-socket needs process.terminal true, which is not supported yet".into(),
-        ));
-    }
     if state.exists() {
         return Err(Error::Usage(format!(
             "container {} already exists",
@@ -68,6 +65,7 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
         // Read by the container's init (a clone of this process) at its root switch.
         std::env::set_var(super::no_pivot::FORCE_ENV, "1");
     }
+    let console = Console::connect(bundle.terminal, options.console_socket.as_deref(), true)?;
     state.claim()?;
     let claimed = Claimed(Some(&state));
     let gate = make_gate(&state.fifo())?;
@@ -92,7 +90,7 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
         network: bundle.network,
         etc: None,
         security: &bundle.security,
-        tty: None,
+        tty: console.as_ref().map(Console::child_side),
         tmpfs: &[],
         read_only: bundle.readonly,
         cgroupns: bundle.cgroupns,
@@ -174,6 +172,9 @@ pub struct ExecOptions {
     pub pid_file: Option<PathBuf>,
     pub detach: bool,
     pub preserve_fds: u32,
+    /// `--tty`: the short form's process gets a terminal (sent to `console_socket`).
+    pub tty: bool,
+    pub console_socket: Option<PathBuf>,
 }
 
 /// How long a forwarded SIGTERM/SIGINT gives an exec'd process before SIGKILL.
@@ -192,8 +193,13 @@ pub fn exec(paths: &Paths, options: &ExecOptions) -> Result<i32> {
             status.as_str()
         )));
     }
-    let (spec, security) =
-        bundle::exec_process(&record.bundle, options.process.as_deref(), &options.args)?;
+    let process = bundle::exec_process(
+        &record.bundle,
+        options.process.as_deref(),
+        &options.args,
+        options.tty,
+    )?;
+    let console = Console::connect(process.terminal, options.console_socket.as_deref(), false)?;
     let (pid_ns, joins) = container_namespaces(record.pid)?;
     if !state::is_alive(record.pid, record.start_time) {
         return Err(Error::Usage(format!(
@@ -206,8 +212,9 @@ pub fn exec(paths: &Paths, options: &ExecOptions) -> Result<i32> {
     }
     process::block_signals()?;
     let config = process::ExecConfig {
-        spec: &spec,
-        security: &security,
+        spec: &process.spec,
+        security: &process.security,
+        tty: console.as_ref().map(Console::child_side),
         joins: &joins,
         detach: options.detach,
         preserve_fds: options.preserve_fds,

@@ -90,6 +90,10 @@ fn join_and_exec(
         die_with_parent()?;
     }
     namespaces::join_all(config.joins)?;
+    // In the container's mount namespace now: the pty comes from its devpts.
+    if let Some(tty) = &config.tty {
+        tty.set_up()?;
+    }
     wait_for_parent(sync_rx)?;
     umask(Mode::from_bits_truncate(config.spec.umask));
     enter_workdir(&config.spec.workdir)?;

@@ -71,6 +71,9 @@ pub struct ExecConfig<'a> {
     /// `--detach`: the process outlives the runtime (no death signal when it exits).
     pub detach: bool,
     pub preserve_fds: u32,
+    /// `process.terminal`: the pty made in the container, its master sent to the console
+    /// socket (see [`super::oci::console`]).
+    pub tty: Option<super::tty::ChildTty>,
 }
 
 /// The file systems the container gets besides its root.
