@@ -37,3 +37,4 @@ mod user;
 // The OCI runtime command line (issue 31).
 mod oci;
 mod oci_console;
+mod oci_seccomp;

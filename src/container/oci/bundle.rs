@@ -152,9 +152,6 @@ pub fn translate(spec: &Spec, dir: &Path, id: &str, host_is_v2: bool) -> Result<
             )))
         }
     }
-    if linux.seccomp().is_some() {
-        return Err(super::fields::unsupported("linux.seccomp"));
-    }
     let process = process_spec(spec, hostname)?;
     let mounts = spec
         .mounts()
@@ -292,7 +289,8 @@ fn rlimits(given: &[oci_spec::runtime::PosixRlimit]) -> Result<Vec<Rlimit>> {
     Ok(out)
 }
 
-/// `process.capabilities` and `process.noNewPrivileges`.
+/// `process.capabilities`, `process.noNewPrivileges` and `linux.seccomp` (no filter without
+/// it, as runc).
 fn security(spec: &Spec) -> Result<Security> {
     let process = spec.process().as_ref();
     let no_new_privileges = process.and_then(|p| p.no_new_privileges()).unwrap_or(false);
@@ -300,7 +298,13 @@ fn security(spec: &Spec) -> Result<Security> {
         Some(given) => cap_sets(given)?,
         None => CapSets::default(),
     };
-    Ok(Security::explicit(sets, None, no_new_privileges))
+    let seccomp = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(super::seccomp::profile)
+        .transpose()?;
+    Ok(Security::explicit(sets, seccomp, no_new_privileges))
 }
 
 fn cap_sets(given: &LinuxCapabilities) -> Result<CapSets> {
@@ -593,8 +597,8 @@ mod tests {
             ),
             (json!({"process": {"cwd": "rel"}}), "process.cwd"),
             (
-                json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}}),
-                "linux.seccomp",
+                json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_NOTIFY"}}}),
+                "linux.seccomp.defaultAction",
             ),
             (
                 json!({"process": {"rlimits": [{"type": "RLIMIT_NOFILE", "soft": 2, "hard": 1}]}}),

@@ -74,6 +74,21 @@ const RESOURCES: Node = Object(&[
     ("devices", Array(&DEVICE_RULE)),
 ]);
 
+const SYSCALL: Node = Object(&[
+    ("names", Leaf),
+    ("action", Leaf),
+    ("errnoRet", Leaf),
+    ("args", Leaf),
+]);
+
+const SECCOMP: Node = Object(&[
+    ("defaultAction", Leaf),
+    ("defaultErrnoRet", Leaf),
+    ("architectures", Leaf),
+    ("flags", Leaf),
+    ("syscalls", Array(&SYSCALL)),
+]);
+
 const LINUX: Node = Object(&[
     ("namespaces", Array(&NAMESPACE)),
     ("resources", RESOURCES),
@@ -81,6 +96,7 @@ const LINUX: Node = Object(&[
     ("maskedPaths", Leaf),
     ("readonlyPaths", Leaf),
     ("rootfsPropagation", Leaf),
+    ("seccomp", SECCOMP),
 ]);
 
 const CONFIG: Node = Object(&[
