@@ -37,4 +37,5 @@ mod user;
 // The OCI runtime command line (issue 31).
 mod oci;
 mod oci_console;
+mod oci_hooks;
 mod oci_seccomp;

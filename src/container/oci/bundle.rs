@@ -49,6 +49,7 @@ pub struct Bundle {
     pub limits: Limits,
     pub security: Security,
     pub annotations: BTreeMap<String, String>,
+    pub hooks: super::hooks::Hooks,
 }
 
 /// Where a container's cgroup goes when the config has no `cgroupsPath`.
@@ -179,6 +180,7 @@ pub fn translate(spec: &Spec, dir: &Path, id: &str, host_is_v2: bool) -> Result<
     };
     let cgroup_path = cgroup_path(linux.cgroups_path().as_deref(), id)?;
     let security = security(spec)?;
+    let hooks = super::hooks::Hooks::from_config(spec.hooks().as_ref())?;
     let annotations = spec
         .annotations()
         .clone()
@@ -206,6 +208,7 @@ pub fn translate(spec: &Spec, dir: &Path, id: &str, host_is_v2: bool) -> Result<
         limits,
         security,
         annotations,
+        hooks,
     })
 }
 

@@ -99,6 +99,22 @@ const LINUX: Node = Object(&[
     ("seccomp", SECCOMP),
 ]);
 
+const HOOK: Node = Object(&[
+    ("path", Leaf),
+    ("args", Leaf),
+    ("env", Leaf),
+    ("timeout", Leaf),
+]);
+
+const HOOKS: Node = Object(&[
+    ("prestart", Array(&HOOK)),
+    ("createRuntime", Array(&HOOK)),
+    ("createContainer", Array(&HOOK)),
+    ("startContainer", Array(&HOOK)),
+    ("poststart", Array(&HOOK)),
+    ("poststop", Array(&HOOK)),
+]);
+
 const CONFIG: Node = Object(&[
     ("ociVersion", Leaf),
     ("root", Object(&[("path", Leaf), ("readonly", Leaf)])),
@@ -107,6 +123,7 @@ const CONFIG: Node = Object(&[
     ("hostname", Leaf),
     ("annotations", Leaf),
     ("linux", LINUX),
+    ("hooks", HOOKS),
 ]);
 
 /// Refuse the first field of `config` that carries a value and is not implemented.
@@ -203,8 +220,8 @@ mod tests {
                 format!("mounts[{n}].uidMappings"),
             ),
             (
-                json!({"hooks": {"prestart": [{"path": "/bin/true"}]}}),
-                "hooks".to_owned(),
+                json!({"hooks": {"prestart": [{"path": "/bin/true", "uid": 1}]}}),
+                "hooks.prestart[0].uid".to_owned(),
             ),
         ] {
             let err = check(&config).unwrap_err();

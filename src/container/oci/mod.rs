@@ -14,6 +14,7 @@
 pub mod bundle;
 pub mod console;
 pub mod fields;
+pub mod hooks;
 pub mod log;
 pub mod seccomp;
 pub mod signal;
@@ -84,6 +85,18 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
         join.enter()?;
     }
     process::block_signals()?;
+    // Completed (pid, start time) once the init exists; hooks read it before that.
+    let mut record = Record {
+        id: options.id.clone(),
+        pid: 0,
+        start_time: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: state::now_rfc3339(),
+        annotations: bundle.annotations.clone(),
+        cgroup_paths: cgroup.paths(),
+    };
+    let start_state = state_document(&options.id, Status::Created, 0, Some(&record));
     let config = ChildConfig {
         spec: &bundle.process,
         root: Root::Bundle(&bundle.rootfs),
@@ -103,6 +116,11 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
         joins: &bundle.joins,
         gate: Some(gate.as_raw_fd()),
         preserve_fds: options.preserve_fds,
+        hooks: Some(hooks::ChildHooks {
+            pause_before_root: bundle.hooks.at_create(),
+            start_container: &bundle.hooks.start_container,
+            state: &start_state,
+        }),
     };
     let mut child = process::start(&config, bundle.clone_flags, cgroup.clone_target())?;
     let pid = child.pid().as_raw();
@@ -111,18 +129,17 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
             return Err(child.earlier_failure().unwrap_or(e));
         }
     }
+    record.pid = pid;
+    if bundle.hooks.at_create() {
+        child.wait_hook_point()?;
+        let creating = state_document(&options.id, Status::Creating, pid, Some(&record));
+        run_create_hooks(&bundle.hooks, &creating.to_string(), pid)?;
+        child.resume_after_hooks()?;
+    }
     child.release_and_wait_exec()?;
-    let record = Record {
-        id: options.id.clone(),
-        pid,
-        start_time: state::start_time(pid)
-            .ok_or_else(|| Error::Runtime("the container's init died during create".into()))?,
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        created: state::now_rfc3339(),
-        annotations: bundle.annotations.clone(),
-        cgroup_paths: cgroup.paths(),
-    };
+    record.start_time = state::start_time(pid)
+        .ok_or_else(|| Error::Runtime("the container's init died during create".into()))?;
+    bundle.hooks.save(&state.dir)?;
     state.save(&record)?;
     if let Some(pid_file) = &options.pid_file {
         state::write_atomically(pid_file, pid.to_string().as_bytes())?;
@@ -131,6 +148,47 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
     child.detach();
     claimed.disarm();
     Ok(())
+}
+
+/// `prestart` and `createRuntime` in the runtime's namespaces, then `createContainer` in the
+/// init's mount namespace (it waits before its root switch meanwhile).
+fn run_create_hooks(hooks: &hooks::Hooks, state: &str, pid: i32) -> Result<()> {
+    hooks::run("prestart", &hooks.prestart, state, None)?;
+    hooks::run("createRuntime", &hooks.create_runtime, state, None)?;
+    if hooks.create_container.is_empty() {
+        return Ok(());
+    }
+    let path = format!("/proc/{pid}/ns/mnt");
+    let mount_ns: OwnedFd = std::fs::File::open(&path)
+        .map_err(|e| Error::path("open", &path, e))?
+        .into();
+    hooks::run(
+        "createContainer",
+        &hooks.create_container,
+        state,
+        Some(&mount_ns),
+    )
+}
+
+/// The spec's state document, as `state` prints it and hooks read it on stdin (`record`
+/// None: a container still being created, known by its id only).
+fn state_document(
+    id: &str,
+    status: Status,
+    pid: i32,
+    record: Option<&Record>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "ociVersion": state::OCI_VERSION,
+        "id": id,
+        "status": status.as_str(),
+        "pid": pid,
+        "bundle": record.map(|r| r.bundle.clone()).unwrap_or_default(),
+        "rootfs": record.map(|r| r.rootfs.clone()).unwrap_or_default(),
+        "created": record.map(|r| r.created.clone()).unwrap_or_default(),
+        "owner": "",
+        "annotations": record.map(|r| r.annotations.clone()).unwrap_or_default(),
+    })
 }
 
 /// Removes a claimed state directory unless `create` got to the end.
@@ -313,7 +371,20 @@ pub fn start(paths: &Paths, id: &str) -> Result<()> {
     // Gone before the byte is sent: `state` says running as soon as the init may exec.
     std::fs::remove_file(state.fifo()).map_err(|e| Error::path("remove", state.fifo(), e))?;
     fifo.write_all(b"0")
-        .map_err(|e| Error::io(format!("start container {id}"), e))
+        .map_err(|e| Error::io(format!("start container {id}"), e))?;
+    let hooks = hooks::Hooks::load(&state.dir)?;
+    if !hooks.poststart.is_empty() {
+        hooks::run_warning_only("poststart", &hooks.poststart, &state_of(paths, id)?);
+    }
+    Ok(())
+}
+
+/// The state document now, compact (a hook's stdin).
+fn state_of(paths: &Paths, id: &str) -> Result<String> {
+    let pretty = state(paths, id)?;
+    let value: serde_json::Value =
+        serde_json::from_str(&pretty).map_err(|e| Error::Runtime(format!("state: {e}")))?;
+    Ok(value.to_string())
 }
 
 /// `state`: the spec's state JSON.
@@ -325,17 +396,7 @@ pub fn state(paths: &Paths, id: &str) -> Result<String> {
         (Some(r), Status::Created | Status::Running) => r.pid,
         _ => 0,
     };
-    let value = serde_json::json!({
-        "ociVersion": state::OCI_VERSION,
-        "id": id,
-        "status": status.as_str(),
-        "pid": pid,
-        "bundle": record.as_ref().map(|r| r.bundle.clone()).unwrap_or_default(),
-        "rootfs": record.as_ref().map(|r| r.rootfs.clone()).unwrap_or_default(),
-        "created": record.as_ref().map(|r| r.created.clone()).unwrap_or_default(),
-        "owner": "",
-        "annotations": record.as_ref().map(|r| r.annotations.clone()).unwrap_or_default(),
-    });
+    let value = state_document(id, status, pid, record.as_ref());
     serde_json::to_string_pretty(&value).map_err(|e| Error::Runtime(format!("encode state: {e}")))
 }
 
@@ -419,6 +480,11 @@ pub fn delete(paths: &Paths, id: &str, force: bool) -> Result<()> {
             status.as_str()
         )));
     }
+    let hooks = hooks::Hooks::load(&state.dir)?;
+    let last_state = match hooks.poststop.is_empty() {
+        true => String::new(),
+        false => state_of(paths, id)?,
+    };
     if let Some(record) = &record {
         if status != Status::Stopped {
             kill_and_wait(record)?;
@@ -427,7 +493,15 @@ pub fn delete(paths: &Paths, id: &str, force: bool) -> Result<()> {
         remove_default_parents(&record.cgroup_paths);
     }
     // Mounts and namespaces need nothing: they lived in the container's own namespaces.
-    state.remove()
+    state.remove()?;
+    if !hooks.poststop.is_empty() {
+        let mut stopped: serde_json::Value =
+            serde_json::from_str(&last_state).map_err(|e| Error::Runtime(format!("state: {e}")))?;
+        stopped["status"] = Status::Stopped.as_str().into();
+        stopped["pid"] = 0.into();
+        hooks::run_warning_only("poststop", &hooks.poststop, &stopped.to_string());
+    }
+    Ok(())
 }
 
 /// The default parent (`devoxx-docker-oci/`) goes with its last container, so an idle host has
@@ -483,7 +557,8 @@ pub fn features() -> String {
     let value = serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": state::OCI_VERSION,
-        "hooks": [],
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer",
+                  "poststart", "poststop"],
         "mountOptions": [
             "ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec", "sync", "async",
             "dirsync", "mand", "nomand", "atime", "noatime", "diratime", "nodiratime",

@@ -59,6 +59,8 @@ pub struct ChildConfig<'a> {
     pub gate: Option<RawFd>,
     /// Descriptors 3 to 3+N-1 the command inherits (`create --preserve-fds N`; 0 for `run`).
     pub preserve_fds: u32,
+    /// OCI `create` with hooks: where the init stops for them and what it runs itself.
+    pub hooks: Option<super::oci::hooks::ChildHooks<'a>>,
 }
 
 /// OCI `exec`: a process to start in a running container, resolved before clone.
