@@ -374,9 +374,24 @@ pub fn start(paths: &Paths, id: &str) -> Result<()> {
         .map_err(|e| Error::io(format!("start container {id}"), e))?;
     let hooks = hooks::Hooks::load(&state.dir)?;
     if !hooks.poststart.is_empty() {
+        if let Some(record) = &record {
+            wait_for_exec(record);
+        }
         hooks::run_warning_only("poststart", &hooks.poststart, &state_of(paths, id)?);
     }
     Ok(())
+}
+
+/// Until the released init has exec'd the program (its executable is no longer the
+/// runtime's: `startContainer` hooks ran first) or died: `poststart` comes after that.
+fn wait_for_exec(record: &Record) {
+    use std::os::unix::fs::MetadataExt;
+    let identity = |path: &str| std::fs::metadata(path).map(|m| (m.dev(), m.ino())).ok();
+    let ours = identity("/proc/self/exe");
+    let theirs = format!("/proc/{}/exe", record.pid);
+    while state::is_alive(record.pid, record.start_time) && identity(&theirs) == ours {
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// The state document now, compact (a hook's stdin).
