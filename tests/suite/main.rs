@@ -39,3 +39,4 @@ mod oci;
 mod oci_console;
 mod oci_hooks;
 mod oci_seccomp;
+mod oci_sysctl;

@@ -567,8 +567,8 @@ fn unsupported_fields_are_refused_with_one_line_naming_them() {
             "linux.devices",
         ),
         (
-            json!({"linux": {"sysctl": {"kernel.msgmax": "8192"}}}),
-            "linux.sysctl",
+            json!({"linux": {"intelRdt": {"closID": mark}}}),
+            "linux.intelRdt",
         ),
         (
             json!({"process": {"apparmorProfile": mark}}),

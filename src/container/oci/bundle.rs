@@ -50,6 +50,8 @@ pub struct Bundle {
     pub security: Security,
     pub annotations: BTreeMap<String, String>,
     pub hooks: super::hooks::Hooks,
+    /// `linux.sysctl`, each key isolated by a new namespace of the container's.
+    pub sysctl: Vec<super::sysctl::Sysctl>,
 }
 
 /// Where a container's cgroup goes when the config has no `cgroupsPath`.
@@ -181,6 +183,10 @@ pub fn translate(spec: &Spec, dir: &Path, id: &str, host_is_v2: bool) -> Result<
     let cgroup_path = cgroup_path(linux.cgroups_path().as_deref(), id)?;
     let security = security(spec)?;
     let hooks = super::hooks::Hooks::from_config(spec.hooks().as_ref())?;
+    let sysctl = super::sysctl::parse(
+        &linux.sysctl().clone().unwrap_or_default(),
+        namespaces.flags,
+    )?;
     let annotations = spec
         .annotations()
         .clone()
@@ -209,6 +215,7 @@ pub fn translate(spec: &Spec, dir: &Path, id: &str, host_is_v2: bool) -> Result<
         security,
         annotations,
         hooks,
+        sysctl,
     })
 }
 

@@ -97,6 +97,7 @@ const LINUX: Node = Object(&[
     ("readonlyPaths", Leaf),
     ("rootfsPropagation", Leaf),
     ("seccomp", SECCOMP),
+    ("sysctl", Leaf),
 ]);
 
 const HOOK: Node = Object(&[

@@ -19,6 +19,7 @@ pub mod log;
 pub mod seccomp;
 pub mod signal;
 pub mod state;
+pub mod sysctl;
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -112,6 +113,7 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
             mounts: &bundle.mounts,
             masked: &bundle.masked,
             readonly: &bundle.readonly_paths,
+            sysctl: &bundle.sysctl,
         },
         joins: &bundle.joins,
         gate: Some(gate.as_raw_fd()),

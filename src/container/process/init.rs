@@ -133,8 +133,9 @@ pub(super) fn set_up_and_exec(
     let privileged = config.security.privileged;
     tmpfs::mount_all(config.tmpfs, root)?;
     volume::mount_all(config.volumes, root, !privileged)?;
-    if let Filesystems::Oci { mounts, .. } = config.filesystems {
+    if let Filesystems::Oci { mounts, sysctl, .. } = config.filesystems {
         mounts::mount_all(mounts, root)?;
+        crate::container::oci::sysctl::apply(sysctl)?;
     }
     if config.hooks.is_some_and(|h| h.pause_before_root) {
         pause_for_hooks(sync_rx, report)?;

@@ -89,5 +89,7 @@ pub enum Filesystems<'a> {
         mounts: &'a [mounts::Mount],
         masked: &'a [String],
         readonly: &'a [String],
+        /// `linux.sysctl`, written in the container's namespaces before the root switch.
+        sysctl: &'a [super::oci::sysctl::Sysctl],
     },
 }
