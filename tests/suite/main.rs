@@ -37,6 +37,7 @@ mod user;
 // The OCI runtime command line (issue 31).
 mod oci;
 mod oci_console;
+mod oci_devices;
 mod oci_hooks;
 mod oci_seccomp;
 mod oci_sysctl;

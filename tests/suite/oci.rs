@@ -563,8 +563,8 @@ fn unsupported_fields_are_refused_with_one_line_naming_them() {
     let mark = marker();
     for (extra, field) in [
         (
-            json!({"linux": {"devices": [{"path": "/dev/x", "type": "c", "major": 1, "minor": 3}]}}),
-            "linux.devices",
+            json!({"linux": {"personality": {"domain": "LINUX32"}}}),
+            "linux.personality",
         ),
         (
             json!({"linux": {"intelRdt": {"closID": mark}}}),
@@ -688,7 +688,11 @@ fn exec_runs_in_the_containers_namespaces_and_cgroup_with_its_exit_code() {
         "{:?}",
         cgroups_of(pid)
     );
-    wait_for(|| b.dir.join(format!("rootfs/tmp/{mark}")).exists());
+    // Created by the shell's redirection before `echo` writes: wait for the whole line.
+    wait_for(|| {
+        fs::read_to_string(b.dir.join(format!("rootfs/tmp/{mark}")))
+            .is_ok_and(|text| text.ends_with('\n'))
+    });
     assert_eq!(
         fs::read_to_string(b.dir.join(format!("rootfs/tmp/{mark}"))).unwrap(),
         format!("{value}\n")

@@ -52,6 +52,8 @@ pub struct Bundle {
     pub hooks: super::hooks::Hooks,
     /// `linux.sysctl`, each key isolated by a new namespace of the container's.
     pub sysctl: Vec<super::sysctl::Sysctl>,
+    /// `linux.devices`: nodes made in the container's `/dev`.
+    pub devices: Vec<super::devices::Device>,
 }
 
 /// Where a container's cgroup goes when the config has no `cgroupsPath`.
@@ -183,6 +185,7 @@ pub fn translate(spec: &Spec, dir: &Path, id: &str, host_is_v2: bool) -> Result<
     let cgroup_path = cgroup_path(linux.cgroups_path().as_deref(), id)?;
     let security = security(spec)?;
     let hooks = super::hooks::Hooks::from_config(spec.hooks().as_ref())?;
+    let devices = super::devices::parse(linux.devices().as_deref().unwrap_or_default())?;
     let sysctl = super::sysctl::parse(
         &linux.sysctl().clone().unwrap_or_default(),
         namespaces.flags,
@@ -216,6 +219,7 @@ pub fn translate(spec: &Spec, dir: &Path, id: &str, host_is_v2: bool) -> Result<
         annotations,
         hooks,
         sysctl,
+        devices,
     })
 }
 
@@ -347,7 +351,8 @@ fn cap_sets(given: &LinuxCapabilities) -> Result<CapSets> {
 
 /// `linux.resources`: memory limit (swap only as "none beyond the limit"), CPU quota and
 /// period, pids limit; device rules only as the spec's "deny all" (the container's /dev holds
-/// only the default devices and it cannot make nodes without `CAP_MKNOD`).
+/// only the default devices and the nodes `linux.devices` asks for, which runc allows as well,
+/// and it cannot make nodes without `CAP_MKNOD`).
 fn limits(resources: &LinuxResources) -> Result<Limits> {
     let mut limits = Limits::default();
     if let Some(memory) = resources.memory() {

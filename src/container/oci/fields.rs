@@ -74,6 +74,16 @@ const RESOURCES: Node = Object(&[
     ("devices", Array(&DEVICE_RULE)),
 ]);
 
+const DEVICE: Node = Object(&[
+    ("path", Leaf),
+    ("type", Leaf),
+    ("major", Leaf),
+    ("minor", Leaf),
+    ("fileMode", Leaf),
+    ("uid", Leaf),
+    ("gid", Leaf),
+]);
+
 const SYSCALL: Node = Object(&[
     ("names", Leaf),
     ("action", Leaf),
@@ -98,6 +108,7 @@ const LINUX: Node = Object(&[
     ("rootfsPropagation", Leaf),
     ("seccomp", SECCOMP),
     ("sysctl", Leaf),
+    ("devices", Array(&DEVICE)),
 ]);
 
 const HOOK: Node = Object(&[
@@ -205,8 +216,8 @@ mod tests {
         mounts[n] = json!({"destination": "/x", "uidMappings": [{"size": 1}]});
         for (config, path) in [
             (
-                json!({"linux": {"devices": [{"path": "/dev/x"}]}}),
-                "linux.devices".to_owned(),
+                json!({"linux": {"intelRdt": {"closID": "x"}}}),
+                "linux.intelRdt".to_owned(),
             ),
             (
                 json!({"process": {"terminal": false, "apparmorProfile": "p"}}),

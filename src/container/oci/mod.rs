@@ -13,6 +13,7 @@
 
 pub mod bundle;
 pub mod console;
+pub mod devices;
 pub mod fields;
 pub mod hooks;
 pub mod log;
@@ -114,6 +115,7 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
             masked: &bundle.masked,
             readonly: &bundle.readonly_paths,
             sysctl: &bundle.sysctl,
+            devices: &bundle.devices,
         },
         joins: &bundle.joins,
         gate: Some(gate.as_raw_fd()),

@@ -144,8 +144,12 @@ pub(super) fn set_up_and_exec(
     match config.filesystems {
         Filesystems::Docker => rootfs::mount_pseudo_filesystems(privileged)?,
         Filesystems::Oci {
-            masked, readonly, ..
+            masked,
+            readonly,
+            devices,
+            ..
         } => {
+            crate::container::oci::devices::create_all(devices)?;
             rootfs::provide_default_devices()?;
             rootfs::harden(masked, readonly)?;
         }

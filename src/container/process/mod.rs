@@ -91,5 +91,7 @@ pub enum Filesystems<'a> {
         readonly: &'a [String],
         /// `linux.sysctl`, written in the container's namespaces before the root switch.
         sysctl: &'a [super::oci::sysctl::Sysctl],
+        /// `linux.devices`, made after the root switch, before the default ones.
+        devices: &'a [super::oci::devices::Device],
     },
 }
