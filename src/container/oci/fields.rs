@@ -1,7 +1,7 @@
 //! Which `config.json` fields this runtime implements. A typed parse (oci-spec) would drop a
 //! field it does not know and we would silently not do what the config asks, so the raw JSON
 //! is first walked against this allow-list: any other field that carries a value is refused
-//! with one line naming it (`linux.devices is not supported`). Values are checked later, by
+//! with one line naming it (`linux.intelRdt is not supported`). Values are checked later, by
 //! the translation ([`super::bundle`]).
 
 use serde_json::Value;
