@@ -87,10 +87,10 @@ pub struct ExecArgs {
     /// Do not wait for the process.
     #[arg(short, long)]
     detach: bool,
-    /// Refused: terminals are not supported yet.
+    /// Unix socket to send the pty master to (the process's terminal).
     #[arg(long = "console-socket")]
     console_socket: Option<PathBuf>,
-    /// Refused: terminals are not supported yet.
+    /// The command (short form) gets a terminal; needs --console-socket.
     #[arg(short, long)]
     tty: bool,
     /// Pass file descriptors 3..3+N-1 to the process.
@@ -112,7 +112,7 @@ pub struct CreateArgs {
     /// Write the init's pid there.
     #[arg(long = "pid-file")]
     pid_file: Option<PathBuf>,
-    /// Unix socket to send the pty master to (needs process.terminal, not supported yet).
+    /// Unix socket to send the pty master to (needs process.terminal true).
     #[arg(long = "console-socket")]
     console_socket: Option<PathBuf>,
     /// Move and chroot instead of pivot_root.
@@ -176,11 +176,6 @@ fn check_globals(globals: &OciGlobals) -> Result<(), Error> {
 /// `exec`: the process's exit code (0 with --detach).
 fn exec(paths: &Paths, globals: &OciGlobals, args: &ExecArgs) -> Result<i32, Error> {
     check_globals(globals)?;
-    if args.tty || args.console_socket.is_some() {
-        return Err(Error::Usage(
-            "exec --tty/--console-socket: terminals are not supported yet".into(),
-        ));
-    }
     oci::exec(
         paths,
         &oci::ExecOptions {
@@ -190,6 +185,8 @@ fn exec(paths: &Paths, globals: &OciGlobals, args: &ExecArgs) -> Result<i32, Err
             pid_file: args.pid_file.clone(),
             detach: args.detach,
             preserve_fds: args.preserve_fds,
+            tty: args.tty,
+            console_socket: args.console_socket.clone(),
         },
     )
 }

@@ -152,6 +152,7 @@ fn execute(paths: &Paths, plan: &Plan) -> Result<i32> {
         joins: &[],
         gate: None,
         preserve_fds: 0,
+        hooks: None,
     };
     let terminal = TerminalGuard::capture();
     let flags = namespaces::clone_flags(plan.network.needs_netns());

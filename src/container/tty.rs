@@ -98,6 +98,8 @@ pub struct Tty {
 pub struct ChildTty {
     sender: RawFd,
     winsize: Option<(u16, u16)>,
+    /// Bind the slave on `/dev/console` (a container's init; not a process exec'd later).
+    console: bool,
 }
 
 impl Tty {
@@ -132,6 +134,7 @@ impl Tty {
         ChildTty {
             sender: self.sender.as_raw_fd(),
             winsize: self.winsize,
+            console: true,
         }
     }
 
@@ -171,8 +174,9 @@ fn winch_fd() -> Result<SignalFd> {
 }
 
 fn receive_fd(socket: &OwnedFd) -> Result<OwnedFd> {
-    let mut byte = [0u8; 1];
-    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    // The payload is the pty's name (runc's console socket message); only the fd matters here.
+    let mut name = [0u8; 128];
+    let mut iov = [std::io::IoSliceMut::new(&mut name)];
     let mut space = nix::cmsg_space!(RawFd);
     let msg = recvmsg::<()>(
         socket.as_raw_fd(),
@@ -195,10 +199,20 @@ fn receive_fd(socket: &OwnedFd) -> Result<OwnedFd> {
 }
 
 impl ChildTty {
+    /// An OCI console socket (`--console-socket`, connected by the runtime): the master goes
+    /// there, named by its pty path as runc sends it; `console`: the init's `/dev/console`.
+    pub fn console_socket(socket: RawFd, console: bool) -> ChildTty {
+        ChildTty {
+            sender: socket,
+            winsize: None,
+            console,
+        }
+    }
+
     /// In the child, after `/dev` is populated and before exec: allocate the pty in the
     /// container's devpts, bind the slave on `/dev/console`, set the initial size, send the
-    /// master to the runtime, then become a session leader with the slave as controlling
-    /// terminal and stdin/stdout/stderr.
+    /// master (with the pty's name as payload) to the runtime or the console socket, then
+    /// become a session leader with the slave as controlling terminal and stdin/stdout/stderr.
     pub fn set_up(&self) -> Result<()> {
         let flags = OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
         let master = posix_openpt(flags).ctx(|| "open /dev/ptmx")?;
@@ -217,17 +231,22 @@ impl ChildTty {
             // SAFETY: TIOCSWINSZ reads a winsize we own.
             unsafe { set_winsize(slave.as_raw_fd(), &size) }.ctx(|| "set the terminal size")?;
         }
-        bind_console(&name)?;
+        if self.console {
+            bind_console(&name)?;
+        }
         let fds = [master.as_raw_fd()];
         sendmsg::<()>(
             self.sender,
-            &[IoSlice::new(b"t")],
+            &[IoSlice::new(name.as_bytes())],
             &[ControlMessage::ScmRights(&fds)],
             MsgFlags::empty(),
             None,
         )
-        .ctx(|| "hand the terminal to the runtime")?;
+        .ctx(|| "send the terminal's master")?;
         drop(master);
+        // SAFETY: the child's own copy of the socket, never used again (the receiver waits
+        // for nothing more, and the command must not inherit it).
+        unsafe { libc::close(self.sender) };
         nix::unistd::setsid().ctx(|| "setsid")?;
         // SAFETY: plain ioctl on a descriptor we own; 0 = do not steal it from another session.
         unsafe { set_controlling_tty(slave.as_raw_fd(), 0) }.ctx(|| "TIOCSCTTY")?;

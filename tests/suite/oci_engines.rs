@@ -7,9 +7,8 @@
 //!
 //! The engines' own settings that are not runtime defects, and that runc needs too (see
 //! docs/usage.md): podman's default rlimits (nofile 1048576) exceed this kind of host's hard
-//! limits, hence `--ulimit nofile=1024:1024 --ulimit nproc=1024:1024`; podman's default seccomp
-//! profile needs `linux.seccomp` from the config, not implemented yet, hence
-//! `--security-opt seccomp=unconfined`. The cgroup parent an engine makes for itself
+//! limits, hence `--ulimit nofile=1024:1024 --ulimit nproc=1024:1024`. Podman's and
+//! containerd's default seccomp profiles are applied (`linux.seccomp`). The cgroup parent an engine makes for itself
 //! (podman's `<parent>/conmon`, containerd's per-namespace `/<ns>`) stays with runc as well:
 //! the tests remove it after checking the container's own cgroup is gone.
 
@@ -283,8 +282,6 @@ impl Podman {
             "nofile=1024:1024",
             "--ulimit",
             "nproc=1024:1024",
-            "--security-opt",
-            "seccomp=unconfined",
         ]);
         all.extend(options);
         all.push(&self.image);
@@ -493,7 +490,7 @@ impl Containerd {
             self.root.store().display().to_string(),
             dir.join("fifo").display().to_string(),
         );
-        let mut all = vec!["run", "--snapshotter", "native", "--runc-binary", &binary];
+        let mut all = vec!["run", "--seccomp", "--snapshotter", "native", "--runc-binary", &binary];
         all.extend(["--runc-root", &store, "--fifo-dir", &fifos]);
         all.extend(options);
         all.extend([CTR_IMAGE, id]);

@@ -32,6 +32,8 @@ pub struct Bundle {
     /// `root.readonly`.
     pub readonly: bool,
     pub process: ProcessSpec,
+    /// `process.terminal`: the process gets a pty, its master sent to `--console-socket`.
+    pub terminal: bool,
     pub mounts: Vec<Mount>,
     pub masked: Vec<String>,
     pub readonly_paths: Vec<String>,
@@ -47,6 +49,11 @@ pub struct Bundle {
     pub limits: Limits,
     pub security: Security,
     pub annotations: BTreeMap<String, String>,
+    pub hooks: super::hooks::Hooks,
+    /// `linux.sysctl`, each key isolated by a new namespace of the container's.
+    pub sysctl: Vec<super::sysctl::Sysctl>,
+    /// `linux.devices`: nodes made in the container's `/dev`.
+    pub devices: Vec<super::devices::Device>,
 }
 
 /// Where a container's cgroup goes when the config has no `cgroupsPath`.
@@ -67,13 +74,24 @@ pub fn load(dir: &Path, id: &str, host_is_v2: bool) -> Result<Bundle> {
     translate(&spec, &dir, id, host_is_v2)
 }
 
+/// `exec`'s process in the runtime's types.
+#[derive(Debug)]
+pub struct ExecProcess {
+    pub spec: ProcessSpec,
+    pub security: Security,
+    /// `process.terminal` (`exec --tty` in the short form).
+    pub terminal: bool,
+}
+
 /// `exec`'s process: `process_file` (a `process` object, `exec --process`) or the bundle's own
-/// `process` with `args` in place of its args (`exec ID CMD...`), as the runtime's types.
+/// `process` with `args` in place of its args and `tty` as its terminal (`exec [-t] ID
+/// CMD...`, runc's rule), as the runtime's types.
 pub fn exec_process(
     dir: &Path,
     process_file: Option<&Path>,
     args: &[String],
-) -> Result<(ProcessSpec, Security)> {
+    tty: bool,
+) -> Result<ExecProcess> {
     let path = dir.join("config.json");
     let text = std::fs::read(&path).map_err(|e| Error::path("read", &path, e))?;
     let mut spec: Spec =
@@ -94,11 +112,17 @@ pub fn exec_process(
         None => {
             let mut process = spec.process().clone().unwrap_or_default();
             process.set_args(Some(args.to_vec()));
+            process.set_terminal(Some(tty));
             process
         }
     };
+    let terminal = process.terminal().unwrap_or(false);
     spec.set_process(Some(process));
-    Ok((process_spec(&spec, String::new())?, security(&spec)?))
+    Ok(ExecProcess {
+        spec: process_spec(&spec, String::new())?,
+        security: security(&spec)?,
+        terminal,
+    })
 }
 
 /// The typed config → the runtime's types (each unsupported value: one line, exit 125).
@@ -133,9 +157,6 @@ pub fn translate(spec: &Spec, dir: &Path, id: &str, host_is_v2: bool) -> Result<
             )))
         }
     }
-    if linux.seccomp().is_some() {
-        return Err(super::fields::unsupported("linux.seccomp"));
-    }
     let process = process_spec(spec, hostname)?;
     let mounts = spec
         .mounts()
@@ -163,6 +184,12 @@ pub fn translate(spec: &Spec, dir: &Path, id: &str, host_is_v2: bool) -> Result<
     };
     let cgroup_path = cgroup_path(linux.cgroups_path().as_deref(), id)?;
     let security = security(spec)?;
+    let hooks = super::hooks::Hooks::from_config(spec.hooks().as_ref())?;
+    let devices = super::devices::parse(linux.devices().as_deref().unwrap_or_default())?;
+    let sysctl = super::sysctl::parse(
+        &linux.sysctl().clone().unwrap_or_default(),
+        namespaces.flags,
+    )?;
     let annotations = spec
         .annotations()
         .clone()
@@ -173,6 +200,11 @@ pub fn translate(spec: &Spec, dir: &Path, id: &str, host_is_v2: bool) -> Result<
         dir: dir.to_owned(),
         rootfs,
         readonly: root.readonly().unwrap_or(false),
+        terminal: spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false),
         process,
         mounts,
         masked,
@@ -185,6 +217,9 @@ pub fn translate(spec: &Spec, dir: &Path, id: &str, host_is_v2: bool) -> Result<
         limits,
         security,
         annotations,
+        hooks,
+        sysctl,
+        devices,
     })
 }
 
@@ -198,11 +233,6 @@ fn process_spec(spec: &Spec, hostname: String) -> Result<ProcessSpec> {
         .process()
         .as_ref()
         .ok_or_else(|| usage("process is required"))?;
-    if process.terminal().unwrap_or(false) {
-        return Err(usage(
-            "process.terminal true is not supported (no --console-socket yet)",
-        ));
-    }
     let argv = process.args().clone().unwrap_or_default();
     if argv.first().map_or(true, |a| a.is_empty()) {
         return Err(usage("process.args must name a program"));
@@ -278,7 +308,8 @@ fn rlimits(given: &[oci_spec::runtime::PosixRlimit]) -> Result<Vec<Rlimit>> {
     Ok(out)
 }
 
-/// `process.capabilities` and `process.noNewPrivileges`.
+/// `process.capabilities`, `process.noNewPrivileges` and `linux.seccomp` (no filter without
+/// it, as runc).
 fn security(spec: &Spec) -> Result<Security> {
     let process = spec.process().as_ref();
     let no_new_privileges = process.and_then(|p| p.no_new_privileges()).unwrap_or(false);
@@ -286,7 +317,13 @@ fn security(spec: &Spec) -> Result<Security> {
         Some(given) => cap_sets(given)?,
         None => CapSets::default(),
     };
-    Ok(Security::explicit(sets, None, no_new_privileges))
+    let seccomp = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(super::seccomp::profile)
+        .transpose()?;
+    Ok(Security::explicit(sets, seccomp, no_new_privileges))
 }
 
 fn cap_sets(given: &LinuxCapabilities) -> Result<CapSets> {
@@ -321,7 +358,8 @@ fn cap_sets(given: &LinuxCapabilities) -> Result<CapSets> {
 /// period (shares only at the kernel's default, which containerd always sends), pids limit;
 /// device rules only as the spec's "deny all" plus allow rules for the devices every container
 /// gets anyway ([`DEFAULT_DEVICES`], containerd's default list): the container's /dev holds
-/// only those. No device cgroup is installed (a `CAP_MKNOD` container can still make nodes).
+/// only those and the nodes `linux.devices` asks for. No device cgroup is installed (a
+/// `CAP_MKNOD` container can still make nodes).
 fn limits(resources: &LinuxResources) -> Result<Limits> {
     let mut limits = Limits::default();
     if let Some(memory) = resources.memory() {
@@ -619,7 +657,6 @@ mod tests {
     #[test]
     fn unsupported_values_are_refused_with_one_line() {
         for (extra, needle) in [
-            (json!({"process": {"terminal": true}}), "process.terminal"),
             (
                 json!({"linux": {"namespaces": [{"type": "pid"}]}}),
                 "mount namespace",
@@ -657,8 +694,8 @@ mod tests {
             ),
             (json!({"process": {"cwd": "rel"}}), "process.cwd"),
             (
-                json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}}),
-                "linux.seccomp",
+                json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_NOTIFY"}}}),
+                "linux.seccomp.defaultAction",
             ),
             (
                 json!({"process": {"rlimits": [{"type": "RLIMIT_NOFILE", "soft": 2, "hard": 1}]}}),

@@ -1,7 +1,7 @@
 //! Which `config.json` fields this runtime implements. A typed parse (oci-spec) would drop a
 //! field it does not know and we would silently not do what the config asks, so the raw JSON
 //! is first walked against this allow-list: any other field that carries a value is refused
-//! with one line naming it (`linux.devices is not supported`). Values are checked later, by
+//! with one line naming it (`linux.intelRdt is not supported`). Values are checked later, by
 //! the translation ([`super::bundle`]).
 
 use serde_json::Value;
@@ -77,6 +77,31 @@ const RESOURCES: Node = Object(&[
     ("devices", Array(&DEVICE_RULE)),
 ]);
 
+const DEVICE: Node = Object(&[
+    ("path", Leaf),
+    ("type", Leaf),
+    ("major", Leaf),
+    ("minor", Leaf),
+    ("fileMode", Leaf),
+    ("uid", Leaf),
+    ("gid", Leaf),
+]);
+
+const SYSCALL: Node = Object(&[
+    ("names", Leaf),
+    ("action", Leaf),
+    ("errnoRet", Leaf),
+    ("args", Leaf),
+]);
+
+const SECCOMP: Node = Object(&[
+    ("defaultAction", Leaf),
+    ("defaultErrnoRet", Leaf),
+    ("architectures", Leaf),
+    ("flags", Leaf),
+    ("syscalls", Array(&SYSCALL)),
+]);
+
 const LINUX: Node = Object(&[
     ("namespaces", Array(&NAMESPACE)),
     ("resources", RESOURCES),
@@ -84,6 +109,25 @@ const LINUX: Node = Object(&[
     ("maskedPaths", Leaf),
     ("readonlyPaths", Leaf),
     ("rootfsPropagation", Leaf),
+    ("seccomp", SECCOMP),
+    ("sysctl", Leaf),
+    ("devices", Array(&DEVICE)),
+]);
+
+const HOOK: Node = Object(&[
+    ("path", Leaf),
+    ("args", Leaf),
+    ("env", Leaf),
+    ("timeout", Leaf),
+]);
+
+const HOOKS: Node = Object(&[
+    ("prestart", Array(&HOOK)),
+    ("createRuntime", Array(&HOOK)),
+    ("createContainer", Array(&HOOK)),
+    ("startContainer", Array(&HOOK)),
+    ("poststart", Array(&HOOK)),
+    ("poststop", Array(&HOOK)),
 ]);
 
 const CONFIG: Node = Object(&[
@@ -94,6 +138,7 @@ const CONFIG: Node = Object(&[
     ("hostname", Leaf),
     ("annotations", Leaf),
     ("linux", LINUX),
+    ("hooks", HOOKS),
 ]);
 
 /// The top-level properties the spec defines (1.1, and 1.2's `freebsd`): any other is an
@@ -206,8 +251,8 @@ mod tests {
         mounts[n] = json!({"destination": "/x", "uidMappings": [{"size": 1}]});
         for (config, path) in [
             (
-                json!({"linux": {"devices": [{"path": "/dev/x"}]}}),
-                "linux.devices".to_owned(),
+                json!({"linux": {"intelRdt": {"closID": "x"}}}),
+                "linux.intelRdt".to_owned(),
             ),
             (
                 json!({"process": {"terminal": false, "apparmorProfile": "p"}}),
@@ -222,8 +267,8 @@ mod tests {
                 format!("mounts[{n}].uidMappings"),
             ),
             (
-                json!({"hooks": {"prestart": [{"path": "/bin/true"}]}}),
-                "hooks".to_owned(),
+                json!({"hooks": {"prestart": [{"path": "/bin/true", "uid": 1}]}}),
+                "hooks.prestart[0].uid".to_owned(),
             ),
         ] {
             let err = check(&config).unwrap_err();

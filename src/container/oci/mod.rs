@@ -12,10 +12,15 @@
 //! State lives in `<root>/.oci/<id>/` ([`state`]); the status is read from the kernel.
 
 pub mod bundle;
+pub mod console;
+pub mod devices;
 pub mod fields;
+pub mod hooks;
 pub mod log;
+pub mod seccomp;
 pub mod signal;
 pub mod state;
+pub mod sysctl;
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -34,6 +39,7 @@ use super::process::{self, ChildConfig, Filesystems};
 use super::rootfs::Root;
 use crate::config::Paths;
 use crate::{require_root, Error, Result};
+use console::Console;
 use state::{Record, StateDir, Status};
 
 /// `create`'s options as runc takes them.
@@ -54,11 +60,6 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
     let state = StateDir::of(paths, &options.id)?;
     let host_is_v2 = matches!(cgroup::layout::host(), cgroup::layout::Layout::V2 { .. });
     let bundle = bundle::load(&options.bundle, &options.id, host_is_v2)?;
-    if options.console_socket.is_some() {
-        return Err(Error::Usage(
-            "--console-socket needs process.terminal true, which is not supported yet".into(),
-        ));
-    }
     if state.exists() {
         return Err(Error::Usage(format!(
             "container {} already exists",
@@ -69,6 +70,7 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
         // Read by the container's init (a clone of this process) at its root switch.
         std::env::set_var(super::no_pivot::FORCE_ENV, "1");
     }
+    let console = Console::connect(bundle.terminal, options.console_socket.as_deref(), true)?;
     state.claim()?;
     let claimed = Claimed(Some(&state));
     let gate = make_gate(&state.fifo())?;
@@ -87,6 +89,18 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
     }
     process::block_signals()?;
     let mounts = mounts::with_cgroup_dirs(&bundle.mounts, &cgroup.paths(), &bundle.cgroup_path);
+    // Completed (pid, start time) once the init exists; hooks read it before that.
+    let mut record = Record {
+        id: options.id.clone(),
+        pid: 0,
+        start_time: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: state::now_rfc3339(),
+        annotations: bundle.annotations.clone(),
+        cgroup_paths: cgroup.paths(),
+    };
+    let start_state = state_document(&options.id, Status::Created, 0, Some(&record));
     let config = ChildConfig {
         spec: &bundle.process,
         root: Root::Bundle(&bundle.rootfs),
@@ -94,7 +108,7 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
         network: bundle.network,
         etc: None,
         security: &bundle.security,
-        tty: None,
+        tty: console.as_ref().map(Console::child_side),
         tmpfs: &[],
         read_only: bundle.readonly,
         cgroupns: bundle.cgroupns,
@@ -102,10 +116,17 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
             mounts: &mounts,
             masked: &bundle.masked,
             readonly: &bundle.readonly_paths,
+            sysctl: &bundle.sysctl,
+            devices: &bundle.devices,
         },
         joins: &bundle.joins,
         gate: Some(gate.as_raw_fd()),
         preserve_fds: options.preserve_fds,
+        hooks: Some(hooks::ChildHooks {
+            pause_before_root: bundle.hooks.at_create(),
+            start_container: &bundle.hooks.start_container,
+            state: &start_state,
+        }),
     };
     let mut child = process::start(&config, bundle.clone_flags, cgroup.clone_target())?;
     let pid = child.pid().as_raw();
@@ -114,18 +135,17 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
             return Err(child.earlier_failure().unwrap_or(e));
         }
     }
+    record.pid = pid;
+    if bundle.hooks.at_create() {
+        child.wait_hook_point()?;
+        let creating = state_document(&options.id, Status::Creating, pid, Some(&record));
+        run_create_hooks(&bundle.hooks, &creating.to_string(), pid)?;
+        child.resume_after_hooks()?;
+    }
     child.release_and_wait_exec()?;
-    let record = Record {
-        id: options.id.clone(),
-        pid,
-        start_time: state::start_time(pid)
-            .ok_or_else(|| Error::Runtime("the container's init died during create".into()))?,
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        created: state::now_rfc3339(),
-        annotations: bundle.annotations.clone(),
-        cgroup_paths: cgroup.paths(),
-    };
+    record.start_time = state::start_time(pid)
+        .ok_or_else(|| Error::Runtime("the container's init died during create".into()))?;
+    bundle.hooks.save(&state.dir)?;
     state.save(&record)?;
     if let Some(pid_file) = &options.pid_file {
         state::write_atomically(pid_file, pid.to_string().as_bytes())?;
@@ -134,6 +154,47 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
     child.detach();
     claimed.disarm();
     Ok(())
+}
+
+/// `prestart` and `createRuntime` in the runtime's namespaces, then `createContainer` in the
+/// init's mount namespace (it waits before its root switch meanwhile).
+fn run_create_hooks(hooks: &hooks::Hooks, state: &str, pid: i32) -> Result<()> {
+    hooks::run("prestart", &hooks.prestart, state, None)?;
+    hooks::run("createRuntime", &hooks.create_runtime, state, None)?;
+    if hooks.create_container.is_empty() {
+        return Ok(());
+    }
+    let path = format!("/proc/{pid}/ns/mnt");
+    let mount_ns: OwnedFd = std::fs::File::open(&path)
+        .map_err(|e| Error::path("open", &path, e))?
+        .into();
+    hooks::run(
+        "createContainer",
+        &hooks.create_container,
+        state,
+        Some(&mount_ns),
+    )
+}
+
+/// The spec's state document, as `state` prints it and hooks read it on stdin (`record`
+/// None: a container still being created, known by its id only).
+fn state_document(
+    id: &str,
+    status: Status,
+    pid: i32,
+    record: Option<&Record>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "ociVersion": state::OCI_VERSION,
+        "id": id,
+        "status": status.as_str(),
+        "pid": pid,
+        "bundle": record.map(|r| r.bundle.clone()).unwrap_or_default(),
+        "rootfs": record.map(|r| r.rootfs.clone()).unwrap_or_default(),
+        "created": record.map(|r| r.created.clone()).unwrap_or_default(),
+        "owner": "",
+        "annotations": record.map(|r| r.annotations.clone()).unwrap_or_default(),
+    })
 }
 
 /// Removes a claimed state directory unless `create` got to the end.
@@ -176,6 +237,9 @@ pub struct ExecOptions {
     pub pid_file: Option<PathBuf>,
     pub detach: bool,
     pub preserve_fds: u32,
+    /// `--tty`: the short form's process gets a terminal (sent to `console_socket`).
+    pub tty: bool,
+    pub console_socket: Option<PathBuf>,
 }
 
 /// How long a forwarded SIGTERM/SIGINT gives an exec'd process before SIGKILL.
@@ -194,8 +258,13 @@ pub fn exec(paths: &Paths, options: &ExecOptions) -> Result<i32> {
             status.as_str()
         )));
     }
-    let (spec, security) =
-        bundle::exec_process(&record.bundle, options.process.as_deref(), &options.args)?;
+    let process = bundle::exec_process(
+        &record.bundle,
+        options.process.as_deref(),
+        &options.args,
+        options.tty,
+    )?;
+    let console = Console::connect(process.terminal, options.console_socket.as_deref(), false)?;
     let (pid_ns, joins) = container_namespaces(record.pid)?;
     if !state::is_alive(record.pid, record.start_time) {
         return Err(Error::Usage(format!(
@@ -208,8 +277,9 @@ pub fn exec(paths: &Paths, options: &ExecOptions) -> Result<i32> {
     }
     process::block_signals()?;
     let config = process::ExecConfig {
-        spec: &spec,
-        security: &security,
+        spec: &process.spec,
+        security: &process.security,
+        tty: console.as_ref().map(Console::child_side),
         joins: &joins,
         detach: options.detach,
         preserve_fds: options.preserve_fds,
@@ -307,7 +377,35 @@ pub fn start(paths: &Paths, id: &str) -> Result<()> {
     // Gone before the byte is sent: `state` says running as soon as the init may exec.
     std::fs::remove_file(state.fifo()).map_err(|e| Error::path("remove", state.fifo(), e))?;
     fifo.write_all(b"0")
-        .map_err(|e| Error::io(format!("start container {id}"), e))
+        .map_err(|e| Error::io(format!("start container {id}"), e))?;
+    let hooks = hooks::Hooks::load(&state.dir)?;
+    if !hooks.poststart.is_empty() {
+        if let Some(record) = &record {
+            wait_for_exec(record);
+        }
+        hooks::run_warning_only("poststart", &hooks.poststart, &state_of(paths, id)?);
+    }
+    Ok(())
+}
+
+/// Until the released init has exec'd the program (its executable is no longer the
+/// runtime's: `startContainer` hooks ran first) or died: `poststart` comes after that.
+fn wait_for_exec(record: &Record) {
+    use std::os::unix::fs::MetadataExt;
+    let identity = |path: &str| std::fs::metadata(path).map(|m| (m.dev(), m.ino())).ok();
+    let ours = identity("/proc/self/exe");
+    let theirs = format!("/proc/{}/exe", record.pid);
+    while state::is_alive(record.pid, record.start_time) && identity(&theirs) == ours {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The state document now, compact (a hook's stdin).
+fn state_of(paths: &Paths, id: &str) -> Result<String> {
+    let pretty = state(paths, id)?;
+    let value: serde_json::Value =
+        serde_json::from_str(&pretty).map_err(|e| Error::Runtime(format!("state: {e}")))?;
+    Ok(value.to_string())
 }
 
 /// `state`: the spec's state JSON.
@@ -319,17 +417,7 @@ pub fn state(paths: &Paths, id: &str) -> Result<String> {
         (Some(r), Status::Created | Status::Running) => r.pid,
         _ => 0,
     };
-    let value = serde_json::json!({
-        "ociVersion": state::OCI_VERSION,
-        "id": id,
-        "status": status.as_str(),
-        "pid": pid,
-        "bundle": record.as_ref().map(|r| r.bundle.clone()).unwrap_or_default(),
-        "rootfs": record.as_ref().map(|r| r.rootfs.clone()).unwrap_or_default(),
-        "created": record.as_ref().map(|r| r.created.clone()).unwrap_or_default(),
-        "owner": "",
-        "annotations": record.as_ref().map(|r| r.annotations.clone()).unwrap_or_default(),
-    });
+    let value = state_document(id, status, pid, record.as_ref());
     serde_json::to_string_pretty(&value).map_err(|e| Error::Runtime(format!("encode state: {e}")))
 }
 
@@ -418,6 +506,11 @@ pub fn delete(paths: &Paths, id: &str, force: bool) -> Result<()> {
             status.as_str()
         )));
     }
+    let hooks = hooks::Hooks::load(&state.dir)?;
+    let last_state = match hooks.poststop.is_empty() {
+        true => String::new(),
+        false => state_of(paths, id)?,
+    };
     if let Some(record) = &record {
         if status != Status::Stopped {
             kill_and_wait(record)?;
@@ -426,7 +519,15 @@ pub fn delete(paths: &Paths, id: &str, force: bool) -> Result<()> {
         remove_default_parents(&record.cgroup_paths);
     }
     // Mounts and namespaces need nothing: they lived in the container's own namespaces.
-    state.remove()
+    state.remove()?;
+    if !hooks.poststop.is_empty() {
+        let mut stopped: serde_json::Value =
+            serde_json::from_str(&last_state).map_err(|e| Error::Runtime(format!("state: {e}")))?;
+        stopped["status"] = Status::Stopped.as_str().into();
+        stopped["pid"] = 0.into();
+        hooks::run_warning_only("poststop", &hooks.poststop, &stopped.to_string());
+    }
+    Ok(())
 }
 
 /// The default parent (`devoxx-docker-oci/`) goes with its last container, so an idle host has
@@ -482,7 +583,8 @@ pub fn features() -> String {
     let value = serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": state::OCI_VERSION,
-        "hooks": [],
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer",
+                  "poststart", "poststop"],
         "mountOptions": [
             "ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec", "sync", "async",
             "dirsync", "mand", "nomand", "atime", "noatime", "diratime", "nodiratime",
@@ -494,7 +596,17 @@ pub fn features() -> String {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
             "capabilities": caps::all().iter().map(|c| c.to_string()).collect::<std::collections::BTreeSet<_>>(),
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
-            "seccomp": {"enabled": false},
+            "seccomp": {
+                "enabled": true,
+                "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL",
+                            "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG",
+                            "SCMP_ACT_TRAP"],
+                "operators": ["SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE",
+                              "SCMP_CMP_LT", "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"],
+                "archs": ["SCMP_ARCH_X86_64"],
+                "supportedFlags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
+                                   "SECCOMP_FILTER_FLAG_SPEC_ALLOW"]
+            },
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false}
         }

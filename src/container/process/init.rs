@@ -10,7 +10,7 @@ use std::path::Path;
 use nix::sys::stat::{umask, Mode};
 
 use super::lookup::{exec_error, find_executable, path_of};
-use super::report::{encode_failure, READY};
+use super::report::{encode_failure, HOOK_POINT, READY};
 use super::signals::{die_with_parent, reset_signals};
 use super::{ChildConfig, ExecConfig, Filesystems};
 use crate::container::network;
@@ -90,6 +90,10 @@ fn join_and_exec(
         die_with_parent()?;
     }
     namespaces::join_all(config.joins)?;
+    // In the container's mount namespace now: the pty comes from its devpts.
+    if let Some(tty) = &config.tty {
+        tty.set_up()?;
+    }
     wait_for_parent(sync_rx)?;
     umask(Mode::from_bits_truncate(config.spec.umask));
     enter_workdir(&config.spec.workdir)?;
@@ -129,15 +133,23 @@ pub(super) fn set_up_and_exec(
     let privileged = config.security.privileged;
     tmpfs::mount_all(config.tmpfs, root)?;
     volume::mount_all(config.volumes, root, !privileged)?;
-    if let Filesystems::Oci { mounts, .. } = config.filesystems {
+    if let Filesystems::Oci { mounts, sysctl, .. } = config.filesystems {
         mounts::mount_all(mounts, root)?;
+        crate::container::oci::sysctl::apply(sysctl)?;
+    }
+    if config.hooks.is_some_and(|h| h.pause_before_root) {
+        pause_for_hooks(sync_rx, report)?;
     }
     rootfs::pivot_into(root)?;
     match config.filesystems {
         Filesystems::Docker => rootfs::mount_pseudo_filesystems(privileged)?,
         Filesystems::Oci {
-            masked, readonly, ..
+            masked,
+            readonly,
+            devices,
+            ..
         } => {
+            crate::container::oci::devices::create_all(devices)?;
             rootfs::provide_default_devices()?;
             rootfs::harden(masked, readonly)?;
         }
@@ -162,6 +174,9 @@ pub(super) fn set_up_and_exec(
     if let Some(gate) = config.gate {
         announce_ready(report)?;
         wait_for_start(gate)?;
+    }
+    if let Some(child_hooks) = config.hooks {
+        child_hooks.run_start_container()?;
     }
     if let Some(score) = config.spec.oom_score_adj {
         std::fs::write("/proc/self/oom_score_adj", score.to_string())
@@ -191,6 +206,31 @@ pub(super) fn wait_for_parent(sync_rx: RawFd) -> Result<()> {
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => return Err(Error::io("wait for the runtime", e)),
+        }
+    }
+}
+
+/// OCI `create` with hooks: tell the runtime the namespaces and mounts are ready
+/// ([`HOOK_POINT`] on the report pipe), then wait for its byte on the sync pipe (the hooks
+/// ran); the pipe stays open for the go before exec.
+fn pause_for_hooks(sync_rx: RawFd, report: &mut Option<File>) -> Result<()> {
+    if let Some(pipe) = report.as_mut() {
+        pipe.write_all(&[HOOK_POINT])
+            .map_err(|e| Error::io("tell the runtime to run the hooks", e))?;
+    }
+    // SAFETY: the child's copy of the sync pipe's read end, open until wait_for_parent.
+    let rx = unsafe { std::os::fd::BorrowedFd::borrow_raw(sync_rx) };
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(rx, &mut byte) {
+            Ok(1) => return Ok(()),
+            Ok(_) => {
+                return Err(Error::Runtime(
+                    "the runtime exited while the create hooks ran".into(),
+                ))
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::io("wait for the create hooks", e.into())),
         }
     }
 }

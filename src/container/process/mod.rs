@@ -59,6 +59,8 @@ pub struct ChildConfig<'a> {
     pub gate: Option<RawFd>,
     /// Descriptors 3 to 3+N-1 the command inherits (`create --preserve-fds N`; 0 for `run`).
     pub preserve_fds: u32,
+    /// OCI `create` with hooks: where the init stops for them and what it runs itself.
+    pub hooks: Option<super::oci::hooks::ChildHooks<'a>>,
 }
 
 /// OCI `exec`: a process to start in a running container, resolved before clone.
@@ -71,6 +73,9 @@ pub struct ExecConfig<'a> {
     /// `--detach`: the process outlives the runtime (no death signal when it exits).
     pub detach: bool,
     pub preserve_fds: u32,
+    /// `process.terminal`: the pty made in the container, its master sent to the console
+    /// socket (see [`super::oci::console`]).
+    pub tty: Option<super::tty::ChildTty>,
 }
 
 /// The file systems the container gets besides its root.
@@ -84,5 +89,9 @@ pub enum Filesystems<'a> {
         mounts: &'a [mounts::Mount],
         masked: &'a [String],
         readonly: &'a [String],
+        /// `linux.sysctl`, written in the container's namespaces before the root switch.
+        sysctl: &'a [super::oci::sysctl::Sysctl],
+        /// `linux.devices`, made after the root switch, before the default ones.
+        devices: &'a [super::oci::devices::Device],
     },
 }

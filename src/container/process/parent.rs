@@ -14,7 +14,7 @@ use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::init::{child_main, exec_main, ChildFds};
-use super::report::{decode_failure, read_report_unless_signalled};
+use super::report::{decode_failure, read_report_unless_signalled, HOOK_POINT};
 use super::signals::{forwarded_set, wait_signal, FORWARDED};
 use super::{ChildConfig, ExecConfig};
 use crate::container::clone3;
@@ -192,6 +192,43 @@ impl Child {
         }
         let _ = self.reap_blocking();
         Err(decode_failure(&report))
+    }
+
+    /// OCI `create` with hooks: wait until the init stopped before its root switch (Ok) or
+    /// reported why it could not get there (its error).
+    pub fn wait_hook_point(&mut self) -> Result<()> {
+        let Some(rx) = self.err_rx.as_ref() else {
+            return Err(Error::Runtime("the init's report pipe is gone".into()));
+        };
+        let mut byte = [0u8; 1];
+        let n = loop {
+            match nix::unistd::read(rx, &mut byte) {
+                Err(Errno::EINTR) => continue,
+                other => break other.map_err(|e| Error::io("wait for the init", e.into()))?,
+            }
+        };
+        if n == 1 && byte[0] == HOOK_POINT {
+            return Ok(());
+        }
+        let mut report = String::from_utf8_lossy(&byte[..n]).into_owned();
+        if let Some(rx) = self.err_rx.take() {
+            let _ = File::from(rx).read_to_string(&mut report);
+        }
+        let _ = self.reap_blocking();
+        Err(match report.is_empty() {
+            true => Error::Runtime("the container's init died during create".into()),
+            false => decode_failure(&report),
+        })
+    }
+
+    /// After the `create` hooks: let the init go on to its root switch.
+    pub fn resume_after_hooks(&self) -> Result<()> {
+        match &self.sync_tx {
+            Some(tx) => nix::unistd::write(tx, b"h")
+                .map(drop)
+                .map_err(|e| Error::io("resume the container's init", e.into())),
+            None => Err(Error::Runtime("the init was already released".into())),
+        }
     }
 
     /// OCI `create`: the init is set up and waits for `start`; let it live on without us (no

@@ -17,6 +17,10 @@ use crate::{Error, Result};
 /// `start` (a report line never starts with NUL).
 pub(super) const READY: u8 = 0;
 
+/// The byte an OCI container's init sends when it stops before its root switch for the
+/// `create` hooks ([`crate::container::oci::hooks`]); the runtime answers on the sync pipe.
+pub(super) const HOOK_POINT: u8 = 1;
+
 /// Read the child's start-up report up to EOF (exec or death) or [`READY`] (an empty report:
 /// success either way), unless one of `signals`
 /// (blocked, see [`block_signals`]) arrives first: then that signal, as an error.

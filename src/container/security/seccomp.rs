@@ -111,6 +111,8 @@ const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 #[derive(Debug, Clone)]
 pub struct Profile {
     filters: Vec<BpfProgram>,
+    /// `SECCOMP_FILTER_FLAG_*` bits passed to seccomp(2) with each filter.
+    flags: u32,
 }
 
 impl Profile {
@@ -118,13 +120,34 @@ impl Profile {
     pub fn default_for(capabilities: &CapsHashSet) -> Result<Profile> {
         Ok(Profile {
             filters: vec![deny_filter(capabilities)?, nosys_filter(capabilities)?],
+            flags: 0,
         })
+    }
+
+    /// A filter compiled elsewhere (an OCI config's `linux.seccomp`, see
+    /// [`crate::container::oci::seccomp`]) and the `seccomp(2)` flags it asks for.
+    pub fn from_program(program: BpfProgram, flags: u32) -> Profile {
+        Profile {
+            filters: vec![program],
+            flags,
+        }
     }
 
     /// Install every filter on the calling thread. Without `no_new_privs` the kernel requires
     /// `CAP_SYS_ADMIN`, so this runs before the capabilities are dropped.
     pub fn install(&self) -> Result<()> {
-        self.filters.iter().try_for_each(|f| install(f))
+        self.filters.iter().try_for_each(|f| install(f, self.flags))
+    }
+
+    /// The filters, in installation order (tests run them through [`verdict`]).
+    #[cfg(test)]
+    pub(crate) fn filters(&self) -> &[BpfProgram] {
+        &self.filters
+    }
+
+    #[cfg(test)]
+    pub(crate) fn flags(&self) -> u32 {
+        self.flags
     }
 }
 
@@ -174,7 +197,7 @@ fn nosys_filter(capabilities: &CapsHashSet) -> Result<BpfProgram> {
 
 /// `if (nr >= X32_SYSCALL_BIT) return ERRNO(ENOSYS);` — three instructions ahead of a
 /// compiled filter (its jumps are relative, so prepending keeps them valid).
-fn x32_guard() -> BpfProgram {
+pub(crate) fn x32_guard() -> BpfProgram {
     const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
     const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
     const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
@@ -213,7 +236,7 @@ fn seccomp_error(e: impl std::fmt::Display) -> Error {
 /// `seccomp(SECCOMP_SET_MODE_FILTER, 0, prog)`: unlike `seccompiler::apply_filter`, this does
 /// not set `no_new_privs` (docker's default leaves it off; `--security-opt
 /// no-new-privileges` sets it).
-fn install(filter: &[sock_filter]) -> Result<()> {
+fn install(filter: &[sock_filter], flags: u32) -> Result<()> {
     let len = u16::try_from(filter.len()).map_err(|_| seccomp_error("filter too long"))?;
     let program = libc::sock_fprog {
         len,
@@ -225,7 +248,7 @@ fn install(filter: &[sock_filter]) -> Result<()> {
         libc::syscall(
             libc::SYS_seccomp,
             libc::SECCOMP_SET_MODE_FILTER,
-            0,
+            flags,
             &program as *const libc::sock_fprog,
         )
     };
@@ -239,58 +262,66 @@ fn install(filter: &[sock_filter]) -> Result<()> {
     }
 }
 
+/// Run `filter`'s BPF over one x86_64 syscall the way the kernel would and return its action
+/// (the instructions seccompiler and [`x32_guard`] emit).
+#[cfg(test)]
+pub(crate) fn verdict(filter: &[sock_filter], nr: i64, args: [u64; 6]) -> u32 {
+    let (mut acc, mut pc) = (0u32, 0usize);
+    loop {
+        let ins = &filter[pc];
+        let class = u32::from(ins.code) & 0x07;
+        match class {
+            c if c == libc::BPF_LD => {
+                acc = match ins.k {
+                    0 => nr as u32,
+                    4 => 0xc000_003e, // AUDIT_ARCH_X86_64
+                    k @ 16..=63 => {
+                        let arg = args[(k as usize - 16) / 8];
+                        if k % 8 == 0 {
+                            arg as u32
+                        } else {
+                            (arg >> 32) as u32
+                        }
+                    }
+                    k => panic!("unexpected load offset {k}"),
+                };
+                pc += 1;
+            }
+            c if c == libc::BPF_ALU => {
+                assert_eq!(u32::from(ins.code) & 0xf0, libc::BPF_AND);
+                acc &= ins.k;
+                pc += 1;
+            }
+            c if c == libc::BPF_JMP => {
+                let op = u32::from(ins.code) & 0xf0;
+                let taken = match op {
+                    o if o == libc::BPF_JA => {
+                        pc += 1 + ins.k as usize;
+                        continue;
+                    }
+                    o if o == libc::BPF_JEQ => acc == ins.k,
+                    o if o == libc::BPF_JGE => acc >= ins.k,
+                    o if o == libc::BPF_JGT => acc > ins.k,
+                    o => panic!("unexpected jump {o:#x}"),
+                };
+                pc += 1 + usize::from(if taken { ins.jt } else { ins.jf });
+            }
+            c if c == libc::BPF_RET => return ins.k,
+            c => panic!("unexpected class {c:#x}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Run `filter`'s BPF over one syscall the way the kernel would and return its action.
-    fn verdict(filter: &[sock_filter], nr: i64, arg0: u64) -> u32 {
-        let (mut acc, mut pc) = (0u32, 0usize);
-        loop {
-            let ins = &filter[pc];
-            let class = u32::from(ins.code) & 0x07;
-            match class {
-                c if c == libc::BPF_LD => {
-                    acc = match ins.k {
-                        0 => nr as u32,
-                        4 => 0xc000_003e, // AUDIT_ARCH_X86_64
-                        16 => arg0 as u32,
-                        20 => (arg0 >> 32) as u32,
-                        k => panic!("unexpected load offset {k}"),
-                    };
-                    pc += 1;
-                }
-                c if c == libc::BPF_ALU => {
-                    assert_eq!(u32::from(ins.code) & 0xf0, libc::BPF_AND);
-                    acc &= ins.k;
-                    pc += 1;
-                }
-                c if c == libc::BPF_JMP => {
-                    let op = u32::from(ins.code) & 0xf0;
-                    let taken = match op {
-                        o if o == libc::BPF_JA => {
-                            pc += 1 + ins.k as usize;
-                            continue;
-                        }
-                        o if o == libc::BPF_JEQ => acc == ins.k,
-                        o if o == libc::BPF_JGE => acc >= ins.k,
-                        o if o == libc::BPF_JGT => acc > ins.k,
-                        o => panic!("unexpected jump {o:#x}"),
-                    };
-                    pc += 1 + usize::from(if taken { ins.jt } else { ins.jf });
-                }
-                c if c == libc::BPF_RET => return ins.k,
-                c => panic!("unexpected class {c:#x}"),
-            }
-        }
-    }
 
     /// The strictest verdict of all filters, as the kernel combines them.
     fn run(profile: &Profile, nr: i64, arg0: u64) -> u32 {
         let mut verdicts: Vec<u32> = profile
             .filters
             .iter()
-            .map(|f| verdict(f, nr, arg0))
+            .map(|f| verdict(f, nr, [arg0, 0, 0, 0, 0, 0]))
             .collect();
         verdicts.sort_by_key(|v| v & libc::SECCOMP_RET_ACTION_FULL);
         verdicts[0]
