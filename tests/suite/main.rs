@@ -36,9 +36,9 @@ mod ulimit;
 mod user;
 // The OCI runtime command line (issue 31), and the engines that drive it.
 mod oci;
-mod oci_engines;
 mod oci_console;
 mod oci_devices;
+mod oci_engines;
 mod oci_hooks;
 mod oci_seccomp;
 mod oci_sysctl;

@@ -490,7 +490,14 @@ impl Containerd {
             self.root.store().display().to_string(),
             dir.join("fifo").display().to_string(),
         );
-        let mut all = vec!["run", "--seccomp", "--snapshotter", "native", "--runc-binary", &binary];
+        let mut all = vec![
+            "run",
+            "--seccomp",
+            "--snapshotter",
+            "native",
+            "--runc-binary",
+            &binary,
+        ];
         all.extend(["--runc-root", &store, "--fifo-dir", &fifos]);
         all.extend(options);
         all.extend([CTR_IMAGE, id]);
