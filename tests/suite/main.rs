@@ -36,4 +36,5 @@ mod ulimit;
 mod user;
 // The OCI runtime command line (issue 31), and the engines that drive it.
 mod oci;
+mod oci_device_cgroup;
 mod oci_engines;

@@ -16,16 +16,16 @@ use common::*;
 use serde_json::{json, Value};
 
 /// A test's bundle under its own root, plus where the container's stdout/stderr go.
-struct Bundle {
-    root: TestRoot,
-    dir: PathBuf,
-    id: String,
-    mounts_before: String,
+pub(super) struct Bundle {
+    pub(super) root: TestRoot,
+    pub(super) dir: PathBuf,
+    pub(super) id: String,
+    pub(super) mounts_before: String,
 }
 
 impl Bundle {
     /// A bundle whose config is the minimal one with `extra` merged in.
-    fn new(extra: Value) -> Bundle {
+    pub(super) fn new(extra: Value) -> Bundle {
         let root = TestRoot::new();
         let dir = root.dir.path().join("bundle");
         build_rootfs(&dir.join("rootfs"));
@@ -41,7 +41,7 @@ impl Bundle {
     }
 
     /// `devoxx-docker --root STORE ARGS...`, both streams captured.
-    fn oci(&self, args: &[&str]) -> Ran {
+    pub(super) fn oci(&self, args: &[&str]) -> Ran {
         let out = Command::new(runtime())
             .arg("--root")
             .arg(self.root.store())
@@ -54,11 +54,11 @@ impl Bundle {
 
     /// `create ID --bundle DIR --pid-file FILE` (options after the id, as some callers write
     /// it); the container's stdout/stderr go to files (it keeps them open after create).
-    fn create(&self) -> Ran {
+    pub(super) fn create(&self) -> Ran {
         self.create_as(&self.id)
     }
 
-    fn create_as(&self, id: &str) -> Ran {
+    pub(super) fn create_as(&self, id: &str) -> Ran {
         let status = Command::new(runtime())
             .arg("--root")
             .arg(self.root.store())
@@ -78,22 +78,22 @@ impl Bundle {
         }
     }
 
-    fn pid_file(&self) -> PathBuf {
+    pub(super) fn pid_file(&self) -> PathBuf {
         self.dir.join("pid")
     }
 
     /// What the container printed so far.
-    fn output(&self) -> String {
+    pub(super) fn output(&self) -> String {
         fs::read_to_string(self.dir.join("out")).unwrap_or_default()
     }
 
-    fn state(&self) -> Value {
+    pub(super) fn state(&self) -> Value {
         let ran = self.oci(&["state", &self.id]);
         ran.assert_code(0);
         serde_json::from_str(&ran.stdout).unwrap_or_else(|e| panic!("{e}: {}", ran.stdout))
     }
 
-    fn status(&self) -> String {
+    pub(super) fn status(&self) -> String {
         self.state()["status"]
             .as_str()
             .unwrap_or_default()
@@ -101,7 +101,7 @@ impl Bundle {
     }
 
     /// Wait until `state` says `want`.
-    fn wait_status(&self, want: &str) {
+    pub(super) fn wait_status(&self, want: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let now = self.status();
@@ -113,12 +113,12 @@ impl Bundle {
         }
     }
 
-    fn oci_state_dir(&self) -> PathBuf {
+    pub(super) fn oci_state_dir(&self) -> PathBuf {
         self.root.store().join(".oci")
     }
 
     /// Nothing left: no mount, no process with `marker`, no state, no cgroup at `cgroup`.
-    fn assert_clean(&self, marker: &str, cgroups: &[PathBuf]) {
+    pub(super) fn assert_clean(&self, marker: &str, cgroups: &[PathBuf]) {
         assert_no_leaks(&self.root, &self.mounts_before, marker);
         let left: Vec<_> = fs::read_dir(self.oci_state_dir())
             .map(|rd| rd.flatten().map(|e| e.path()).collect())
@@ -138,7 +138,7 @@ impl Drop for Bundle {
 }
 
 /// The smallest useful config: the spec's namespaces and /proc, /dev, /sys mounts.
-fn minimal_config() -> Value {
+pub(super) fn minimal_config() -> Value {
     json!({
         "ociVersion": "1.1.0",
         "root": {"path": "rootfs"},
@@ -164,7 +164,7 @@ fn minimal_config() -> Value {
     })
 }
 
-fn merge(into: &mut Value, extra: Value) {
+pub(super) fn merge(into: &mut Value, extra: Value) {
     match (into, extra) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in b {
@@ -176,12 +176,12 @@ fn merge(into: &mut Value, extra: Value) {
 }
 
 /// A script as the container's process.
-fn script(text: &str) -> Value {
+pub(super) fn script(text: &str) -> Value {
     json!({"process": {"args": ["/bin/sh", "-c", text]}})
 }
 
 /// The container's cgroup directories under `rel` (each v1 hierarchy, or the v2 tree).
-fn cgroup_dirs(rel: &str) -> Vec<PathBuf> {
+pub(super) fn cgroup_dirs(rel: &str) -> Vec<PathBuf> {
     if common::cgroup::is_v2() {
         return vec![Path::new(common::cgroup::V2_ROOT).join(rel)];
     }
@@ -192,7 +192,7 @@ fn cgroup_dirs(rel: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-fn assert_refused(ran: &Ran, needle: &str) {
+pub(super) fn assert_refused(ran: &Ran, needle: &str) {
     ran.assert_code(125);
     let lines: Vec<&str> = ran.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "one line: {:?}", ran.stderr);
@@ -745,7 +745,7 @@ fn log_json_records_the_error_and_systemd_cgroup_is_refused() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--systemd-cgroup"));
 }
 
-fn wait_for(mut ok: impl FnMut() -> bool) {
+pub(super) fn wait_for(mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !ok() {
         assert!(Instant::now() < deadline, "timed out");

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 
+use super::cgroup::devices::Devices;
 use super::cgroup::{self, Cgroup, CgroupDir};
 use super::mounts;
 use super::namespaces::Join;
@@ -78,6 +79,7 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => place()?,
         other => other?,
     };
+    let devices = devices(&bundle, &cgroup)?;
     for join in bundle
         .joins
         .iter()
@@ -114,6 +116,11 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
             return Err(child.earlier_failure().unwrap_or(e));
         }
     }
+    if let Some(devices) = &devices {
+        if let Err(e) = devices.add_process(pid) {
+            return Err(child.earlier_failure().unwrap_or(e));
+        }
+    }
     child.release_and_wait_exec()?;
     let record = Record {
         id: options.id.clone(),
@@ -124,16 +131,40 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
         rootfs: bundle.rootfs.clone(),
         created: state::now_rfc3339(),
         annotations: bundle.annotations.clone(),
-        cgroup_paths: cgroup.paths(),
+        cgroup_paths: cgroup
+            .paths()
+            .into_iter()
+            .chain(devices.as_ref().and_then(Devices::path))
+            .collect(),
     };
     state.save(&record)?;
     if let Some(pid_file) = &options.pid_file {
         state::write_atomically(pid_file, pid.to_string().as_bytes())?;
     }
     cgroup.keep();
+    if let Some(devices) = devices {
+        devices.keep();
+    }
     child.detach();
     claimed.disarm();
     Ok(())
+}
+
+/// The config's device rules enforced on the container's cgroup (none: no device cgroup, as
+/// before; `run` never has rules, it drops `CAP_MKNOD` instead).
+fn devices(bundle: &bundle::Bundle, cgroup: &Cgroup) -> Result<Option<Devices>> {
+    if bundle.device_rules.is_empty() {
+        return Ok(None);
+    }
+    let paths = cgroup.paths();
+    let install = || Devices::install(&bundle.cgroup_path, paths.first(), &bundle.device_rules);
+    match install() {
+        // A `delete` removed the empty default parent between our mkdirs: once more.
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            install().map(Some)
+        }
+        other => other.map(Some),
+    }
 }
 
 /// Removes a claimed state directory unless `create` got to the end.
