@@ -37,6 +37,7 @@ mod user;
 // The OCI runtime command line (issue 31), and the engines that drive it.
 mod oci;
 mod oci_console;
+mod oci_device_cgroup;
 mod oci_devices;
 mod oci_engines;
 mod oci_hooks;

@@ -6,6 +6,7 @@
 //! in it), [`Cgroup::add_process`] (otherwise, before the command execs),
 //! [`Cgroup::oom_killed`] (after a SIGKILL), drop (= kill leftovers + rmdir), [`reclaim_stale`].
 
+pub mod devices;
 mod dir;
 pub mod layout;
 mod limits;

@@ -11,7 +11,7 @@ use caps::CapsHashSet;
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxCapabilities, LinuxNamespaceType, LinuxResources, Spec};
 
-use crate::container::cgroup::{CpuMax, Limits, CPU_PERIOD};
+use crate::container::cgroup::{devices, CpuMax, Limits, CPU_PERIOD};
 use crate::container::mounts::{self, Mount};
 use crate::container::namespaces::{CgroupNs, Join};
 use crate::container::network::NetworkMode;
@@ -47,6 +47,8 @@ pub struct Bundle {
     /// Relative to each cgroup hierarchy's root.
     pub cgroup_path: PathBuf,
     pub limits: Limits,
+    /// `linux.resources.devices` (empty: no device cgroup, today's behaviour).
+    pub device_rules: Vec<devices::Rule>,
     pub security: Security,
     pub annotations: BTreeMap<String, String>,
     pub hooks: super::hooks::Hooks,
@@ -182,10 +184,19 @@ pub fn translate(spec: &Spec, dir: &Path, id: &str, host_is_v2: bool) -> Result<
         Some(resources) => limits(resources)?,
         None => Limits::default(),
     };
+    let device_rules = device_rules(linux.resources().as_ref())?;
     let cgroup_path = cgroup_path(linux.cgroups_path().as_deref(), id)?;
     let security = security(spec)?;
     let hooks = super::hooks::Hooks::from_config(spec.hooks().as_ref())?;
     let devices = super::devices::parse(linux.devices().as_deref().unwrap_or_default())?;
+    let mut device_rules = device_rules;
+    if !device_rules.is_empty() {
+        device_rules.extend(
+            devices
+                .iter()
+                .filter_map(super::devices::Device::allow_rule),
+        );
+    }
     let sysctl = super::sysctl::parse(
         &linux.sysctl().clone().unwrap_or_default(),
         namespaces.flags,
@@ -215,6 +226,7 @@ pub fn translate(spec: &Spec, dir: &Path, id: &str, host_is_v2: bool) -> Result<
         cgroupns: namespaces.cgroupns,
         cgroup_path,
         limits,
+        device_rules,
         security,
         annotations,
         hooks,
@@ -355,11 +367,8 @@ fn cap_sets(given: &LinuxCapabilities) -> Result<CapSets> {
 }
 
 /// `linux.resources`: memory limit (swap only as "none beyond the limit"), CPU quota and
-/// period (shares only at the kernel's default, which containerd always sends), pids limit;
-/// device rules only as the spec's "deny all" plus allow rules for the devices every container
-/// gets anyway ([`DEFAULT_DEVICES`], containerd's default list): the container's /dev holds
-/// only those and the nodes `linux.devices` asks for. No device cgroup is installed (a
-/// `CAP_MKNOD` container can still make nodes).
+/// period (shares only at the kernel's default, which containerd always sends), pids limit
+/// (device rules: [`device_rules`]).
 fn limits(resources: &LinuxResources) -> Result<Limits> {
     let mut limits = Limits::default();
     if let Some(memory) = resources.memory() {
@@ -402,49 +411,33 @@ fn limits(resources: &LinuxResources) -> Result<Limits> {
     if let Some(pids) = resources.pids() {
         limits.pids = (pids.limit() > 0).then_some(pids.limit() as u64);
     }
-    for (i, rule) in resources.devices().iter().flatten().enumerate() {
-        let deny_all = !rule.allow()
-            && rule.major().is_none()
-            && rule.minor().is_none()
-            && rule.access().as_deref().map_or(true, |a| a == "rwm")
-            && rule
-                .typ()
-                .map_or(true, |t| t == oci_spec::runtime::LinuxDeviceType::A);
-        if !deny_all && !allows_a_default_device(rule) {
-            return Err(usage(&format!(
-                "linux.resources.devices[{i}]: only the deny-all rule and allow rules for the \
-                 default devices are supported"
-            )));
-        }
-    }
     Ok(limits)
 }
 
 /// cgroup v1's `cpu.shares` default (cgroup v2's `cpu.weight` 100): what a new cgroup has.
 const DEFAULT_CPU_SHARES: u64 = 1024;
 
-/// `(major, minor)` of the character devices a container's /dev holds whatever the config
-/// says (the spec's default devices, /dev/console and /dev/pts/*; `None`: any minor).
-const DEFAULT_DEVICES: [(i64, Option<i64>); 9] = [
-    (1, Some(3)),
-    (1, Some(5)),
-    (1, Some(7)),
-    (1, Some(8)),
-    (1, Some(9)),
-    (5, Some(0)),
-    (5, Some(1)),
-    (5, Some(2)),
-    (136, None),
-];
-
-/// An allow rule for one of [`DEFAULT_DEVICES`]: it grants nothing the container lacks.
-fn allows_a_default_device(rule: &oci_spec::runtime::LinuxDeviceCgroup) -> bool {
-    let Some(major) = rule.major() else {
-        return false;
-    };
-    rule.allow()
-        && rule.typ() == Some(oci_spec::runtime::LinuxDeviceType::C)
-        && DEFAULT_DEVICES.contains(&(major, rule.minor()))
+/// `linux.resources.devices`, checked rule by rule (enforced by [`devices`]); a rule that
+/// cannot be enforced is refused with one line naming it.
+fn device_rules(resources: Option<&LinuxResources>) -> Result<Vec<devices::Rule>> {
+    let rules = resources.and_then(|r| r.devices().as_ref());
+    rules
+        .iter()
+        .copied()
+        .flatten()
+        .enumerate()
+        .map(|(i, rule)| {
+            let typ = rule.typ().map(|t| t.as_str().chars().next().unwrap_or('?'));
+            devices::Rule::parse(
+                rule.allow(),
+                typ,
+                rule.major(),
+                rule.minor(),
+                rule.access().as_deref(),
+            )
+            .map_err(|why| usage(&format!("linux.resources.devices[{i}]: {why}")))
+        })
+        .collect()
 }
 
 /// `linux.cgroupsPath` (absolute or relative, both under each hierarchy's root), default
@@ -674,14 +667,14 @@ mod tests {
                 "cgroupsPath",
             ),
             (
-                json!({"linux": {"resources": {"devices": [{"allow": true, "access": "rwm"}]}}}),
+                json!({"linux": {"resources": {"devices": [{"allow": false, "type": "c", "major": 1}]}}}),
                 "devices[0]",
             ),
             (
                 json!({"linux": {"resources": {"devices": [
                     {"allow": false, "access": "rwm"},
                     {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
-                    {"allow": true, "type": "b", "major": 8, "minor": 0, "access": "rwm"}]}}}),
+                    {"allow": true, "type": "u", "major": 8, "minor": 0, "access": "rwm"}]}}}),
                 "devices[2]",
             ),
             (

@@ -23,6 +23,24 @@ pub struct Device {
     gid: u32,
 }
 
+impl Device {
+    /// The allow rule (every access) a node of the config needs once device rules are enforced,
+    /// as runc adds it: without it the init's own mknod of the node is refused. FIFOs need none.
+    pub fn allow_rule(&self) -> Option<crate::container::cgroup::devices::Rule> {
+        let typ = match self.kind {
+            SFlag::S_IFCHR => 'c',
+            SFlag::S_IFBLK => 'b',
+            _ => return None,
+        };
+        let (major, minor) = (
+            i64::try_from(self.major).ok(),
+            i64::try_from(self.minor).ok(),
+        );
+        crate::container::cgroup::devices::Rule::parse(true, Some(typ), major, minor, Some("rwm"))
+            .ok()
+    }
+}
+
 /// `linux.devices` → the nodes (each bad entry: one line naming it).
 pub fn parse(given: &[LinuxDevice]) -> Result<Vec<Device>> {
     given

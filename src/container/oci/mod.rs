@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 
+use super::cgroup::devices::Devices;
 use super::cgroup::{self, Cgroup, CgroupDir};
 use super::mounts;
 use super::namespaces::Join;
@@ -80,6 +81,7 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => place()?,
         other => other?,
     };
+    let devices = devices(&bundle, &cgroup)?;
     for join in bundle
         .joins
         .iter()
@@ -98,7 +100,11 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
         rootfs: bundle.rootfs.clone(),
         created: state::now_rfc3339(),
         annotations: bundle.annotations.clone(),
-        cgroup_paths: cgroup.paths(),
+        cgroup_paths: cgroup
+            .paths()
+            .into_iter()
+            .chain(devices.as_ref().and_then(Devices::path))
+            .collect(),
     };
     let start_state = state_document(&options.id, Status::Created, 0, Some(&record));
     let config = ChildConfig {
@@ -136,6 +142,11 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
         }
     }
     record.pid = pid;
+    if let Some(devices) = &devices {
+        if let Err(e) = devices.add_process(pid) {
+            return Err(child.earlier_failure().unwrap_or(e));
+        }
+    }
     if bundle.hooks.at_create() {
         child.wait_hook_point()?;
         let creating = state_document(&options.id, Status::Creating, pid, Some(&record));
@@ -151,6 +162,9 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
         state::write_atomically(pid_file, pid.to_string().as_bytes())?;
     }
     cgroup.keep();
+    if let Some(devices) = devices {
+        devices.keep();
+    }
     child.detach();
     claimed.disarm();
     Ok(())
@@ -195,6 +209,23 @@ fn state_document(
         "owner": "",
         "annotations": record.map(|r| r.annotations.clone()).unwrap_or_default(),
     })
+}
+
+/// The config's device rules enforced on the container's cgroup (none: no device cgroup, as
+/// before; `run` never has rules, it drops `CAP_MKNOD` instead).
+fn devices(bundle: &bundle::Bundle, cgroup: &Cgroup) -> Result<Option<Devices>> {
+    if bundle.device_rules.is_empty() {
+        return Ok(None);
+    }
+    let paths = cgroup.paths();
+    let install = || Devices::install(&bundle.cgroup_path, paths.first(), &bundle.device_rules);
+    match install() {
+        // A `delete` removed the empty default parent between our mkdirs: once more.
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            install().map(Some)
+        }
+        other => other.map(Some),
+    }
 }
 
 /// Removes a claimed state directory unless `create` got to the end.
