@@ -130,7 +130,8 @@ fn flags(given: &[LinuxSeccompFilterFlag]) -> Result<u32> {
 }
 
 /// x86_64 numbers of `names`; a name of another architecture only (`chown32`, `socketcall`
-/// in docker's lists) is skipped, as libseccomp does; a name no architecture has is refused.
+/// in docker's lists, powerpc's `swapcontext` and s390x's `s390_pci_mmio_read` in podman's) is
+/// skipped, as libseccomp does; a name no architecture has is refused.
 fn numbers(names: &[String], at: &str) -> Result<Vec<i64>> {
     let mut out = Vec::new();
     for name in names {
@@ -144,9 +145,21 @@ fn numbers(names: &[String], at: &str) -> Result<Vec<i64>> {
 }
 
 fn foreign(name: &str) -> bool {
-    syscalls::x86::Sysno::from_str(name).is_ok()
-        || syscalls::arm::Sysno::from_str(name).is_ok()
-        || syscalls::aarch64::Sysno::from_str(name).is_ok()
+    use syscalls::{aarch64, arm, loongarch64, mips, mips64, powerpc, powerpc64, riscv32};
+    use syscalls::{riscv64, s390x, sparc, sparc64, x86};
+    x86::Sysno::from_str(name).is_ok()
+        || arm::Sysno::from_str(name).is_ok()
+        || aarch64::Sysno::from_str(name).is_ok()
+        || powerpc::Sysno::from_str(name).is_ok()
+        || powerpc64::Sysno::from_str(name).is_ok()
+        || s390x::Sysno::from_str(name).is_ok()
+        || mips::Sysno::from_str(name).is_ok()
+        || mips64::Sysno::from_str(name).is_ok()
+        || riscv32::Sysno::from_str(name).is_ok()
+        || riscv64::Sysno::from_str(name).is_ok()
+        || loongarch64::Sysno::from_str(name).is_ok()
+        || sparc::Sysno::from_str(name).is_ok()
+        || sparc64::Sysno::from_str(name).is_ok()
 }
 
 /// `args` as rules: all conditions of an entry at once, or, when one argument is compared
@@ -280,7 +293,7 @@ mod tests {
             "defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": e1,
             "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
             "syscalls": [
-                {"names": ["read", "write", "chown32"], "action": "SCMP_ACT_ALLOW"},
+                {"names": ["read", "write", "chown32", "swapcontext", "s390_pci_mmio_read"], "action": "SCMP_ACT_ALLOW"},
                 {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": e2},
                 {"names": ["getpid"], "action": "SCMP_ACT_KILL_PROCESS"},
                 {"names": ["write"], "action": "SCMP_ACT_TRAP"},
