@@ -82,8 +82,7 @@ pub fn lock(paths: &Paths, name: &str) -> Result<NameLock> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(Error::path("open lock", &path, e)),
         };
-        rustix::fs::flock(&file, FlockOperation::LockExclusive)
-            .map_err(|e| Error::path("lock", &path, e.into()))?;
+        take(&file, &path, name)?;
         // The previous holder unlinks the file before unlocking: only a lock on the file
         // that is still at `path` counts.
         if still_linked_at(&file, &path) {
@@ -94,6 +93,20 @@ pub fn lock(paths: &Paths, name: &str) -> Result<NameLock> {
             });
         }
     }
+}
+
+/// Lock `file`; when another process holds it (a pull of the same image in another terminal),
+/// say so once and wait for it: its pull is bounded, and what it stores this one reuses.
+fn take(file: &fs::File, path: &Path, name: &str) -> Result<()> {
+    match rustix::fs::flock(file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => return Ok(()),
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            crate::note!("waiting for another pull or removal of {name} to finish")
+        }
+        Err(e) => return Err(Error::path("lock", path, e.into())),
+    }
+    rustix::fs::flock(file, FlockOperation::LockExclusive)
+        .map_err(|e| Error::path("lock", path, e.into()))
 }
 
 fn still_linked_at(file: &fs::File, path: &Path) -> bool {
