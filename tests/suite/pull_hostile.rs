@@ -393,10 +393,11 @@ fn a_429_resetting_past_the_deadline_is_final_at_once() {
 #[test]
 fn two_pulls_of_one_image_at_once_download_it_once_and_both_succeed() {
     require_root!();
-    // About 1 s of download: 64 KiB pieces 60 ms apart.
+    // About 2 s of download (64 KiB pieces 120 ms apart): the second pull waits for longer than
+    // the store's quiet wait, so it says it waits.
     let s = Setup::new(
         random_in(900_000..=1_100_000) as usize,
-        Fault::LayerPaced(Duration::from_millis(60)),
+        Fault::LayerPaced(Duration::from_millis(120)),
     );
     let first = {
         let cmd = pull_cmd(&s.root, &s.reference(), &[]);
