@@ -6,6 +6,7 @@
 //! killed with SIGKILL and a full disk leave a store the next pull can use.
 
 use crate::common;
+use crate::pull::staging_leftovers;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -171,30 +172,24 @@ fn stored_name(store: &Path, reference: &str) -> String {
         .unwrap_or_else(|| panic!("{reference} not stored"))
 }
 
-/// What pulls left in staging besides lock files.
-fn staging_leftovers(store: &Path) -> Vec<String> {
-    fs::read_dir(store.join(".staging"))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| !n.ends_with("+lock"))
-                .collect()
-        })
-        .unwrap_or_default()
+/// A pull from a registry sending `object` one byte every 100 to 400 ms (`trickle`): refused
+/// at the request deadline, not before, not much later.
+fn ends_at_the_request_deadline(trickle: fn(Duration) -> Fault, object: &str) {
+    let every = Duration::from_millis(random_in(100..=400));
+    let s = Setup::new(100, trickle(every));
+    let m = s.pull(&[]);
+    s.assert_refused(
+        &m,
+        secs(REQUEST) + s.slack,
+        &[object, &format!("within {REQUEST} s")],
+    );
+    assert!(m.elapsed >= secs(REQUEST), "{m:#?}");
 }
 
 #[test]
 fn a_manifest_sent_at_a_trickle_ends_at_the_request_deadline() {
     require_root!();
-    let every = Duration::from_millis(random_in(100..=400));
-    let s = Setup::new(100, Fault::ManifestTrickle(every));
-    let m = s.pull(&[]);
-    s.assert_refused(
-        &m,
-        secs(REQUEST) + s.slack,
-        &["manifest t", &format!("within {REQUEST} s")],
-    );
-    assert!(m.elapsed >= secs(REQUEST), "{m:#?}");
+    ends_at_the_request_deadline(Fault::ManifestTrickle, "manifest t");
 }
 
 #[test]
@@ -216,14 +211,7 @@ fn an_index_of_100000_entries_is_refused_before_it_is_read() {
 #[test]
 fn a_token_sent_at_a_trickle_ends_at_the_request_deadline() {
     require_root!();
-    let every = Duration::from_millis(random_in(100..=400));
-    let s = Setup::new(100, Fault::TokenTrickle(every));
-    let m = s.pull(&[]);
-    s.assert_refused(
-        &m,
-        secs(REQUEST) + s.slack,
-        &["pull token", &format!("within {REQUEST} s")],
-    );
+    ends_at_the_request_deadline(Fault::TokenTrickle, "pull token");
 }
 
 #[test]
@@ -262,19 +250,23 @@ fn a_layer_stalling_half_way_ends_within_stall_plus_request_timeout() {
     );
 }
 
-#[test]
-fn a_reset_half_way_is_resumed_with_a_range_and_the_digest_verified() {
-    require_root!();
+/// A pull of a layer whose connection is reset once half way, `ranges` saying whether the
+/// registry then honours `Range`: it succeeded, within its bound.
+fn pulled_after_one_reset(ranges: bool) -> (Setup, Measured) {
     let s = Setup::new(
         random_in(300_000..=600_000) as usize,
-        Fault::LayerReset {
-            times: 1,
-            ranges: true,
-        },
+        Fault::LayerReset { times: 1, ranges },
     );
     let m = s.pull(&[]);
     s.assert_pulled(&m);
     assert_bounded(&m, s.slack * 2);
+    (s, m)
+}
+
+#[test]
+fn a_reset_half_way_is_resumed_with_a_range_and_the_digest_verified() {
+    require_root!();
+    let (s, m) = pulled_after_one_reset(true);
     let retries = m.retry_lines();
     assert_eq!(retries.len(), 1, "{m:#?}");
     assert!(retries[0].contains("layer 1/1"), "{m:#?}");
@@ -300,16 +292,7 @@ fn a_reset_half_way_is_resumed_with_a_range_and_the_digest_verified() {
 #[test]
 fn a_reset_where_ranges_are_ignored_restarts_the_layer_cleanly() {
     require_root!();
-    let s = Setup::new(
-        random_in(300_000..=600_000) as usize,
-        Fault::LayerReset {
-            times: 1,
-            ranges: false,
-        },
-    );
-    let m = s.pull(&[]);
-    s.assert_pulled(&m);
-    assert_bounded(&m, s.slack * 2);
+    let (s, _) = pulled_after_one_reset(false);
     assert_eq!(s.hostile.layer_requests().len(), 2);
 }
 
