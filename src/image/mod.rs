@@ -22,6 +22,7 @@ use crate::error::IoContext;
 use crate::{Error, Result};
 use endpoint::Endpoint;
 use reference::ImageRef;
+use registry::limits::Limits;
 use registry::{Compression, Registry};
 use store::{ImageMeta, Staging};
 
@@ -42,6 +43,7 @@ pub fn pull(
     let r = ImageRef::parse(reference)?;
     let mirrors = endpoint::parse_mirrors(mirrors)?;
     crate::require_root("pull")?;
+    let limits = Limits::from_env()?;
     let name = reference::name_for(&r);
     let _lock = store::lock(paths, &name)?;
     store::clean_stale(paths, &name);
@@ -52,7 +54,7 @@ pub fn pull(
         .enable_all()
         .build()
         .ctx(|| "start the download runtime")?;
-    let result = runtime.block_on(fetch(paths, &r, &name, &mirrors, is_live));
+    let result = runtime.block_on(fetch(paths, &r, &name, &mirrors, limits, is_live));
     drop(runtime);
     result
 }
@@ -188,11 +190,12 @@ async fn fetch(
     r: &ImageRef,
     name: &str,
     mirrors: &[Endpoint],
+    limits: Limits,
     is_live: &dyn Fn(&str) -> bool,
 ) -> Result<Image> {
     let mut failures = Vec::new();
     for ep in endpoint::candidates(r, mirrors) {
-        match fetch_from(paths, r, name, &ep, &failures, is_live).await {
+        match fetch_from(paths, r, name, (&ep, limits), &failures, is_live).await {
             Ok(image) => return Ok(image),
             Err(e @ (Error::Registry(_) | Error::Image(_))) if ep.mirror => {
                 failures.push(format!("{}: {}", ep.host, mirror_reason(&e)));
@@ -247,11 +250,11 @@ async fn fetch_from(
     paths: &Paths,
     r: &ImageRef,
     name: &str,
-    ep: &Endpoint,
+    (ep, limits): (&Endpoint, Limits),
     failures: &[String],
     is_live: &dyn Fn(&str) -> bool,
 ) -> Result<Image> {
-    let registry = Registry::new(r, ep)?;
+    let registry = Registry::new(r, ep, limits)?;
     let resolved = registry.resolve(r.digest.as_deref()).await?;
     announce_source(r, ep, failures);
     let dir = paths.root.join(name);
@@ -270,7 +273,9 @@ async fn fetch_from(
     for (i, layer) in resolved.layers.iter().enumerate() {
         let blob = staging.blob(i);
         registry
-            .download(layer, &blob, |n| bars.downloaded(i, n))
+            .download(layer, (i, resolved.layers.len()), &blob, |n| {
+                bars.downloaded(i, n)
+            })
             .await?;
         bars.extracting(i);
         skipped_devices +=

@@ -32,7 +32,7 @@ pub fn describe(headers: &HeaderMap, now: SystemTime) -> Option<String> {
 
 /// The first reset time the headers give, in order of authority: the HTTP standard's
 /// `Retry-After`, then the rate-limit headers.
-fn reset_time(headers: &HeaderMap, now: SystemTime) -> Option<SystemTime> {
+pub fn reset_time(headers: &HeaderMap, now: SystemTime) -> Option<SystemTime> {
     if let Some(v) = header(headers, "retry-after") {
         if let Some(at) = http_date(&v).or_else(|| seconds(&v, now)) {
             return Some(at);

@@ -1,46 +1,41 @@
-//! Registry client (oci-client): manifests, configs, blob streams, auth.
+//! Registry client: manifests, configs, blob streams, auth — over reqwest, with every wait
+//! bounded and every body capped (a hostile or failing registry can hold a pull neither forever
+//! nor in memory), and blob downloads retried where that helps.
 //!
 //! We fetch manifests raw and parse them ourselves, so every byte is checked against the digest
 //! that named it (tag → manifest digest, index entry → platform manifest, manifest → config and
-//! layers). Blobs are streamed to a file while hashed; nothing is trusted before its digest
-//! matches.
+//! layers). Blobs are streamed to a file while hashed, never read past their descriptor's size;
+//! nothing is trusted before its digest matches.
 //!
-//! What a manifest says is read in [`manifest`]; what went wrong, in one line for the user, is
-//! worded in [`errors`] (which also asks a rate-limited registry when to come back).
+//! The token flow is in [`auth`]; the bounded requests in [`transport`], their limits in
+//! [`limits`]; blobs in [`blob`], tried again as [`retry`] says; what a manifest says in [`manifest`];
+//! what went wrong, in one line for the user, in [`errors`].
 
+mod auth;
+mod blob;
 mod errors;
+pub mod limits;
 mod manifest;
+mod retry;
+mod transport;
 
-use std::future::Future;
-use std::io::Write;
-use std::path::Path;
-use std::time::Duration;
-
-use futures_util::StreamExt;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::OciDistributionError;
-use oci_client::manifest::OciDescriptor;
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference, RegistryOperation};
+use reqwest::header::{ACCEPT, RANGE};
+use reqwest::Response;
 use sha2::{Digest, Sha256};
 
 use super::credentials;
 use super::endpoint::Endpoint;
 use super::reference::ImageRef;
-use crate::error::IoContext;
 use crate::{Error, Result};
+use auth::Auth;
+use errors::Object;
+use limits::{Limits, MAX_MANIFEST};
 use manifest::{
     check_digest_syntax, compression_of, manifest_kind, pick_platform, Document, Kind,
     CONFIG_TYPES, INDEX_TYPES, MANIFEST_TYPES,
 };
 pub use manifest::{Compression, PLATFORM};
-
-/// Manifests and configs are small; anything bigger is hostile.
-const MAX_DOCUMENT: usize = 8 << 20;
-/// How long connecting to a registry (or its CDN) may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long a registry may stay silent mid-answer.
-const READ_TIMEOUT: Duration = Duration::from_secs(120);
+use transport::{Clock, Failure};
 
 /// One layer to fetch: its blob descriptor and how to decompress it.
 #[derive(Debug, Clone)]
@@ -64,79 +59,97 @@ pub struct Resolved {
 
 /// A connection to one repository of one registry (or of a mirror standing in for it).
 pub struct Registry {
-    client: Client,
-    reference: Reference,
-    auth: RegistryAuth,
+    http: reqwest::Client,
+    limits: Limits,
+    /// `scheme://host[:port]` of the registry API.
+    base: String,
+    repository: String,
+    tag: String,
+    auth: Auth,
     display: String,
     /// The host as the user knows it, for messages.
     host: String,
-    /// `http` or `https`: how the registry itself is spoken to.
-    scheme: &'static str,
 }
 
 impl Registry {
     /// `r`'s repository at `endpoint`: HTTPS verified against the system store (or
     /// `SSL_CERT_FILE`/`SSL_CERT_DIR`), plain HTTP only where `endpoint` says so; credentials
     /// from docker's `config.json` (or its credential helper) for that host.
-    pub fn new(r: &ImageRef, endpoint: &Endpoint) -> Result<Registry> {
-        let reference = Reference::with_tag(
-            endpoint.host.clone(),
-            r.repository.clone(),
-            r.tag.clone().unwrap_or_else(|| "latest".into()),
-        );
-        let protocol = if endpoint.plain_http {
-            ClientProtocol::HttpsExcept(vec![reference.resolve_registry().to_owned()])
-        } else {
-            ClientProtocol::Https
-        };
-        let config = ClientConfig {
-            protocol,
-            connect_timeout: Some(CONNECT_TIMEOUT),
-            read_timeout: Some(READ_TIMEOUT),
-            max_concurrent_download: 1,
-            ..Default::default()
-        };
+    pub fn new(r: &ImageRef, endpoint: &Endpoint, limits: Limits) -> Result<Registry> {
+        let scheme = if endpoint.plain_http { "http" } else { "https" };
         Ok(Registry {
-            client: Client::new(config),
-            reference,
-            auth: credentials::for_host(&endpoint.host)
-                .map_err(|e| Error::Registry(format!("{}: {e}", r.canonical())))?,
+            http: transport::client(&limits)?,
+            limits,
+            base: format!("{scheme}://{}", api_host(&endpoint.host)),
+            repository: r.repository.clone(),
+            tag: r.tag.clone().unwrap_or_else(|| "latest".into()),
+            auth: Auth::new(
+                credentials::for_host(&endpoint.host)
+                    .map_err(|e| Error::Registry(format!("{}: {e}", r.canonical())))?,
+            ),
             display: r.canonical(),
             host: endpoint.display(),
-            scheme: if endpoint.plain_http { "http" } else { "https" },
         })
     }
 
-    /// Run a registry call; when the registry refuses our token (it expired mid-pull), ask
-    /// the challenge's realm for a new one and try once more.
-    async fn renewing<T, F, Fut>(&self, call: F) -> std::result::Result<T, OciDistributionError>
-    where
-        F: Fn() -> Fut,
-        Fut: Future<Output = std::result::Result<T, OciDistributionError>>,
-    {
-        match call().await {
-            Err(OciDistributionError::UnauthorizedError { .. }) => {
-                self.client
-                    .auth(&self.reference, &self.auth, RegistryOperation::Pull)
-                    .await?;
-                call().await
+    /// Ask for a token (when the registry hands them out) within `clock`.
+    async fn authorize(&self, clock: &Clock) -> Result<()> {
+        self.auth
+            .authorize(&self.http, &self.base, &self.repository, clock)
+            .await
+            .map_err(|f| self.failure_error(f, &Object::Token, 0))
+    }
+
+    /// GET `url` with the current authorization; when the registry refuses it (the token
+    /// expired mid-pull), ask for a new one (within the request timeout) and try once more.
+    async fn get(
+        &self,
+        url: &str,
+        accept: Option<&str>,
+        from: Option<u64>,
+        clock: &Clock,
+    ) -> std::result::Result<Response, Failure> {
+        let request = || {
+            let mut request = self.auth.current().apply(self.http.get(url));
+            if let Some(accept) = accept {
+                request = request.header(ACCEPT, accept);
+            }
+            if let Some(from) = from {
+                request = request.header(RANGE, format!("bytes={from}-"));
+            }
+            request
+        };
+        let renew = || async {
+            let token_clock = clock.for_token(&self.limits);
+            self.auth
+                .authorize(&self.http, &self.base, &self.repository, &token_clock)
+                .await
+        };
+        if self.auth.expired() {
+            renew().await?;
+        }
+        match transport::send(clock, request()).await {
+            Err(Failure::Status { code: 401, .. }) => {
+                renew().await?;
+                transport::send(clock, request()).await
             }
             other => other,
         }
     }
 
-    /// Reference → manifest digest, the linux/amd64 manifest, its config and layers, all verified.
+    /// Reference → manifest digest, the linux/amd64 manifest, its config and layers, all
+    /// verified; the token and every manifest within the request timeout in all.
     pub async fn resolve(&self, pinned: Option<&str>) -> Result<Resolved> {
+        let clock = Clock::deadline(&self.limits, self.limits.request);
+        self.authorize(&clock).await?;
         let (top, top_digest) = self
-            .manifest(
-                pinned.unwrap_or_else(|| self.reference.tag().unwrap_or("latest")),
-                pinned,
-            )
+            .manifest(pinned.unwrap_or(self.tag.as_str()), pinned, &clock)
             .await?;
         let (manifest, manifest_digest) = match manifest_kind(&top)? {
             Kind::Index => {
                 let entry = pick_platform(&top)?;
-                let (m, d) = self.manifest(&entry, Some(&entry)).await?;
+                drop(top);
+                let (m, d) = self.manifest(&entry, Some(&entry), &clock).await?;
                 if manifest_kind(&m)? != Kind::Manifest {
                     return Err(Error::Image(format!(
                         "{}: index entry {entry} is not an image manifest",
@@ -184,38 +197,30 @@ impl Registry {
         })
     }
 
-    /// Fetch one manifest by tag or digest; verify it against `expect` when given.
+    /// Fetch one manifest by tag or digest (at most [`MAX_MANIFEST`] bytes, refused as they
+    /// stream in); verify it against `expect` when given.
     async fn manifest(
         &self,
         tag_or_digest: &str,
         expect: Option<&str>,
+        clock: &Clock,
     ) -> Result<(Document, String)> {
-        let reference = if tag_or_digest.starts_with("sha256:") {
-            self.reference.clone_with_digest(tag_or_digest.to_owned())
-        } else {
-            self.reference.clone()
-        };
-        let accepted: Vec<&str> = INDEX_TYPES
+        let what = Object::Manifest(tag_or_digest.to_owned());
+        let url = format!(
+            "{}/v2/{}/manifests/{tag_or_digest}",
+            self.base, self.repository
+        );
+        let accepted = INDEX_TYPES
             .iter()
             .chain(MANIFEST_TYPES.iter())
             .copied()
-            .collect();
-        let body = self
-            .renewing(|| {
-                self.client
-                    .pull_manifest_raw(&reference, &self.auth, &accepted)
-            })
-            .await;
-        let (body, _) = match body {
-            Ok(answer) => answer,
-            Err(e) => return Err(self.explain(e).await),
-        };
-        if body.len() > MAX_DOCUMENT {
-            return Err(Error::Image(format!(
-                "{}: manifest too large",
-                self.display
-            )));
+            .collect::<Vec<_>>()
+            .join(", ");
+        let body = match self.get(&url, Some(&accepted), None, clock).await {
+            Ok(answer) => transport::read_capped(clock, answer, MAX_MANIFEST).await,
+            Err(f) => Err(f),
         }
+        .map_err(|f| self.failure_error(f, &what, 0))?;
         let digest = sha256_digest(&body);
         if let Some(want) = expect {
             if want != digest {
@@ -226,95 +231,14 @@ impl Registry {
             .map_err(|e| Error::Image(format!("{}: bad manifest: {e}", self.display)))?;
         Ok((doc, digest))
     }
-
-    /// The image config, verified against its digest and size.
-    pub async fn config(&self, resolved: &Resolved) -> Result<Vec<u8>> {
-        if resolved.config_size > MAX_DOCUMENT as u64 {
-            return Err(Error::Image(format!(
-                "{}: image config too large",
-                self.display
-            )));
-        }
-        let desc = descriptor(&resolved.config_digest, resolved.config_size);
-        let mut stream = self.blob_stream(&desc).await?;
-        let mut body = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| self.stream_error(e))?;
-            if body.len() + chunk.len() > MAX_DOCUMENT {
-                return Err(Error::Image(format!(
-                    "{}: image config too large",
-                    self.display
-                )));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        let got = sha256_digest(&body);
-        if got != resolved.config_digest {
-            return Err(digest_mismatch(
-                &self.display,
-                "config",
-                &resolved.config_digest,
-                &got,
-            ));
-        }
-        Ok(body)
-    }
-
-    /// Stream a layer blob into `dest` (never whole in memory), hashing as it goes; fails
-    /// unless size and digest match the manifest. `progress` gets the bytes written so far.
-    pub async fn download(
-        &self,
-        layer: &LayerRef,
-        dest: &Path,
-        mut progress: impl FnMut(u64),
-    ) -> Result<()> {
-        let desc = descriptor(&layer.digest, layer.size);
-        let mut stream = self.blob_stream(&desc).await?;
-        let file = std::fs::File::create(dest).ctx(|| format!("create {}", dest.display()))?;
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-        let mut hasher = Sha256::new();
-        let mut written = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| self.stream_error(e))?;
-            written += chunk.len() as u64;
-            if written > layer.size {
-                return Err(digest_mismatch(
-                    &self.display,
-                    "layer",
-                    &layer.digest,
-                    "a longer blob",
-                ));
-            }
-            hasher.update(&chunk);
-            out.write_all(&chunk)
-                .ctx(|| format!("write {}", dest.display()))?;
-            progress(written);
-        }
-        out.flush().ctx(|| format!("write {}", dest.display()))?;
-        let got = format!("sha256:{}", hex::encode(hasher.finalize()));
-        if got != layer.digest || written != layer.size {
-            return Err(digest_mismatch(&self.display, "layer", &layer.digest, &got));
-        }
-        Ok(())
-    }
-
-    /// A blob's byte stream (the registry may redirect it to a CDN).
-    async fn blob_stream(&self, desc: &OciDescriptor) -> Result<oci_client::client::SizedStream> {
-        match self
-            .renewing(|| self.client.pull_blob_stream(&self.reference, desc))
-            .await
-        {
-            Ok(stream) => Ok(stream),
-            Err(e) => Err(self.explain(e).await),
-        }
-    }
 }
 
-fn descriptor(digest: &str, size: u64) -> OciDescriptor {
-    OciDescriptor {
-        digest: digest.to_owned(),
-        size: size as i64,
-        ..Default::default()
+/// Docker Hub's API lives at `index.docker.io` (a reference says `docker.io`).
+fn api_host(host: &str) -> &str {
+    if host == super::reference::DOCKER_HUB {
+        "index.docker.io"
+    } else {
+        host
     }
 }
 

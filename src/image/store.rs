@@ -82,8 +82,7 @@ pub fn lock(paths: &Paths, name: &str) -> Result<NameLock> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(Error::path("open lock", &path, e)),
         };
-        rustix::fs::flock(&file, FlockOperation::LockExclusive)
-            .map_err(|e| Error::path("lock", &path, e.into()))?;
+        take(&file, &path, name)?;
         // The previous holder unlinks the file before unlocking: only a lock on the file
         // that is still at `path` counts.
         if still_linked_at(&file, &path) {
@@ -94,6 +93,30 @@ pub fn lock(paths: &Paths, name: &str) -> Result<NameLock> {
             });
         }
     }
+}
+
+/// How long a held lock is waited for without a word: a `run` holds it for the milliseconds of
+/// its start, a pull in another terminal for seconds.
+const QUIET_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Lock `file`; when another process holds it longer than [`QUIET_WAIT`] (a pull of the same
+/// image in another terminal), say so once and wait for it: its pull is bounded, and what it
+/// stores this one reuses.
+fn take(file: &fs::File, path: &Path, name: &str) -> Result<()> {
+    let quiet_until = std::time::Instant::now() + QUIET_WAIT;
+    loop {
+        match rustix::fs::flock(file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(()),
+            Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < quiet_until => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Err(rustix::io::Errno::WOULDBLOCK) => break,
+            Err(e) => return Err(Error::path("lock", path, e.into())),
+        }
+    }
+    crate::note!("waiting for another pull or removal of {name} to finish");
+    rustix::fs::flock(file, FlockOperation::LockExclusive)
+        .map_err(|e| Error::path("lock", path, e.into()))
 }
 
 fn still_linked_at(file: &fs::File, path: &Path) -> bool {

@@ -327,6 +327,7 @@ pub fn assert_no_leaks(root: &TestRoot, mounts_before: &str, marker: &str) {
 }
 pub mod accounts;
 pub mod cgroup;
+pub mod hostile;
 pub mod hub;
 pub mod options;
 pub mod registry;

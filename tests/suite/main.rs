@@ -23,6 +23,7 @@ mod volumes;
 mod cli;
 mod interactive;
 mod pull;
+mod pull_hostile;
 mod registry_auth;
 mod registry_mirror;
 mod registry_tls;

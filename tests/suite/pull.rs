@@ -19,7 +19,7 @@ use rstest::rstest;
 use serde_json::json;
 
 /// What a pull left in staging besides its lock files (must be nothing).
-fn staging_leftovers(store: &Path) -> Vec<String> {
+pub(crate) fn staging_leftovers(store: &Path) -> Vec<String> {
     fs::read_dir(store.join(".staging"))
         .map(|rd| {
             rd.flatten()

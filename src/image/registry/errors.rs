@@ -1,178 +1,168 @@
-//! What went wrong talking to a registry, as one line for the user: TLS trust, reachability,
-//! access, "not found", and a rate limit with the time it resets — for which one more request
-//! reads the headers of the answer that said 429.
+//! What went wrong talking to a registry, as one line for the user naming the registry, the
+//! object (token, manifest, config, layer) and what happened: TLS trust, reachability, a stall
+//! or a deadline, a size cap, access, "not found", and a rate limit with the time it resets
+//! (read from the very answer that said 429).
 
-use std::time::{Duration, SystemTime};
+use std::fmt;
+use std::time::SystemTime;
 
-use oci_client::errors::{OciDistributionError, OciEnvelope, OciErrorCode};
-use oci_client::secrets::RegistryAuth;
-use oci_client::RegistryOperation;
+use serde::Deserialize;
 
+use super::limits::seconds;
+use super::transport::Failure;
+use super::Registry;
 use crate::image::ratelimit;
 use crate::image::text::one_line;
 use crate::Error;
 
-use super::{Registry, CONNECT_TIMEOUT};
+/// What a request was fetching, for messages.
+#[derive(Debug, Clone)]
+pub(super) enum Object {
+    Token,
+    Manifest(String),
+    Config(String),
+    /// Digest, position (from 1) and count.
+    Layer(String, usize, usize),
+}
 
-/// The whole of the one request that reads a 429's headers.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
+impl fmt::Display for Object {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Object::Token => write!(f, "pull token"),
+            Object::Manifest(r) => write!(f, "manifest {}", short(r)),
+            Object::Config(d) => write!(f, "config {}", short(d)),
+            Object::Layer(d, i, n) => write!(f, "layer {i}/{n} {}", short(d)),
+        }
+    }
+}
+
+/// `sha256:` + 12 hex (tags as they are).
+fn short(r: &str) -> String {
+    match r.strip_prefix("sha256:") {
+        Some(hex) => format!("sha256:{}", hex.chars().take(12).collect::<String>()),
+        None => r.to_owned(),
+    }
+}
+
+/// An OCI error body (`{"errors":[{"code":"MANIFEST_UNKNOWN","message":"..."}]}`).
+#[derive(Deserialize, Default)]
+struct Envelope {
+    #[serde(default)]
+    errors: Vec<EnvelopeError>,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeError {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
 
 impl Registry {
-    /// [`Self::registry_error`], with the reset time a 429 answer carried when there is one.
-    pub(super) async fn explain(&self, e: OciDistributionError) -> Error {
-        let reset = match rate_limited_url(&e) {
-            Some(url) => self.reset_time(url).await,
-            None => None,
-        };
-        self.registry_error(e, reset.as_deref())
-    }
-
-    /// One more request (HEAD, which no registry counts against the limit) to the URL that
-    /// answered 429, to read the headers oci-client does not pass on. The registry's own URLs
-    /// get a fresh pull token (Docker Hub answers 401, without limits, to anonymous requests);
-    /// a CDN's get nothing. `None` when it fails or says no reset time.
-    async fn reset_time(&self, url: &str) -> Option<String> {
-        let url = reqwest::Url::parse(url).ok()?;
-        // reqwest's defaults are oci-client's: the same TLS roots (system store, or
-        // SSL_CERT_FILE / SSL_CERT_DIR), and no `Authorization` kept across a redirect.
-        let client = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(PROBE_TIMEOUT)
-            .build()
-            .ok()?;
-        let mut request = client.head(url.clone());
-        if self.is_registry_url(&url) {
-            request = self.authorize(request).await;
-        }
-        let answer = request.send().await.ok()?;
-        ratelimit::describe(answer.headers(), SystemTime::now())
-    }
-
-    /// Same scheme, host and port as the registry (never a CDN a blob was redirected to).
-    fn is_registry_url(&self, url: &reqwest::Url) -> bool {
-        let registry = format!("{}://{}", self.scheme, self.reference.resolve_registry());
-        reqwest::Url::parse(&registry).is_ok_and(|r| same_origin(&r, url))
-    }
-
-    /// `request` with this pull's credentials: a bearer token when the registry hands one
-    /// out, else the configured user and password, else nothing.
-    async fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        let token = self
-            .client
-            .auth(&self.reference, &self.auth, RegistryOperation::Pull)
-            .await;
-        match (token, &self.auth) {
-            (Ok(Some(token)), _) => request.bearer_auth(token),
-            (_, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
-            _ => request,
-        }
-    }
-
-    /// One line for the user: what went wrong talking to the registry; `reset` is when a
-    /// rate limit ends, as [`ratelimit::describe`] words it.
-    fn registry_error(&self, e: OciDistributionError, reset: Option<&str>) -> Error {
+    /// One line for the user: `failure` while fetching `what`, after `retries` retries.
+    pub(super) fn failure_error(&self, failure: Failure, what: &Object, retries: u32) -> Error {
         let r = &self.display;
         let host = &self.host;
-        match e {
-            OciDistributionError::RequestError(e) if is_certificate_error(&e) => {
-                Error::Registry(format!(
-                    "{r}: TLS certificate of {host} is not trusted ({}); to trust a private CA, \
-                     set SSL_CERT_FILE=/path/to/ca.pem or install it in \
-                     /usr/local/share/ca-certificates and run update-ca-certificates",
-                    root_cause(&e)
-                ))
-            }
-            OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => {
-                Error::Registry(format!(
-                    "{r}: cannot reach registry {host}: {}",
-                    root_cause(&e)
-                ))
-            }
-            OciDistributionError::RequestError(e) => {
-                Error::Registry(format!("{r}: request to {host} failed: {}", root_cause(&e)))
-            }
-            OciDistributionError::ImageManifestNotFoundError(_) => {
-                Error::Registry(format!("{r}: image or tag not found"))
-            }
-            OciDistributionError::AuthenticationFailure(why) => Error::Registry(format!(
-                "{r}: authentication refused by {host}: {}",
-                one_line(&why)
+        let after = match retries {
+            0 => String::new(),
+            n => format!(" (gave up after {} tries)", n + 1),
+        };
+        match failure {
+            Failure::Request(e) if is_certificate_error(&e) => Error::Registry(format!(
+                "{r}: TLS certificate of {host} is not trusted ({}); to trust a private CA, set \
+                 SSL_CERT_FILE=/path/to/ca.pem or install it in \
+                 /usr/local/share/ca-certificates and run update-ca-certificates",
+                root_cause(&e)
             )),
-            OciDistributionError::UnauthorizedError { .. } => Error::Registry(format!(
-                "{r}: access denied by {host} (image missing or private)"
+            Failure::Request(e) if e.is_connect() => Error::Registry(format!(
+                "{r}: cannot reach registry {host} for the {what}: {}{after}",
+                root_cause(&e)
             )),
-            OciDistributionError::RegistryError { envelope, .. } => {
-                Error::Registry(envelope_message(r, host, &envelope, reset))
-            }
-            OciDistributionError::ServerError { code: 404, .. } => {
-                Error::Registry(format!("{r}: image or tag not found"))
-            }
-            OciDistributionError::ServerError {
-                code: 401 | 403, ..
-            } => Error::Registry(format!("{r}: access denied by {host}")),
-            OciDistributionError::ServerError {
-                code: 429, message, ..
-            } => Error::Registry(rate_limited(r, host, &one_line(&message), reset)),
-            OciDistributionError::ServerError { code, message, .. } => Error::Registry(format!(
-                "{r}: registry {host} answered HTTP {code}: {}",
-                one_line(&message)
+            Failure::Request(e) => Error::Registry(format!(
+                "{r}: request to {host} for the {what} failed: {}{after}",
+                root_cause(&e)
             )),
-            OciDistributionError::DigestError(e) => {
-                Error::Image(format!("{r}: digest mismatch: {e}"))
-            }
-            other => Error::Registry(format!("{r}: {}", one_line(&other.to_string()))),
-        }
-    }
-
-    pub(super) fn stream_error(&self, e: std::io::Error) -> Error {
-        let text = one_line(&e.to_string());
-        if text.to_lowercase().contains("digest") {
-            Error::Image(format!(
-                "{}: digest mismatch while downloading: {text}",
-                self.display
-            ))
-        } else {
-            Error::Registry(format!("{}: download interrupted: {text}", self.display))
+            Failure::Stalled(d) => Error::Registry(format!(
+                "{r}: registry {host} sent nothing for {} while sending the {what}{after}",
+                seconds(d)
+            )),
+            Failure::Deadline(d) => Error::Registry(format!(
+                "{r}: registry {host} did not finish sending the {what} within {}{after}",
+                seconds(d)
+            )),
+            Failure::Interrupted(why) => Error::Registry(format!(
+                "{r}: download of the {what} from {host} interrupted: {why}{after}"
+            )),
+            Failure::TooLarge(cap) => Error::Image(format!(
+                "{r}: the {what} from {host} is larger than {} MiB; refused, nothing stored",
+                cap >> 20
+            )),
+            Failure::Status {
+                code,
+                headers,
+                body,
+            } => Error::Registry(status_message(r, host, what, code, &headers, &body, &after)),
+            Failure::Final(e) => e,
         }
     }
 }
 
-/// A TLS handshake refused the server's certificate (unknown CA, wrong name, expired).
-fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        let text = err.to_string().to_lowercase();
-        if text.contains("certificate") || text.contains("unknownissuer") {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
-}
-
-/// One line for an OCI error envelope, by its error codes (compared as the enum: the Hub's
-/// `TOOMANYREQUESTS` is `Toomanyrequests`, whose Debug text once failed a string comparison).
-fn envelope_message(r: &str, host: &str, envelope: &OciEnvelope, reset: Option<&str>) -> String {
-    let has =
-        |wanted: &dyn Fn(&OciErrorCode) -> bool| envelope.errors.iter().any(|e| wanted(&e.code));
-    let msg: Vec<&str> = envelope.errors.iter().map(|e| e.message.as_str()).collect();
-    let msg = msg.join("; ");
-    if has(&|c| matches!(c, OciErrorCode::Toomanyrequests)) {
-        rate_limited(r, host, &msg, reset)
-    } else if has(&|c| {
-        matches!(
-            c,
-            OciErrorCode::ManifestUnknown
-                | OciErrorCode::NameUnknown
-                | OciErrorCode::NotFound
-                | OciErrorCode::BlobUnknown
-        )
-    }) {
-        format!("{r}: image or tag not found ({msg})")
-    } else if has(&|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied)) {
-        format!("{r}: access denied by {host}: {msg}")
+/// The line for a failure status: by the error codes of its body when it has an OCI error
+/// envelope, else by the status itself.
+fn status_message(
+    r: &str,
+    host: &str,
+    what: &Object,
+    code: u16,
+    headers: &reqwest::header::HeaderMap,
+    body: &[u8],
+    after: &str,
+) -> String {
+    let envelope: Envelope = serde_json::from_slice(body).unwrap_or_default();
+    let has = |codes: &[&str]| {
+        envelope
+            .errors
+            .iter()
+            .any(|e| codes.contains(&e.code.as_str()))
+    };
+    let msg = envelope
+        .errors
+        .iter()
+        .map(|e| one_line(&e.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let msg = if msg.is_empty() && envelope.errors.is_empty() {
+        one_line(&String::from_utf8_lossy(body))
     } else {
-        format!("{r}: registry {host} refused: {msg}")
+        msg
+    };
+    let why = if msg.is_empty() {
+        String::new()
+    } else {
+        format!(" ({msg})")
+    };
+    if code == 429 || has(&["TOOMANYREQUESTS"]) {
+        let reset = ratelimit::describe(headers, SystemTime::now());
+        return rate_limited(r, host, &msg, reset.as_deref());
+    }
+    if matches!(what, Object::Token) {
+        return format!("{r}: authentication refused by {host}: HTTP {code}{why}");
+    }
+    if has(&[
+        "MANIFEST_UNKNOWN",
+        "NAME_UNKNOWN",
+        "NOT_FOUND",
+        "BLOB_UNKNOWN",
+    ]) || code == 404
+    {
+        return format!("{r}: image or tag not found ({what}){why}");
+    }
+    match code {
+        401 => format!("{r}: access denied by {host} (image missing or private){why}"),
+        403 => format!("{r}: access denied by {host}{why}"),
+        _ if has(&["UNAUTHORIZED", "DENIED"]) => format!("{r}: access denied by {host}{why}"),
+        _ => format!("{r}: registry {host} answered HTTP {code} for the {what}{why}{after}"),
     }
 }
 
@@ -190,30 +180,21 @@ fn rate_limited(r: &str, host: &str, msg: &str, reset: Option<&str>) -> String {
     )
 }
 
-/// The URL that answered 429 (a bare status, or the Hub's `TOOMANYREQUESTS` envelope).
-fn rate_limited_url(e: &OciDistributionError) -> Option<&str> {
-    match e {
-        OciDistributionError::ServerError { code: 429, url, .. } => Some(url),
-        OciDistributionError::RegistryError { envelope, url }
-            if envelope
-                .errors
-                .iter()
-                .any(|e| matches!(e.code, OciErrorCode::Toomanyrequests)) =>
-        {
-            Some(url)
+/// A TLS handshake refused the server's certificate (unknown CA, wrong name, expired).
+pub(super) fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string().to_lowercase();
+        if text.contains("certificate") || text.contains("unknownissuer") {
+            return true;
         }
-        _ => None,
+        cur = err.source();
     }
+    false
 }
 
-/// Scheme, host and port alike (as oci-client decides where credentials may go).
-fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
-    a.scheme() == b.scheme()
-        && a.host_str() == b.host_str()
-        && a.port_or_known_default() == b.port_or_known_default()
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+/// The innermost cause, as one line.
+pub(super) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = e;
     while let Some(next) = cur.source() {
         cur = next;
@@ -224,90 +205,76 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reqwest::header::HeaderMap;
 
-    fn envelope(code: &str, message: &str) -> OciEnvelope {
-        serde_json::from_value(serde_json::json!({"errors": [{"code": code, "message": message}]}))
-            .unwrap()
+    fn line(code: u16, what: Object, body: &str, headers: &[(&'static str, &str)]) -> String {
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.insert(*k, v.parse().unwrap());
+        }
+        status_message("img", "reg.example", &what, code, &h, body.as_bytes(), "")
+    }
+
+    fn envelope(code: &str) -> String {
+        serde_json::json!({"errors": [{"code": code, "message": "why"}]}).to_string()
+    }
+
+    fn manifest() -> Object {
+        Object::Manifest("latest".into())
     }
 
     /// The error bodies registries send, as the distribution spec spells the codes.
     #[test]
     fn envelope_codes_give_their_own_line() {
-        let line =
-            |code: &str| envelope_message("img", "reg.example", &envelope(code, "why"), None);
+        let l = line(429, manifest(), &envelope("TOOMANYREQUESTS"), &[]);
         assert!(
-            line("TOOMANYREQUESTS").contains("rate limited by reg.example (why)"),
-            "{}",
-            line("TOOMANYREQUESTS")
+            l.contains("rate limited by reg.example (why); retry"),
+            "{l}"
         );
-        let with_reset = envelope_message(
-            "img",
-            "reg.example",
-            &envelope("TOOMANYREQUESTS", "why"),
-            Some("resets in 3 s (at X)"),
+        let l = line(
+            503,
+            manifest(),
+            &envelope("TOOMANYREQUESTS"),
+            &[("retry-after", "3")],
         );
-        assert!(
-            with_reset.contains("rate limited by reg.example (why); resets in 3 s (at X); retry"),
-            "{with_reset}"
-        );
+        assert!(l.contains("(why); resets in 3 s (at "), "{l}");
         for code in [
             "MANIFEST_UNKNOWN",
             "NAME_UNKNOWN",
             "NOT_FOUND",
             "BLOB_UNKNOWN",
         ] {
+            let l = line(400, manifest(), &envelope(code), &[]);
             assert!(
-                line(code).contains("image or tag not found (why)"),
-                "{code}"
+                l.contains("image or tag not found (manifest latest) (why)"),
+                "{l}"
             );
         }
         for code in ["UNAUTHORIZED", "DENIED"] {
-            assert!(
-                line(code).contains("access denied by reg.example: why"),
-                "{code}"
-            );
+            let l = line(400, manifest(), &envelope(code), &[]);
+            assert!(l.contains("access denied by reg.example (why)"), "{l}");
         }
-        assert!(line("SOMETHING_ELSE").contains("registry reg.example refused: why"));
+        let l = line(400, manifest(), &envelope("SOMETHING_ELSE"), &[]);
+        assert!(
+            l.contains("answered HTTP 400 for the manifest latest (why)"),
+            "{l}"
+        );
     }
 
-    /// Only a 429 (bare, or the Hub's envelope) leads to the extra request, at its own URL.
     #[test]
-    fn rate_limited_urls() {
-        let server = |code| OciDistributionError::ServerError {
-            code,
-            url: "https://cdn.example/b?sig=1".into(),
-            message: String::new(),
-        };
-        assert_eq!(
-            rate_limited_url(&server(429)),
-            Some("https://cdn.example/b?sig=1")
+    fn bare_statuses_name_the_object() {
+        let layer = Object::Layer(format!("sha256:{}", "ab".repeat(32)), 2, 5);
+        let l = line(502, layer, "<html>bad\ngateway</html>", &[]);
+        assert!(
+            l.contains("HTTP 502 for the layer 2/5 sha256:abababababab (<html>bad gateway</html>)"),
+            "{l}"
         );
-        assert_eq!(rate_limited_url(&server(503)), None);
-        let registry = |code: &str| OciDistributionError::RegistryError {
-            envelope: envelope(code, "why"),
-            url: "https://reg.example/v2/a/manifests/1".into(),
-        };
-        assert_eq!(
-            rate_limited_url(&registry("TOOMANYREQUESTS")),
-            Some("https://reg.example/v2/a/manifests/1")
+        let l = line(401, Object::Token, "no", &[]);
+        assert!(
+            l.contains("authentication refused by reg.example: HTTP 401 (no)"),
+            "{l}"
         );
-        assert_eq!(rate_limited_url(&registry("DENIED")), None);
-    }
-
-    /// Credentials go to the registry's own origin only, never to a CDN or over plain HTTP.
-    #[test]
-    fn origins() {
-        let url = |u: &str| reqwest::Url::parse(u).unwrap();
-        let registry = url("https://reg.example");
-        assert!(same_origin(&registry, &url("https://reg.example:443/v2/x")));
-        assert!(!same_origin(&registry, &url("http://reg.example/v2/x")));
-        assert!(!same_origin(
-            &registry,
-            &url("https://reg.example:5000/v2/x")
-        ));
-        assert!(!same_origin(
-            &registry,
-            &url("https://cdn.reg.example/v2/x")
-        ));
+        assert!(line(404, manifest(), "", &[]).contains("image or tag not found"));
+        assert!(line(401, manifest(), "", &[]).contains("(image missing or private)"));
     }
 }
