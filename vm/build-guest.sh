@@ -54,12 +54,13 @@ check_inputs() {
     command -v ldd >/dev/null || die "ldd missing"
 }
 
-# Absolute paths of every test executable of the workspace (compiled, not run).
+# Absolute paths of every test executable of the workspace (compiled, not run). grep -a: once
+# grep took cargo's JSON for a binary file ("binary file matches", no path printed).
 test_binaries() {
     local json="$cache/test-build.json"
     (cd "$repo" && cargo test --release --locked --no-run --message-format=json) > "$json" ||
         die "cargo test --no-run failed"
-    grep '"reason":"compiler-artifact"' "$json" | grep '"profile":{[^}]*"test":true' |
+    grep -a '"reason":"compiler-artifact"' "$json" | grep '"profile":{[^}]*"test":true' |
         sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | sort -u
 }
 
