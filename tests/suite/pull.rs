@@ -687,11 +687,9 @@ exit $rc"#;
         stdout.contains("entries:\n"),
         "the store must be left exactly as it was (empty): {stdout}"
     );
-    assert_eq!(
-        common::host_mounts(),
-        mounts_before,
-        "host mount table changed"
-    );
+    // A neighbour's own mounts (an engine test's) may come and go meanwhile: this test's only.
+    let changes = common::mount_changes(&root, &mounts_before, &repo);
+    assert!(changes.is_empty(), "host mount table changed: {changes:#?}");
 }
 
 #[test]
