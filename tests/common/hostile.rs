@@ -250,7 +250,10 @@ impl Server {
         }
         if path == "/token" {
             if let Fault::TokenTrickle(every) = fault {
-                return self.trickle(conn, b"{\"token\":\"never-finished\"}", every);
+                // Long enough to outlast any request deadline a test sets at its fastest pace
+                // (26 bytes at 100 ms once finished within the 4 s deadline in the VM).
+                let token = format!("{{\"token\":\"{}\"}}", "n".repeat(400));
+                return self.trickle(conn, token.as_bytes(), every);
             }
             return respond(conn, 200, &[], br#"{"token":"t"}"#);
         }
