@@ -17,11 +17,24 @@ pub enum Controller {
     Memory,
     Cpu,
     Pids,
+    /// Only for an OCI config's `linux.resources.cpu.cpus`/`mems`: joined when asked for.
+    Cpuset,
 }
 
 impl Controller {
     /// Every controller we may need, in the order limits are applied.
-    pub const ALL: [Controller; 3] = [Controller::Memory, Controller::Cpu, Controller::Pids];
+    pub const ALL: [Controller; 4] = [
+        Controller::Memory,
+        Controller::Cpu,
+        Controller::Pids,
+        Controller::Cpuset,
+    ];
+
+    /// The controllers every container's cgroup has (v1: the hierarchies an OCI container
+    /// joins even without a limit; v2: enabled below the parents). Cpuset is not among them:
+    /// a v1 cpuset cgroup must be filled from its parent before anything can join it, a cost
+    /// only a config that asks for CPUs or memory nodes pays.
+    pub const CORE: [Controller; 3] = [Controller::Memory, Controller::Cpu, Controller::Pids];
 
     /// The kernel's name for it (mount option on v1, `cgroup.controllers` token on v2).
     pub fn name(self) -> &'static str {
@@ -29,6 +42,7 @@ impl Controller {
             Controller::Memory => "memory",
             Controller::Cpu => "cpu",
             Controller::Pids => "pids",
+            Controller::Cpuset => "cpuset",
         }
     }
 
@@ -38,6 +52,7 @@ impl Controller {
             Controller::Memory => "--memory",
             Controller::Cpu => "--cpus",
             Controller::Pids => "--pids-limit",
+            Controller::Cpuset => "linux.resources.cpu.cpus/mems",
         }
     }
 }
@@ -251,6 +266,7 @@ mod tests {
                     (Controller::Memory, PathBuf::from("/sys/fs/cgroup/memory")),
                     (Controller::Cpu, PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")),
                     (Controller::Pids, PathBuf::from("/sys/fs/cgroup/pids")),
+                    (Controller::Cpuset, PathBuf::from("/sys/fs/cgroup/cpuset")),
                 ]
             }
         );
@@ -260,7 +276,12 @@ mod tests {
     fn cpuset_and_cpuacct_are_not_cpu() {
         let text = "1 0 0:1 / /a rw - cgroup cgroup rw,cpuset\n2 0 0:2 / /b rw - cgroup cgroup rw,cpuacct\n";
         let layout = detect(&parse_mountinfo(text), Path::new(V2_MOUNT), &all_cgroup);
-        assert_eq!(layout, Layout::None);
+        assert_eq!(
+            layout,
+            Layout::V1 {
+                hierarchies: vec![(Controller::Cpuset, PathBuf::from("/a"))]
+            }
+        );
     }
 
     #[test]

@@ -71,7 +71,13 @@ const RESOURCES: Node = Object(&[
     ("memory", Object(&[("limit", Leaf), ("swap", Leaf)])),
     (
         "cpu",
-        Object(&[("quota", Leaf), ("period", Leaf), ("shares", Leaf)]),
+        Object(&[
+            ("quota", Leaf),
+            ("period", Leaf),
+            ("shares", Leaf),
+            ("cpus", Leaf),
+            ("mems", Leaf),
+        ]),
     ),
     ("pids", Object(&[("limit", Leaf)])),
     ("devices", Array(&DEVICE_RULE)),
