@@ -1,7 +1,8 @@
 //! OCI `linux.resources` beyond memory/cpu quota/pids (issue 31): `cpu.cpus`, `cpu.mems` and
 //! `cpu.shares` read back from the host's cgroup files (v1 `cpuset`/`cpu`, v2 `cpuset.*` and
-//! `cpu.weight`) and from inside (`Cpus_allowed_list`); `start` returns once the program has
-//! exec'd (runc's order); a failed `create` leaves no empty default parent cgroup behind.
+//! `cpu.weight`) and from inside (`Cpus_allowed_list`); `memory.disableOOMKiller` (v1
+//! `memory.oom_control`, refused on v2); `start` returns once the program has exec'd (runc's
+//! order); a failed `create` leaves no empty default parent cgroup behind.
 
 use crate::common;
 
@@ -200,4 +201,36 @@ fn a_failed_create_leaves_no_empty_default_parent() {
     assert_refused(&b.create(), &format!("exit status: {code}"));
     b.assert_clean(&mark, &cgroup_dirs(&format!("devoxx-docker-oci/{}", b.id)));
     assert_no_empty_default_parent();
+}
+
+#[test]
+fn disable_oom_killer_is_set_on_v1_and_refused_on_v2() {
+    require_root!();
+    if common::cgroup::host_layout().is_none() {
+        skip!("no cgroup controllers on this host");
+    }
+    let mark = marker();
+    let limit = random_in(64..=128) << 20;
+    let b = Bundle::new(json!({
+        "process": {"args": ["/bin/sh", "-c", format!("exec sleep 30 # {mark}")]},
+        "linux": {"resources": {"memory": {"limit": limit, "disableOOMKiller": true}}},
+    }));
+    let rel = format!("devoxx-docker-oci/{}", b.id);
+    let cgroups = cgroup_dirs(&rel);
+    if common::cgroup::is_v2() {
+        // runc ignores it there; this runtime does not pretend.
+        assert_refused(
+            &b.create(),
+            "disableOOMKiller is not available on cgroup v2",
+        );
+    } else {
+        b.create().assert_code(0);
+        let control = cgroup_file("memory", &rel, "memory.oom_control");
+        let text = fs::read_to_string(&control).expect("memory.oom_control");
+        assert!(text.lines().any(|l| l == "oom_kill_disable 1"), "{text}");
+        let file = cgroup_file("memory", &rel, "memory.limit_in_bytes");
+        assert_eq!(read_trimmed(&file), limit.to_string());
+        b.oci(&["delete", "--force", &b.id]).assert_code(0);
+    }
+    b.assert_clean(&mark, &cgroups);
 }

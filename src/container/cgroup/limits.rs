@@ -31,6 +31,9 @@ pub struct Limits {
     pub cpu_shares: Option<u64>,
     /// An OCI config's `cpu.cpus` / `cpu.mems`; `run` never sets them.
     pub cpuset: Cpuset,
+    /// An OCI config's `memory.disableOOMKiller` (v1 `memory.oom_control`; cgroup v2 has no
+    /// such switch, the config is refused there); `run` never sets it.
+    pub oom_kill_disable: bool,
 }
 
 /// CPUs and memory nodes a container may use, as the kernel's list format (`0-2,5`); `None`:
@@ -108,6 +111,7 @@ impl Limits {
             && self.pids.is_none()
             && self.cpu_shares.is_none()
             && !self.cpuset.is_set()
+            && !self.oom_kill_disable
     }
 }
 

@@ -184,7 +184,7 @@ pub fn reclaim_stale_in(layout: &Layout, is_live: &dyn Fn(&str) -> bool) {
 /// The controllers `limits` cannot do without.
 fn needed(limits: &Limits) -> Vec<Controller> {
     let mut needed = Vec::new();
-    if limits.memory.is_some() {
+    if limits.memory.is_some() || limits.oom_kill_disable {
         needed.push(Controller::Memory);
     }
     if limits.cpu.is_some() || limits.cpu_shares.is_some() {

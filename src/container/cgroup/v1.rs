@@ -83,7 +83,8 @@ impl Group {
     }
 
     /// `memory.limit_in_bytes` (then `memory.memsw.limit_in_bytes`, when swap accounting
-    /// exists, to the same value: no dodging through swap), `cpu.cfs_period_us` then
+    /// exists, to the same value: no dodging through swap), `memory.oom_control` (1: the
+    /// OOM killer off, tasks wait at the limit instead), `cpu.cfs_period_us` then
     /// `cpu.cfs_quota_us`, `cpu.shares`, `pids.max`, `cpuset.mems` and `cpuset.cpus`.
     pub fn apply_limits(&self, limits: &Limits) -> Result<()> {
         if let (Some(bytes), Some(dir)) = (limits.memory, self.dir_of(Controller::Memory)) {
@@ -91,6 +92,9 @@ impl Group {
             if dir.has("memory.memsw.limit_in_bytes") {
                 dir.write("memory.memsw.limit_in_bytes", &bytes.to_string())?;
             }
+        }
+        if let (true, Some(dir)) = (limits.oom_kill_disable, self.dir_of(Controller::Memory)) {
+            dir.write("memory.oom_control", "1")?;
         }
         if let (Some(cpu), Some(dir)) = (limits.cpu, self.dir_of(Controller::Cpu)) {
             dir.write("cpu.cfs_period_us", &cpu.period.to_string())?;
@@ -209,8 +213,10 @@ mod tests {
                 cpus: Some("1,3".into()),
                 mems: None,
             },
+            oom_kill_disable: true,
         };
         group.apply_limits(&limits).unwrap();
+        assert_eq!(read(&group, Controller::Memory, "memory.oom_control"), "1");
         assert_eq!(read(&group, Controller::Cpu, "cpu.shares"), "512");
         assert_eq!(read(&group, Controller::Cpuset, "cpuset.cpus"), "1,3");
         assert_eq!(read(&group, Controller::Cpuset, "cpuset.mems"), "0\n");

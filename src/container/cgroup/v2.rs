@@ -188,6 +188,7 @@ mod tests {
                 cpus: Some("0-1".into()),
                 mems: Some("0".into()),
             },
+            ..Limits::default()
         };
         apply_limits(&dir, &limits).unwrap();
         assert_eq!(dir.read("cpu.weight").unwrap(), "79");

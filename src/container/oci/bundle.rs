@@ -183,7 +183,7 @@ pub fn translate(spec: &Spec, dir: &Path, id: &str, host_is_v2: bool) -> Result<
     let masked = absolute_paths("linux.maskedPaths", linux.masked_paths())?;
     let readonly_paths = absolute_paths("linux.readonlyPaths", linux.readonly_paths())?;
     let limits = match linux.resources() {
-        Some(resources) => limits(resources)?,
+        Some(resources) => limits(resources, host_is_v2)?,
         None => Limits::default(),
     };
     let device_rules = device_rules(linux.resources().as_ref())?;
@@ -368,11 +368,20 @@ fn cap_sets(given: &LinuxCapabilities) -> Result<CapSets> {
     })
 }
 
-/// `linux.resources`: memory limit (swap only as "none beyond the limit"), CPU quota, period,
+/// `linux.resources`: memory limit (swap only as "none beyond the limit"), `disableOOMKiller`
+/// (cgroup v1 only), CPU quota, period,
 /// shares, CPUs and memory nodes, pids limit (device rules: [`device_rules`]).
-fn limits(resources: &LinuxResources) -> Result<Limits> {
+fn limits(resources: &LinuxResources, host_is_v2: bool) -> Result<Limits> {
     let mut limits = Limits::default();
     if let Some(memory) = resources.memory() {
+        limits.oom_kill_disable = memory.disable_oom_killer().unwrap_or(false);
+        if limits.oom_kill_disable && host_is_v2 {
+            // runc ignores it there; a runtime that cannot do what the config asks says so.
+            return Err(usage(
+                "linux.resources.memory.disableOOMKiller is not available on cgroup v2 \
+                 (the kernel has no switch for it)",
+            ));
+        }
         limits.memory = match memory.limit() {
             Some(bytes) if bytes > 0 => Some(bytes as u64),
             _ => None,
@@ -661,6 +670,21 @@ mod tests {
             bundle.unwrap().limits.is_unlimited(),
             "empty lists: the parent's"
         );
+    }
+
+    #[test]
+    fn disabling_the_oom_killer_is_a_v1_switch() {
+        let config = minimal(json!({
+            "linux": {"resources": {"memory": {"limit": 64 << 20, "disableOOMKiller": true}}},
+        }));
+        let (_dir, bundle) = bundle_with(config.clone());
+        assert!(bundle.unwrap().limits.oom_kill_disable);
+        let spec: Spec = serde_json::from_value(config).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        let err = translate(&spec, dir.path(), "c1", true).unwrap_err();
+        assert!(err.to_string().contains("disableOOMKiller"), "{err}");
+        assert_eq!(err.exit_code(), 125);
     }
 
     #[test]

@@ -68,7 +68,10 @@ const DEVICE_RULE: Node = Object(&[
 ]);
 
 const RESOURCES: Node = Object(&[
-    ("memory", Object(&[("limit", Leaf), ("swap", Leaf)])),
+    (
+        "memory",
+        Object(&[("limit", Leaf), ("swap", Leaf), ("disableOOMKiller", Leaf)]),
+    ),
     (
         "cpu",
         Object(&[
