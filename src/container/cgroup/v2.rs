@@ -36,12 +36,7 @@ impl Group {
             &format!("cgroup v2 at {}", root.display()),
         )?;
         let ancestors = ensure_ancestors(root, rel)?;
-        // The core controllers always (as before), the others only when a limit needs them.
-        let wanted: Vec<Controller> = available
-            .iter()
-            .copied()
-            .filter(|c| Controller::CORE.contains(c) || needed.contains(c))
-            .collect();
+        let wanted = wanted(available, &needed);
         enable_controllers(&CgroupDir::new(root), &wanted, &needed)?;
         for parent in &ancestors {
             enable_controllers(parent, &wanted, &needed)?;
@@ -82,6 +77,16 @@ impl Drop for Group {
             warn_not_removed(self.dir.path(), &e);
         }
     }
+}
+
+/// The controllers to enable below the parents: the core ones always (`run` as before),
+/// cpuset only when a limit needs it.
+fn wanted(available: &[Controller], needed: &[Controller]) -> Vec<Controller> {
+    available
+        .iter()
+        .copied()
+        .filter(|c| Controller::CORE.contains(c) || needed.contains(c))
+        .collect()
 }
 
 /// `O_PATH|O_DIRECTORY` on the new cgroup. A failure only costs the migration clone3 saves,
@@ -236,6 +241,19 @@ mod tests {
         let (_tmp, dir) = fixture(&[("cgroup.subtree_control", "memory\n")]);
         enable_controllers(&dir, &Controller::CORE, &[Controller::Cpu]).unwrap();
         assert_eq!(dir.read("cgroup.subtree_control").unwrap(), "+cpu +pids");
+    }
+
+    #[test]
+    fn cpuset_is_enabled_only_for_a_config_that_asks_for_it() {
+        assert_eq!(wanted(&Controller::ALL, &[]), Controller::CORE);
+        assert_eq!(
+            wanted(&Controller::ALL, &[Controller::Cpuset]),
+            Controller::ALL
+        );
+        assert_eq!(
+            wanted(&[Controller::Pids], &[Controller::Cpuset]),
+            [Controller::Pids]
+        );
     }
 
     #[test]
