@@ -424,15 +424,23 @@ pub fn start(paths: &Paths, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// How long `start` waits for the exec: a program that is this very binary cannot be told
+/// from the init before it, and must not hang `start`.
+const EXEC_WAIT: Duration = Duration::from_secs(10);
+
 /// Until the released init has exec'd the program (its executable is no longer the
-/// runtime's: `startContainer` hooks ran first) or died: `start` returns, and `poststart`
-/// runs, after that.
+/// runtime's: `startContainer` hooks ran first) or died, at most [`EXEC_WAIT`]: `start`
+/// returns, and `poststart` runs, after that.
 fn wait_for_exec(record: &Record) {
     use std::os::unix::fs::MetadataExt;
     let identity = |path: &str| std::fs::metadata(path).map(|m| (m.dev(), m.ino())).ok();
     let ours = identity("/proc/self/exe");
     let theirs = format!("/proc/{}/exe", record.pid);
-    while state::is_alive(record.pid, record.start_time) && identity(&theirs) == ours {
+    let deadline = Instant::now() + EXEC_WAIT;
+    while state::is_alive(record.pid, record.start_time)
+        && identity(&theirs) == ours
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
