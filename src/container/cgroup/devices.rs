@@ -235,7 +235,7 @@ impl Drop for Devices {
 }
 
 /// Where the v1 `devices` controller is mounted, from the mount table.
-fn v1_mount() -> Option<PathBuf> {
+pub fn v1_mount() -> Option<PathBuf> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     layout::parse_mountinfo(&mountinfo)
         .into_iter()

@@ -17,11 +17,24 @@ pub enum Controller {
     Memory,
     Cpu,
     Pids,
+    /// Only for an OCI config's `linux.resources.cpu.cpus`/`mems`: joined when asked for.
+    Cpuset,
 }
 
 impl Controller {
     /// Every controller we may need, in the order limits are applied.
-    pub const ALL: [Controller; 3] = [Controller::Memory, Controller::Cpu, Controller::Pids];
+    pub const ALL: [Controller; 4] = [
+        Controller::Memory,
+        Controller::Cpu,
+        Controller::Pids,
+        Controller::Cpuset,
+    ];
+
+    /// The controllers every container's cgroup has (v1: the hierarchies an OCI container
+    /// joins even without a limit; v2: enabled below the parents). Cpuset is not among them:
+    /// a v1 cpuset cgroup must be filled from its parent before anything can join it, a cost
+    /// only a config that asks for CPUs or memory nodes pays.
+    pub const CORE: [Controller; 3] = [Controller::Memory, Controller::Cpu, Controller::Pids];
 
     /// The kernel's name for it (mount option on v1, `cgroup.controllers` token on v2).
     pub fn name(self) -> &'static str {
@@ -29,6 +42,7 @@ impl Controller {
             Controller::Memory => "memory",
             Controller::Cpu => "cpu",
             Controller::Pids => "pids",
+            Controller::Cpuset => "cpuset",
         }
     }
 
@@ -38,11 +52,12 @@ impl Controller {
             Controller::Memory => "--memory",
             Controller::Cpu => "--cpus",
             Controller::Pids => "--pids-limit",
+            Controller::Cpuset => "linux.resources.cpu.cpus/mems",
         }
     }
 }
 
-/// The host's cgroup layout, as far as our three controllers are concerned.
+/// The host's cgroup layout, as far as our controllers are concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Layout {
     /// cgroup2 at `/sys/fs/cgroup` with at least one of our controllers in `cgroup.controllers`.
@@ -159,8 +174,8 @@ fn unescape_octal(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Decide the layout: v2 when cgroup2 is mounted at `v2_at` with any of our controllers,
-/// else the v1 hierarchies of memory/cpu/pids, else none. `kind` is `statfs` on the host and
+/// Decide the layout: v2 when cgroup2 is mounted at `v2_at` with memory, cpu or pids, else
+/// the v1 hierarchies of memory/cpu/pids (and cpuset beside them), else none. `kind` is `statfs` on the host and
 /// a stub in unit tests.
 pub fn detect(mounts: &[Mount], v2_at: &Path, kind: &dyn Fn(&Path) -> FsKind) -> Layout {
     if let Some(layout) = detect_v2(mounts, v2_at, kind) {
@@ -170,7 +185,11 @@ pub fn detect(mounts: &[Mount], v2_at: &Path, kind: &dyn Fn(&Path) -> FsKind) ->
         .iter()
         .filter_map(|&c| v1_mount_of(mounts, c, kind).map(|m| (c, m)))
         .collect();
-    if hierarchies.is_empty() {
+    // Cpuset alone carries none of `run`'s limits: that host has no usable controller.
+    if !hierarchies
+        .iter()
+        .any(|(c, _)| Controller::CORE.contains(c))
+    {
         Layout::None
     } else {
         Layout::V1 { hierarchies }
@@ -188,7 +207,8 @@ fn detect_v2(mounts: &[Mount], v2_at: &Path, kind: &dyn Fn(&Path) -> FsKind) -> 
         .into_iter()
         .filter(|c| available.split_whitespace().any(|w| w == c.name()))
         .collect();
-    (!controllers.is_empty()).then(|| Layout::V2 {
+    let usable = controllers.iter().any(|c| Controller::CORE.contains(c));
+    usable.then(|| Layout::V2 {
         root: v2_at.to_owned(),
         controllers,
     })
@@ -251,6 +271,7 @@ mod tests {
                     (Controller::Memory, PathBuf::from("/sys/fs/cgroup/memory")),
                     (Controller::Cpu, PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")),
                     (Controller::Pids, PathBuf::from("/sys/fs/cgroup/pids")),
+                    (Controller::Cpuset, PathBuf::from("/sys/fs/cgroup/cpuset")),
                 ]
             }
         );
@@ -260,7 +281,22 @@ mod tests {
     fn cpuset_and_cpuacct_are_not_cpu() {
         let text = "1 0 0:1 / /a rw - cgroup cgroup rw,cpuset\n2 0 0:2 / /b rw - cgroup cgroup rw,cpuacct\n";
         let layout = detect(&parse_mountinfo(text), Path::new(V2_MOUNT), &all_cgroup);
-        assert_eq!(layout, Layout::None);
+        assert_eq!(layout, Layout::None, "cpuset alone limits nothing run asks");
+        let with_memory = format!("{text}3 0 0:3 / /m rw - cgroup cgroup rw,memory\n");
+        let layout = detect(
+            &parse_mountinfo(&with_memory),
+            Path::new(V2_MOUNT),
+            &all_cgroup,
+        );
+        assert_eq!(
+            layout,
+            Layout::V1 {
+                hierarchies: vec![
+                    (Controller::Memory, PathBuf::from("/m")),
+                    (Controller::Cpuset, PathBuf::from("/a"))
+                ]
+            }
+        );
     }
 
     #[test]

@@ -26,6 +26,59 @@ pub struct Limits {
     pub memory: Option<u64>,
     pub cpu: Option<CpuMax>,
     pub pids: Option<u64>,
+    /// An OCI config's `cpu.shares` (v1 `cpu.shares`, v2 `cpu.weight` converted as runc
+    /// does); `run` never sets it.
+    pub cpu_shares: Option<u64>,
+    /// An OCI config's `cpu.cpus` / `cpu.mems`; `run` never sets them.
+    pub cpuset: Cpuset,
+    /// An OCI config's `memory.disableOOMKiller` (v1 `memory.oom_control`; cgroup v2 has no
+    /// such switch, the config is refused there); `run` never sets it.
+    pub oom_kill_disable: bool,
+}
+
+/// CPUs and memory nodes a container may use, as the kernel's list format (`0-2,5`); `None`:
+/// the parent's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cpuset {
+    pub cpus: Option<String>,
+    pub mems: Option<String>,
+}
+
+impl Cpuset {
+    /// Whether the config asked for CPUs or memory nodes at all.
+    pub fn is_set(&self) -> bool {
+        self.cpus.is_some() || self.mems.is_some()
+    }
+}
+
+/// The smallest and largest `cpu.shares` the kernel keeps (v1 clamps outside them).
+pub const CPU_SHARES_RANGE: std::ops::RangeInclusive<u64> = 2..=262_144;
+
+/// runc's mapping of `cpu.shares` (2..=262144) onto cgroup v2's `cpu.weight` (1..=10000).
+pub fn shares_to_weight(shares: u64) -> u64 {
+    1 + (shares.saturating_sub(2) * 9_999) / 262_142
+}
+
+/// Check a CPU or memory-node list in the kernel's format (`0`, `0-3`, `0-1,4,6-7`): what
+/// `cpuset.cpus` accepts, so a typo is one line at `create`, not a kernel EINVAL later.
+pub fn parse_cpu_list(text: &str) -> std::result::Result<String, String> {
+    let bad = || format!("{text:?} is not a list such as 0-3,5");
+    if text.is_empty() {
+        return Err(bad());
+    }
+    for part in text.split(',') {
+        let (low, high) = part.split_once('-').unwrap_or((part, part));
+        let number = |n: &str| {
+            (!n.is_empty() && n.len() <= 5 && n.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| n.parse::<u32>().ok())
+                .flatten()
+        };
+        match (number(low), number(high)) {
+            (Some(l), Some(h)) if l <= h => {}
+            _ => return Err(bad()),
+        }
+    }
+    Ok(text.to_owned())
 }
 
 impl Limits {
@@ -46,13 +99,19 @@ impl Limits {
             memory: parse_memory(memory)?,
             cpu: parse_cpus(cpus, available_cpus)?,
             pids: pids.map(parse_pids).transpose()?,
+            ..Limits::default()
         })
     }
 
     /// True when the user asked for no limit at all; the only case where running without any
     /// cgroup controller is honest.
     pub fn is_unlimited(&self) -> bool {
-        self.memory.is_none() && self.cpu.is_none() && self.pids.is_none()
+        self.memory.is_none()
+            && self.cpu.is_none()
+            && self.pids.is_none()
+            && self.cpu_shares.is_none()
+            && !self.cpuset.is_set()
+            && !self.oom_kill_disable
     }
 }
 
@@ -281,6 +340,39 @@ mod tests {
         let err = Limits::parse_with_cpus("0", "0", Some(input), 2).unwrap_err();
         assert!(matches!(err, Error::Usage(_)));
         assert!(err.to_string().contains("--pids-limit"), "{err}");
+    }
+
+    #[rstest]
+    #[case("0")]
+    #[case("0-1")]
+    #[case("0-3,5,7-9")]
+    #[case("12")]
+    fn cpu_lists_in_the_kernels_format(#[case] input: &str) {
+        assert_eq!(parse_cpu_list(input).as_deref(), Ok(input));
+    }
+
+    #[rstest]
+    #[case("")]
+    #[case("a")]
+    #[case("1-")]
+    #[case("-1")]
+    #[case("3-1")]
+    #[case("0,,1")]
+    #[case("0 1")]
+    #[case("1-2-3")]
+    #[case("99999999")]
+    fn cpu_list_garbage_is_refused(#[case] input: &str) {
+        let err = parse_cpu_list(input).unwrap_err();
+        assert!(err.contains("0-3,5"), "{err}");
+    }
+
+    #[test]
+    fn shares_map_onto_weights_as_runc_does() {
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(262_144), 10_000);
+        assert_eq!(shares_to_weight(1024), 39);
+        let shares = 2 + u64::from(std::process::id()) % 262_142;
+        assert!((1..=10_000).contains(&shares_to_weight(shares)));
     }
 
     #[test]

@@ -19,7 +19,10 @@ use std::path::{Path, PathBuf};
 
 pub use dir::CgroupDir;
 pub use layout::{Controller, Layout};
-pub use limits::{CpuMax, Limits, CPU_PERIOD, MIN_MEMORY};
+pub use limits::{
+    parse_cpu_list, shares_to_weight, CpuMax, Cpuset, Limits, CPU_PERIOD, CPU_SHARES_RANGE,
+    MIN_MEMORY,
+};
 
 use crate::{Error, Result};
 
@@ -181,14 +184,17 @@ pub fn reclaim_stale_in(layout: &Layout, is_live: &dyn Fn(&str) -> bool) {
 /// The controllers `limits` cannot do without.
 fn needed(limits: &Limits) -> Vec<Controller> {
     let mut needed = Vec::new();
-    if limits.memory.is_some() {
+    if limits.memory.is_some() || limits.oom_kill_disable {
         needed.push(Controller::Memory);
     }
-    if limits.cpu.is_some() {
+    if limits.cpu.is_some() || limits.cpu_shares.is_some() {
         needed.push(Controller::Cpu);
     }
     if limits.pids.is_some() {
         needed.push(Controller::Pids);
+    }
+    if limits.cpuset.is_set() {
+        needed.push(Controller::Cpuset);
     }
     needed
 }
@@ -211,6 +217,7 @@ fn how_to_run_without(c: Controller) -> &'static str {
         Controller::Memory => "pass --memory 0 to run without a memory limit",
         Controller::Cpu => "pass --cpus 0 to run without a CPU limit",
         Controller::Pids => "omit --pids-limit to run without a process limit",
+        Controller::Cpuset => "omit linux.resources.cpu.cpus and mems to run on every CPU",
     }
 }
 

@@ -30,13 +30,23 @@ impl Group {
         require(&available, &needed, "the cgroup v1 hierarchies")?;
         // Built one directory at a time, so a failure drops (removes) exactly what exists.
         let mut group = Group { dirs: Vec::new() };
-        let wanted = hierarchies
-            .iter()
-            .filter(|(c, _)| every_hierarchy || needed.contains(c));
+        let wanted = hierarchies.iter().filter(|(c, _)| {
+            (every_hierarchy && Controller::CORE.contains(c)) || needed.contains(c)
+        });
         for (controller, mount) in wanted {
-            ensure_ancestors(mount, rel)?;
+            let ancestors = ensure_ancestors(mount, rel)?;
             let dir = CgroupDir::create(mount.join(rel))?;
-            group.dirs.push((*controller, dir));
+            if *controller == Controller::Cpuset {
+                let root = CgroupDir::new(mount);
+                let chain: Vec<&CgroupDir> = std::iter::once(&root)
+                    .chain(&ancestors)
+                    .chain(std::iter::once(&dir))
+                    .collect();
+                group.dirs.push((*controller, dir.clone()));
+                inherit_cpuset(&chain)?;
+            } else {
+                group.dirs.push((*controller, dir));
+            }
         }
         group.apply_limits(limits)?;
         Ok(group)
@@ -73,8 +83,9 @@ impl Group {
     }
 
     /// `memory.limit_in_bytes` (then `memory.memsw.limit_in_bytes`, when swap accounting
-    /// exists, to the same value: no dodging through swap), `cpu.cfs_period_us` then
-    /// `cpu.cfs_quota_us`, `pids.max`.
+    /// exists, to the same value: no dodging through swap), `memory.oom_control` (1: the
+    /// OOM killer off, tasks wait at the limit instead), `cpu.cfs_period_us` then
+    /// `cpu.cfs_quota_us`, `cpu.shares`, `pids.max`, `cpuset.mems` and `cpuset.cpus`.
     pub fn apply_limits(&self, limits: &Limits) -> Result<()> {
         if let (Some(bytes), Some(dir)) = (limits.memory, self.dir_of(Controller::Memory)) {
             dir.write("memory.limit_in_bytes", &bytes.to_string())?;
@@ -82,15 +93,45 @@ impl Group {
                 dir.write("memory.memsw.limit_in_bytes", &bytes.to_string())?;
             }
         }
+        if let (true, Some(dir)) = (limits.oom_kill_disable, self.dir_of(Controller::Memory)) {
+            dir.write("memory.oom_control", "1")?;
+        }
         if let (Some(cpu), Some(dir)) = (limits.cpu, self.dir_of(Controller::Cpu)) {
             dir.write("cpu.cfs_period_us", &cpu.period.to_string())?;
             dir.write("cpu.cfs_quota_us", &cpu.quota.to_string())?;
         }
+        if let (Some(shares), Some(dir)) = (limits.cpu_shares, self.dir_of(Controller::Cpu)) {
+            dir.write("cpu.shares", &shares.to_string())?;
+        }
         if let (Some(pids), Some(dir)) = (limits.pids, self.dir_of(Controller::Pids)) {
             dir.write("pids.max", &pids.to_string())?;
         }
+        if let Some(dir) = self.dir_of(Controller::Cpuset) {
+            // Only what was asked: the rest stays as inherited from the parent.
+            if let Some(mems) = &limits.cpuset.mems {
+                dir.write("cpuset.mems", mems)?;
+            }
+            if let Some(cpus) = &limits.cpuset.cpus {
+                dir.write("cpuset.cpus", cpus)?;
+            }
+        }
         Ok(())
     }
+}
+
+/// v1 cpuset cgroups start with empty `cpuset.cpus` and `cpuset.mems`, and no task can join
+/// one until both are set: fill each empty one from its parent, top down (`chain`: the
+/// hierarchy root, the ancestors, the container's cgroup), as runc does.
+fn inherit_cpuset(chain: &[&CgroupDir]) -> Result<()> {
+    for pair in chain.windows(2) {
+        let (parent, child) = (pair[0], pair[1]);
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            if child.read(file)?.trim().is_empty() {
+                child.write(file, parent.read(file)?.trim())?;
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Group {
@@ -132,9 +173,14 @@ mod tests {
                 &[
                     ("cpu.cfs_period_us", "100000\n"),
                     ("cpu.cfs_quota_us", "-1\n"),
+                    ("cpu.shares", "1024\n"),
                 ],
             ),
             (Controller::Pids, &[("pids.max", "max\n")]),
+            (
+                Controller::Cpuset,
+                &[("cpuset.cpus", "0-3\n"), ("cpuset.mems", "0\n")],
+            ),
         ];
         let mut dirs = Vec::new();
         for (controller, content) in files {
@@ -162,8 +208,18 @@ mod tests {
                 period: 100_000,
             }),
             pids: Some(7),
+            cpu_shares: Some(512),
+            cpuset: crate::container::cgroup::Cpuset {
+                cpus: Some("1,3".into()),
+                mems: None,
+            },
+            oom_kill_disable: true,
         };
         group.apply_limits(&limits).unwrap();
+        assert_eq!(read(&group, Controller::Memory, "memory.oom_control"), "1");
+        assert_eq!(read(&group, Controller::Cpu, "cpu.shares"), "512");
+        assert_eq!(read(&group, Controller::Cpuset, "cpuset.cpus"), "1,3");
+        assert_eq!(read(&group, Controller::Cpuset, "cpuset.mems"), "0\n");
         assert_eq!(
             read(&group, Controller::Memory, "memory.limit_in_bytes"),
             "52428800"
@@ -300,6 +356,32 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("memory.limit_in_bytes"), "{err}");
         assert!(!tmp.path().join(PARENT).join("dead").exists());
+    }
+
+    #[test]
+    fn cpuset_parents_are_filled_from_the_root_down() {
+        let tmp = tempfile::tempdir().unwrap();
+        let levels = ["root", "root/a", "root/a/b"];
+        let dirs: Vec<CgroupDir> = levels
+            .iter()
+            .map(|l| {
+                let path = tmp.path().join(l);
+                fs::create_dir_all(&path).unwrap();
+                for file in ["cpuset.cpus", "cpuset.mems"] {
+                    fs::write(path.join(file), "\n").unwrap();
+                }
+                CgroupDir::new(path)
+            })
+            .collect();
+        let cpus = format!("0-{}", std::process::id() % 7 + 1);
+        dirs[0].write("cpuset.cpus", &cpus).unwrap();
+        dirs[0].write("cpuset.mems", "0").unwrap();
+        dirs[1].write("cpuset.mems", "1").unwrap(); // already set: kept
+        inherit_cpuset(&dirs.iter().collect::<Vec<_>>()).unwrap();
+        assert_eq!(dirs[1].read("cpuset.cpus").unwrap(), cpus);
+        assert_eq!(dirs[1].read("cpuset.mems").unwrap(), "1");
+        assert_eq!(dirs[2].read("cpuset.cpus").unwrap(), cpus);
+        assert_eq!(dirs[2].read("cpuset.mems").unwrap(), "1");
     }
 
     #[test]

@@ -36,9 +36,10 @@ impl Group {
             &format!("cgroup v2 at {}", root.display()),
         )?;
         let ancestors = ensure_ancestors(root, rel)?;
-        enable_controllers(&CgroupDir::new(root), available, &needed)?;
+        let wanted = wanted(available, &needed);
+        enable_controllers(&CgroupDir::new(root), &wanted, &needed)?;
         for parent in &ancestors {
-            enable_controllers(parent, available, &needed)?;
+            enable_controllers(parent, &wanted, &needed)?;
         }
         let dir = CgroupDir::create(root.join(rel))?;
         let target = open_target(dir.path());
@@ -76,6 +77,16 @@ impl Drop for Group {
             warn_not_removed(self.dir.path(), &e);
         }
     }
+}
+
+/// The controllers to enable below the parents: the core ones always (`run` as before),
+/// cpuset only when a limit needs it.
+fn wanted(available: &[Controller], needed: &[Controller]) -> Vec<Controller> {
+    available
+        .iter()
+        .copied()
+        .filter(|c| Controller::CORE.contains(c) || needed.contains(c))
+        .collect()
 }
 
 /// `O_PATH|O_DIRECTORY` on the new cgroup. A failure only costs the migration clone3 saves,
@@ -121,7 +132,9 @@ pub fn enable_controllers(
 }
 
 /// Write the limits: `memory.max` (and `memory.swap.max` 0 so swap cannot dodge it),
-/// `cpu.max`, `pids.max`. Unlimited values are left at the kernel's default, `max`.
+/// `cpu.max`, `cpu.weight` (from an OCI config's shares), `pids.max`, `cpuset.mems` and
+/// `cpuset.cpus`. Unlimited values are left at the kernel's default (`max`, the parent's
+/// effective CPUs and nodes).
 pub fn apply_limits(dir: &CgroupDir, limits: &Limits) -> Result<()> {
     if let Some(bytes) = limits.memory {
         dir.write("memory.max", &bytes.to_string())?;
@@ -132,8 +145,17 @@ pub fn apply_limits(dir: &CgroupDir, limits: &Limits) -> Result<()> {
     if let Some(cpu) = limits.cpu {
         dir.write("cpu.max", &format!("{} {}", cpu.quota, cpu.period))?;
     }
+    if let Some(shares) = limits.cpu_shares {
+        dir.write("cpu.weight", &super::shares_to_weight(shares).to_string())?;
+    }
     if let Some(pids) = limits.pids {
         dir.write("pids.max", &pids.to_string())?;
+    }
+    if let Some(mems) = &limits.cpuset.mems {
+        dir.write("cpuset.mems", mems)?;
+    }
+    if let Some(cpus) = &limits.cpuset.cpus {
+        dir.write("cpuset.cpus", cpus)?;
     }
     Ok(())
 }
@@ -151,6 +173,9 @@ mod tests {
         ("memory.swap.max", "max\n"),
         ("cpu.max", "max 100000\n"),
         ("pids.max", "max\n"),
+        ("cpu.weight", "100\n"),
+        ("cpuset.cpus", "\n"),
+        ("cpuset.mems", "\n"),
     ];
 
     #[test]
@@ -163,8 +188,17 @@ mod tests {
                 period: 100_000,
             }),
             pids: Some(42),
+            cpu_shares: Some(2048),
+            cpuset: crate::container::cgroup::Cpuset {
+                cpus: Some("0-1".into()),
+                mems: Some("0".into()),
+            },
+            ..Limits::default()
         };
         apply_limits(&dir, &limits).unwrap();
+        assert_eq!(dir.read("cpu.weight").unwrap(), "79");
+        assert_eq!(dir.read("cpuset.cpus").unwrap(), "0-1");
+        assert_eq!(dir.read("cpuset.mems").unwrap(), "0");
         assert_eq!(dir.read("memory.max").unwrap(), "104857600");
         assert_eq!(dir.read("memory.swap.max").unwrap(), "0");
         assert_eq!(dir.read("cpu.max").unwrap(), "150000 100000");
@@ -205,14 +239,27 @@ mod tests {
     #[test]
     fn only_missing_controllers_are_enabled_in_one_write() {
         let (_tmp, dir) = fixture(&[("cgroup.subtree_control", "memory\n")]);
-        enable_controllers(&dir, &Controller::ALL, &[Controller::Cpu]).unwrap();
+        enable_controllers(&dir, &Controller::CORE, &[Controller::Cpu]).unwrap();
         assert_eq!(dir.read("cgroup.subtree_control").unwrap(), "+cpu +pids");
+    }
+
+    #[test]
+    fn cpuset_is_enabled_only_for_a_config_that_asks_for_it() {
+        assert_eq!(wanted(&Controller::ALL, &[]), Controller::CORE);
+        assert_eq!(
+            wanted(&Controller::ALL, &[Controller::Cpuset]),
+            Controller::ALL
+        );
+        assert_eq!(
+            wanted(&[Controller::Pids], &[Controller::Cpuset]),
+            [Controller::Pids]
+        );
     }
 
     #[test]
     fn already_enabled_controllers_are_not_rewritten() {
         let (_tmp, dir) = fixture(&[("cgroup.subtree_control", "cpu memory pids\n")]);
-        enable_controllers(&dir, &Controller::ALL, &Controller::ALL).unwrap();
+        enable_controllers(&dir, &Controller::CORE, &Controller::CORE).unwrap();
         assert_eq!(
             dir.read("cgroup.subtree_control").unwrap(),
             "cpu memory pids\n"

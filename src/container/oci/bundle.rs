@@ -11,7 +11,9 @@ use caps::CapsHashSet;
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxCapabilities, LinuxNamespaceType, LinuxResources, Spec};
 
-use crate::container::cgroup::{devices, CpuMax, Limits, CPU_PERIOD};
+use crate::container::cgroup::{
+    devices, parse_cpu_list, CpuMax, Limits, CPU_PERIOD, CPU_SHARES_RANGE,
+};
 use crate::container::mounts::{self, Mount};
 use crate::container::namespaces::{CgroupNs, Join};
 use crate::container::network::NetworkMode;
@@ -181,7 +183,7 @@ pub fn translate(spec: &Spec, dir: &Path, id: &str, host_is_v2: bool) -> Result<
     let masked = absolute_paths("linux.maskedPaths", linux.masked_paths())?;
     let readonly_paths = absolute_paths("linux.readonlyPaths", linux.readonly_paths())?;
     let limits = match linux.resources() {
-        Some(resources) => limits(resources)?,
+        Some(resources) => limits(resources, host_is_v2)?,
         None => Limits::default(),
     };
     let device_rules = device_rules(linux.resources().as_ref())?;
@@ -366,12 +368,20 @@ fn cap_sets(given: &LinuxCapabilities) -> Result<CapSets> {
     })
 }
 
-/// `linux.resources`: memory limit (swap only as "none beyond the limit"), CPU quota and
-/// period (shares only at the kernel's default, which containerd always sends), pids limit
-/// (device rules: [`device_rules`]).
-fn limits(resources: &LinuxResources) -> Result<Limits> {
+/// `linux.resources`: memory limit (swap only as "none beyond the limit"), `disableOOMKiller`
+/// (cgroup v1 only), CPU quota, period,
+/// shares, CPUs and memory nodes, pids limit (device rules: [`device_rules`]).
+fn limits(resources: &LinuxResources, host_is_v2: bool) -> Result<Limits> {
     let mut limits = Limits::default();
     if let Some(memory) = resources.memory() {
+        limits.oom_kill_disable = memory.disable_oom_killer().unwrap_or(false);
+        if limits.oom_kill_disable && host_is_v2 {
+            // runc ignores it there; a runtime that cannot do what the config asks says so.
+            return Err(usage(
+                "linux.resources.memory.disableOOMKiller is not available on cgroup v2 \
+                 (the kernel has no switch for it)",
+            ));
+        }
         limits.memory = match memory.limit() {
             Some(bytes) if bytes > 0 => Some(bytes as u64),
             _ => None,
@@ -387,11 +397,25 @@ fn limits(resources: &LinuxResources) -> Result<Limits> {
         }
     }
     if let Some(cpu) = resources.cpu() {
-        if cpu.shares().is_some_and(|s| s != DEFAULT_CPU_SHARES) {
-            return Err(usage(
-                "linux.resources.cpu.shares is only supported at its default 1024",
-            ));
-        }
+        limits.cpu_shares = match cpu.shares() {
+            None | Some(0) => None,
+            Some(s) if CPU_SHARES_RANGE.contains(&s) => Some(s),
+            Some(s) => {
+                return Err(usage(&format!(
+                    "linux.resources.cpu.shares {s} is out of range (2..=262144)"
+                )))
+            }
+        };
+        let list = |field: &str, value: &Option<String>| -> Result<Option<String>> {
+            match value.as_deref() {
+                None | Some("") => Ok(None),
+                Some(text) => parse_cpu_list(text)
+                    .map(Some)
+                    .map_err(|why| usage(&format!("linux.resources.cpu.{field}: {why}"))),
+            }
+        };
+        limits.cpuset.cpus = list("cpus", cpu.cpus())?;
+        limits.cpuset.mems = list("mems", cpu.mems())?;
         let period = cpu.period().unwrap_or(CPU_PERIOD);
         limits.cpu = match cpu.quota() {
             Some(quota) if quota > 0 => {
@@ -413,9 +437,6 @@ fn limits(resources: &LinuxResources) -> Result<Limits> {
     }
     Ok(limits)
 }
-
-/// cgroup v1's `cpu.shares` default (cgroup v2's `cpu.weight` 100): what a new cgroup has.
-const DEFAULT_CPU_SHARES: u64 = 1024;
 
 /// `linux.resources.devices`, checked rule by rule (enforced by [`devices`]); a rule that
 /// cannot be enforced is refused with one line naming it.
@@ -630,6 +651,43 @@ mod tests {
     }
 
     #[test]
+    fn shares_cpus_and_mems_are_taken_as_given() {
+        let n = std::process::id() % 4;
+        let cpus = format!("0-{},{}", n + 1, n + 3);
+        let shares = 2 + u64::from(std::process::id()) % 262_000;
+        let (_dir, bundle) = bundle_with(minimal(json!({
+            "linux": {"resources": {"cpu": {"shares": shares, "cpus": cpus, "mems": "0"}}},
+        })));
+        let limits = bundle.unwrap().limits;
+        assert_eq!(limits.cpu_shares, Some(shares));
+        assert_eq!(limits.cpuset.cpus.as_deref(), Some(cpus.as_str()));
+        assert_eq!(limits.cpuset.mems.as_deref(), Some("0"));
+        assert_eq!(limits.cpu, None);
+        let (_dir, bundle) = bundle_with(minimal(json!({
+            "linux": {"resources": {"cpu": {"cpus": "", "mems": ""}}},
+        })));
+        assert!(
+            bundle.unwrap().limits.is_unlimited(),
+            "empty lists: the parent's"
+        );
+    }
+
+    #[test]
+    fn disabling_the_oom_killer_is_a_v1_switch() {
+        let config = minimal(json!({
+            "linux": {"resources": {"memory": {"limit": 64 << 20, "disableOOMKiller": true}}},
+        }));
+        let (_dir, bundle) = bundle_with(config.clone());
+        assert!(bundle.unwrap().limits.oom_kill_disable);
+        let spec: Spec = serde_json::from_value(config).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        let err = translate(&spec, dir.path(), "c1", true).unwrap_err();
+        assert!(err.to_string().contains("disableOOMKiller"), "{err}");
+        assert_eq!(err.exit_code(), 125);
+    }
+
+    #[test]
     fn the_address_space_rlimit_is_taken_within_the_runtimes_own() {
         let (_, hard) = nix::sys::resource::getrlimit(Resource::RLIMIT_AS).unwrap();
         let soft = (64u64 << 20) + u64::from(std::process::id());
@@ -678,8 +736,20 @@ mod tests {
                 "devices[2]",
             ),
             (
-                json!({"linux": {"resources": {"cpu": {"shares": 512}}}}),
+                json!({"linux": {"resources": {"cpu": {"shares": 1}}}}),
                 "cpu.shares",
+            ),
+            (
+                json!({"linux": {"resources": {"cpu": {"cpus": "0-"}}}}),
+                "linux.resources.cpu.cpus",
+            ),
+            (
+                json!({"linux": {"resources": {"cpu": {"mems": "x"}}}}),
+                "linux.resources.cpu.mems",
+            ),
+            (
+                json!({"linux": {"resources": {"cpu": {"realtimeRuntime": 950000}}}}),
+                "linux.resources.cpu.realtimeRuntime",
             ),
             (
                 json!({"linux": {"rootfsPropagation": "shared"}}),

@@ -68,10 +68,19 @@ const DEVICE_RULE: Node = Object(&[
 ]);
 
 const RESOURCES: Node = Object(&[
-    ("memory", Object(&[("limit", Leaf), ("swap", Leaf)])),
+    (
+        "memory",
+        Object(&[("limit", Leaf), ("swap", Leaf), ("disableOOMKiller", Leaf)]),
+    ),
     (
         "cpu",
-        Object(&[("quota", Leaf), ("period", Leaf), ("shares", Leaf)]),
+        Object(&[
+            ("quota", Leaf),
+            ("period", Leaf),
+            ("shares", Leaf),
+            ("cpus", Leaf),
+            ("mems", Leaf),
+        ]),
     ),
     ("pids", Object(&[("limit", Leaf)])),
     ("devices", Array(&DEVICE_RULE)),

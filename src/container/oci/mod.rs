@@ -75,6 +75,9 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
     state.claim()?;
     let claimed = Claimed(Some(&state));
     let gate = make_gate(&state.fifo())?;
+    // Declared before the cgroup guards, so dropped after them: a failed `create` takes the
+    // default parent it made with its cgroup (a successful one leaves it non-empty).
+    let _parents = DefaultParents(cgroup_places(&bundle.cgroup_path));
     let place = || Cgroup::create_at(&bundle.cgroup_path, &options.id, &bundle.limits);
     let cgroup = match place() {
         // A `delete` removed the empty default parent between our mkdirs: once more.
@@ -409,24 +412,35 @@ pub fn start(paths: &Paths, id: &str) -> Result<()> {
     std::fs::remove_file(state.fifo()).map_err(|e| Error::path("remove", state.fifo(), e))?;
     fifo.write_all(b"0")
         .map_err(|e| Error::io(format!("start container {id}"), e))?;
+    // As runc's `start` (it reads the FIFO until the init's end closes at exec): return once
+    // the program runs, so a signal sent next reaches it, not the init still on its way.
+    if let Some(record) = &record {
+        wait_for_exec(record);
+    }
     let hooks = hooks::Hooks::load(&state.dir)?;
     if !hooks.poststart.is_empty() {
-        if let Some(record) = &record {
-            wait_for_exec(record);
-        }
         hooks::run_warning_only("poststart", &hooks.poststart, &state_of(paths, id)?);
     }
     Ok(())
 }
 
+/// How long `start` waits for the exec: a program that is this very binary cannot be told
+/// from the init before it, and must not hang `start`.
+const EXEC_WAIT: Duration = Duration::from_secs(10);
+
 /// Until the released init has exec'd the program (its executable is no longer the
-/// runtime's: `startContainer` hooks ran first) or died: `poststart` comes after that.
+/// runtime's: `startContainer` hooks ran first) or died, at most [`EXEC_WAIT`]: `start`
+/// returns, and `poststart` runs, after that.
 fn wait_for_exec(record: &Record) {
     use std::os::unix::fs::MetadataExt;
     let identity = |path: &str| std::fs::metadata(path).map(|m| (m.dev(), m.ino())).ok();
     let ours = identity("/proc/self/exe");
     let theirs = format!("/proc/{}/exe", record.pid);
-    while state::is_alive(record.pid, record.start_time) && identity(&theirs) == ours {
+    let deadline = Instant::now() + EXEC_WAIT;
+    while state::is_alive(record.pid, record.start_time)
+        && identity(&theirs) == ours
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
@@ -559,6 +573,32 @@ pub fn delete(paths: &Paths, id: &str, force: bool) -> Result<()> {
         hooks::run_warning_only("poststop", &hooks.poststop, &stopped.to_string());
     }
     Ok(())
+}
+
+/// Where a `create` in progress may put its cgroup; on drop (after the cgroup guards removed
+/// the container's directories, or with them still there when `create` succeeded) the default
+/// parent in each hierarchy goes if it is empty, as [`remove_default_parents`] does at `delete`.
+struct DefaultParents(Vec<PathBuf>);
+
+impl Drop for DefaultParents {
+    fn drop(&mut self) {
+        remove_default_parents(&self.0);
+    }
+}
+
+/// The cgroup at `rel` in every hierarchy a container may join (v2: one; v1: each
+/// controller's, and the devices one).
+fn cgroup_places(rel: &Path) -> Vec<PathBuf> {
+    let roots: Vec<PathBuf> = match cgroup::layout::host() {
+        cgroup::layout::Layout::V2 { root, .. } => vec![root.clone()],
+        cgroup::layout::Layout::V1 { hierarchies } => hierarchies
+            .iter()
+            .map(|(_, m)| m.clone())
+            .chain(cgroup::devices::v1_mount())
+            .collect(),
+        cgroup::layout::Layout::None => Vec::new(),
+    };
+    roots.iter().map(|r| r.join(rel)).collect()
 }
 
 /// The default parent (`devoxx-docker-oci/`) goes with its last container, so an idle host has
