@@ -44,3 +44,4 @@ mod oci_engines;
 mod oci_hooks;
 mod oci_seccomp;
 mod oci_sysctl;
+mod oci_userns;
