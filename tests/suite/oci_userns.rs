@@ -239,3 +239,59 @@ fn bad_user_namespace_combinations_are_refused_and_leave_nothing() {
         b.assert_clean(&mark, &cgroup_dirs(&format!("devoxx-docker-oci/{}", b.id)));
     }
 }
+
+/// A mapped root mounts devpts and mqueue (owned by its namespaces); the cgroup mount is runc's
+/// v1 layout, or on v2 the container's own cgroup directory bound (cgroup2 is the host's
+/// namespace's to mount): either way read-only, its init pid 1 in `cgroup.procs`.
+#[test]
+fn devpts_mqueue_and_cgroup_mounts_work_for_a_mapped_root() {
+    require_root!();
+    let mark = marker();
+    let (uid_base, gid_base) = drawn_bases();
+    let mut mounts = minimal_config()["mounts"].clone();
+    mounts.as_array_mut().expect("mounts").extend([
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+               "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+               "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+               "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
+    ]);
+    let v1 = !common::cgroup::is_v2();
+    let procs = match v1 {
+        true => "/sys/fs/cgroup/memory/cgroup.procs",
+        false => "/sys/fs/cgroup/cgroup.procs",
+    };
+    let mut linux = mappings(uid_base, gid_base);
+    linux["namespaces"] = json!([{"type": "pid"}, {"type": "mount"}, {"type": "ipc"},
+                                 {"type": "network"}, {"type": "user"}]);
+    let b = Bundle::new(json!({
+        "mounts": mounts,
+        "process": {"args": ["/bin/sh", "-c", format!(
+            "for m in /dev/pts /dev/mqueue /sys/fs/cgroup; do \
+             awk -v m=$m '$2 == m {{ print $2, $3, substr($4, 1, 2) }}' /proc/mounts; done; \
+             exec cat {procs} # {mark}")]},
+        "linux": linux,
+    }));
+    let cgroups = cgroup_dirs(&format!("devoxx-docker-oci/{}", b.id));
+    b.create().assert_code(0);
+    b.oci(&["start", &b.id]).assert_code(0);
+    b.wait_status("stopped");
+    let cgroup_line = match v1 {
+        true => "/sys/fs/cgroup tmpfs ro",
+        false => "/sys/fs/cgroup cgroup2 ro",
+    };
+    assert_eq!(
+        b.output().lines().collect::<Vec<_>>(),
+        [
+            "/dev/pts devpts rw",
+            "/dev/mqueue mqueue rw",
+            cgroup_line,
+            "1"
+        ],
+        "stderr: {}",
+        fs::read_to_string(b.dir.join("err")).unwrap_or_default()
+    );
+    b.oci(&["delete", &b.id]).assert_code(0);
+    b.assert_clean(&mark, &cgroups);
+}
