@@ -177,6 +177,38 @@ pub fn become_root() -> Result<()> {
     nix::sys::prctl::set_dumpable(true).map_err(|e| fail("PR_SET_DUMPABLE", e))
 }
 
+/// The flags of the mount at `path` that a user namespace locks (nosuid, nodev, noexec and
+/// the atime ones, from statvfs): a bind remount from inside one must repeat them, or the
+/// kernel refuses it (EPERM). runc's rule; for the remount's retry after EPERM.
+pub fn locked_flags(path: &Path) -> MsFlags {
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    let Ok(stat) = statvfs(path) else {
+        return MsFlags::empty();
+    };
+    [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ]
+    .into_iter()
+    .filter(|(st, _)| stat.flags().contains(*st))
+    .fold(MsFlags::empty(), |acc, (_, ms)| acc | ms)
+}
+
+/// A bind remount of `at` with `flags`; after EPERM (a user namespace's locked flags) once
+/// more with the mount's [`locked_flags`] added. Outside a user namespace root never gets
+/// EPERM here, so nothing changes for it.
+pub fn remount_keeping_locked(at: &Path, flags: MsFlags) -> nix::Result<()> {
+    let remount = |flags| mount(None::<&str>, at, None::<&str>, flags, None::<&str>);
+    match remount(flags) {
+        Err(nix::errno::Errno::EPERM) => remount(flags | locked_flags(at)),
+        other => other,
+    }
+}
+
 /// The device nodes every container gets; mknod(2) is refused in a user namespace, so each
 /// is the host's node bound, as runc does.
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];

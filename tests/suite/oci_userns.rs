@@ -295,3 +295,88 @@ fn devpts_mqueue_and_cgroup_mounts_work_for_a_mapped_root() {
     b.oci(&["delete", &b.id]).assert_code(0);
     b.assert_clean(&mark, &cgroups);
 }
+
+/// A tmpfs of the test's own, mounted nosuid,nodev,noatime; lazily unmounted when dropped.
+struct HostTmpfs(std::path::PathBuf);
+
+impl HostTmpfs {
+    fn mount(at: std::path::PathBuf) -> HostTmpfs {
+        fs::create_dir(&at).expect("mount point");
+        let ran = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                "nosuid,nodev,noatime,mode=755",
+                "tmpfs",
+            ])
+            .arg(&at)
+            .status()
+            .expect("mount");
+        assert!(ran.success(), "mount tmpfs on {}", at.display());
+        HostTmpfs(at)
+    }
+}
+
+impl Drop for HostTmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// In a user namespace the kernel locks a mount's nosuid/nodev/noexec/atime flags: the
+/// read-only remounts of the root and of a bind repeat them (else EPERM), as runc does.
+#[test]
+fn a_read_only_root_and_bind_keep_the_locked_flags_of_their_host_mount() {
+    require_root!();
+    let mark = marker();
+    let (uid_base, gid_base) = drawn_bases();
+    let b = Bundle::new(json!({}));
+    let host = HostTmpfs::mount(b.root.dir.path().join(format!("host-{mark}")));
+    let rootfs = host.0.join("rootfs");
+    build_rootfs(&rootfs);
+    fs::create_dir(host.0.join("src")).expect("src");
+    fs::write(host.0.join("src/f"), &mark).expect("marker");
+    let mut mounts = minimal_config()["mounts"].clone();
+    mounts.as_array_mut().expect("mounts").push(json!(
+        {"destination": "/data", "type": "bind", "source": host.0.join("src"), "options": ["rbind", "ro"]}));
+    let mut linux = mappings(uid_base, gid_base);
+    linux["namespaces"] = json!([{"type": "pid"}, {"type": "mount"}, {"type": "network"},
+                                 {"type": "user"}]);
+    let mut config = minimal_config();
+    super::oci::merge(
+        &mut config,
+        json!({
+            "root": {"path": rootfs, "readonly": true},
+            "mounts": mounts,
+            "process": {"args": ["/bin/sh", "-c",
+                "awk '$2 == \"/\" || $2 == \"/data\" { print $2, $4 }' /proc/mounts; cat /data/f; echo; \
+                 touch /x 2>/dev/null || echo ro-root; touch /data/y 2>/dev/null || echo ro-data"]},
+            "linux": linux,
+        }),
+    );
+    fs::write(b.dir.join("config.json"), config.to_string()).expect("config.json");
+    b.create().assert_code(0);
+    b.oci(&["start", &b.id]).assert_code(0);
+    b.wait_status("stopped");
+    // /proc/mounts: the mount's flags, then the tmpfs's own option.
+    let locked = "ro,nosuid,nodev,noatime,mode=755";
+    assert_eq!(
+        b.output().lines().collect::<Vec<_>>(),
+        [
+            format!("/ {locked}"),
+            format!("/data {locked}"),
+            mark.clone(),
+            "ro-root".into(),
+            "ro-data".into()
+        ],
+        "stderr: {}",
+        fs::read_to_string(b.dir.join("err")).unwrap_or_default()
+    );
+    b.oci(&["delete", &b.id]).assert_code(0);
+    drop(host);
+    b.assert_clean(&mark, &[]);
+}
