@@ -4,7 +4,7 @@
 //! mounted there), the runtime writes its `uid_map` and `gid_map` as host root while the init
 //! waits on the sync pipe (`setgroups` stays `allow`, as with runc), then the init becomes
 //! root of its namespace ([`become_root`]) before any mount. What a mapped root cannot do is
-//! done otherwise: the default device nodes are bound from the host ([`bind_default_devices`]),
+//! done otherwise: device nodes are bound from the host ([`bind_devices`]),
 //! `sysfs` without a network namespace of its own is the host's `/sys` bound, and cgroup2 is
 //! the container's own cgroup directory bound ([`adapt_mounts`]).
 
@@ -213,32 +213,40 @@ pub fn remount_keeping_locked(at: &Path, flags: MsFlags) -> nix::Result<()> {
 /// is the host's node bound, as runc does.
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
-/// In the init, before the root switch (the host's `/dev` is still reachable): bind each
-/// default device the config's mounts left missing from the root's `/dev` (resolved inside
-/// the root, like every mount target). Without a `/dev` directory in the root: nothing.
-pub fn bind_default_devices(rootfs: &Path) -> Result<()> {
+/// In the init, before the root switch (the host's `/dev` is still reachable): bind the
+/// host's node at each of `config_paths` (the config's `linux.devices`, checked at `create`),
+/// then each default device the config's mounts left missing from the root's `/dev` (none
+/// without a `/dev` directory in the root). Targets are resolved inside the root, like every
+/// mount target.
+pub fn bind_devices(rootfs: &Path, config_paths: &[&str]) -> Result<()> {
+    let root = open_root(rootfs)?;
+    for path in config_paths {
+        bind_host_node(&root, Path::new(path))?;
+    }
     match std::fs::symlink_metadata(rootfs.join("dev")) {
         Ok(meta) if meta.is_dir() => {}
         _ => return Ok(()),
     }
-    let root = open_root(rootfs)?;
     for name in DEVICES {
-        let inside = Path::new("/dev").join(name);
-        if std::fs::symlink_metadata(rootfs.join("dev").join(name)).is_ok() {
-            continue;
+        let path = Path::new("/dev").join(name);
+        if std::fs::symlink_metadata(rootfs.join("dev").join(name)).is_err() {
+            bind_host_node(&root, &path)?;
         }
-        let target = target_in_root(&root, &inside, false)?;
-        let host = Path::new("/dev").join(name);
-        mount(
-            Some(&host),
-            &fd_path(std::os::fd::AsFd::as_fd(&target)),
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .ctx(|| format!("bind {} on {}", host.display(), inside.display()))?;
     }
     Ok(())
+}
+
+/// Bind the host's `path` onto the same path inside `root` (an empty file made there first).
+fn bind_host_node(root: &std::os::fd::OwnedFd, path: &Path) -> Result<()> {
+    let target = target_in_root(root, path, false)?;
+    mount(
+        Some(path),
+        &fd_path(std::os::fd::AsFd::as_fd(&target)),
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .ctx(|| format!("bind the host's {} into the container", path.display()))
 }
 
 /// The config's mounts as a mapped root can make them: `sysfs` needs a network namespace the

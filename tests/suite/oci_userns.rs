@@ -380,3 +380,66 @@ fn a_read_only_root_and_bind_keep_the_locked_flags_of_their_host_mount() {
     drop(host);
     b.assert_clean(&mark, &[]);
 }
+
+/// A host node made for the test (character 1:3, /dev/null's numbers); removed when dropped.
+struct HostNode(String);
+
+impl Drop for HostNode {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+/// mknod is refused in a user namespace: a config's device is the host's node at the same path,
+/// bound, as runc does; one the host lacks, or has as another device, is refused at `create`.
+#[test]
+fn config_devices_are_the_hosts_nodes_bound_and_others_refused() {
+    require_root!();
+    let mark = marker();
+    let (uid_base, gid_base) = drawn_bases();
+    let node = HostNode(format!("/dev/devoxx-test-{mark}"));
+    let made = std::process::Command::new("mknod")
+        // 0666: the host's root owns it, unmapped, so the container's root writes as "other".
+        .args(["-m", "666", node.0.as_str(), "c", "1", "3"])
+        .status()
+        .expect("mknod");
+    assert!(made.success(), "mknod {}", node.0);
+    let with_devices = |devices: Value| {
+        let mut linux = mappings(uid_base, gid_base);
+        linux["namespaces"] = json!([{"type": "pid"}, {"type": "mount"}, {"type": "user"}]);
+        linux["devices"] = devices;
+        linux
+    };
+    let b = Bundle::new(json!({
+        "process": {"args": ["/bin/sh", "-c", format!(
+            "stat -c '%t:%T %F' {0}; echo {mark} > {0} && echo wrote", node.0)]},
+        "linux": with_devices(json!([{"path": node.0, "type": "c", "major": 1, "minor": 3}])),
+    }));
+    b.create().assert_code(0);
+    b.oci(&["start", &b.id]).assert_code(0);
+    b.wait_status("stopped");
+    assert_eq!(
+        b.output().lines().collect::<Vec<_>>(),
+        ["1:3 character special file", "wrote"],
+        "stderr: {}",
+        fs::read_to_string(b.dir.join("err")).unwrap_or_default()
+    );
+    b.oci(&["delete", &b.id]).assert_code(0);
+    b.assert_clean(&mark, &[]);
+
+    for (device, needle) in [
+        (
+            json!({"path": format!("/dev/devoxx-missing-{mark}"), "type": "c", "major": 1, "minor": 3}),
+            "it is not there",
+        ),
+        (
+            json!({"path": node.0, "type": "c", "major": 1, "minor": 5}),
+            "it is not that device",
+        ),
+    ] {
+        let b = Bundle::new(json!({"linux": with_devices(json!([device]))}));
+        assert_refused(&b.create(), needle);
+        assert!(!b.oci_state_dir().join(&b.id).exists(), "{needle}");
+        b.assert_clean(&mark, &cgroup_dirs(&format!("devoxx-docker-oci/{}", b.id)));
+    }
+}

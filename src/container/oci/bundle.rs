@@ -196,10 +196,10 @@ pub fn translate(spec: &Spec, dir: &Path, id: &str, host_is_v2: bool) -> Result<
     let security = security(spec)?;
     let hooks = super::hooks::Hooks::from_config(spec.hooks().as_ref())?;
     let devices = super::devices::parse(linux.devices().as_deref().unwrap_or_default())?;
-    if user_namespace.is_some() && !devices.is_empty() {
-        return Err(usage(
-            "linux.devices in a user namespace is not supported (mknod is refused there)",
-        ));
+    if user_namespace.is_some() {
+        for (i, device) in devices.iter().enumerate() {
+            device.check_host_node(i)?;
+        }
     }
     let mut device_rules = device_rules;
     if !device_rules.is_empty() {

@@ -137,11 +137,18 @@ pub(super) fn set_up_and_exec(
     let privileged = config.security.privileged;
     tmpfs::mount_all(config.tmpfs, root)?;
     volume::mount_all(config.volumes, root, !privileged)?;
-    if let Filesystems::Oci { mounts, sysctl, .. } = config.filesystems {
+    if let Filesystems::Oci {
+        mounts,
+        sysctl,
+        devices,
+        ..
+    } = config.filesystems
+    {
         mounts::mount_all(mounts, root)?;
         crate::container::oci::sysctl::apply(sysctl)?;
         if config.user_namespace {
-            crate::container::userns::bind_default_devices(root)?;
+            let paths: Vec<&str> = devices.iter().map(|d| d.path.as_str()).collect();
+            crate::container::userns::bind_devices(root, &paths)?;
         }
     }
     if config.hooks.is_some_and(|h| h.pause_before_root) {
@@ -156,7 +163,9 @@ pub(super) fn set_up_and_exec(
             devices,
             ..
         } => {
-            crate::container::oci::devices::create_all(devices)?;
+            if !config.user_namespace {
+                crate::container::oci::devices::create_all(devices)?;
+            }
             rootfs::provide_default_devices()?;
             rootfs::harden(masked, readonly)?;
         }
