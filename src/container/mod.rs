@@ -22,6 +22,7 @@ pub mod state;
 pub mod tmpfs;
 pub mod tty;
 pub mod user;
+pub mod userns;
 pub mod volume;
 
 use std::path::Path;
@@ -150,6 +151,7 @@ fn execute(paths: &Paths, plan: &Plan) -> Result<i32> {
         tty: tty.as_ref().map(tty::Tty::child_side),
         filesystems: Filesystems::Docker,
         joins: &[],
+        user_namespace: false,
         gate: None,
         preserve_fds: 0,
         hooks: None,

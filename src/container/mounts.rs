@@ -269,14 +269,7 @@ fn remount_with_flags(
 ) -> Result<()> {
     let top = target_in_root(root, &m.destination, is_dir)?;
     let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | m.flags;
-    mount(
-        None::<&str>,
-        &fd_path(top.as_fd()),
-        None::<&str>,
-        remount,
-        None::<&str>,
-    )
-    .ctx(what)
+    super::userns::remount_keeping_locked(&fd_path(top.as_fd()), remount).ctx(what)
 }
 
 fn mount_one(root: &std::os::fd::OwnedFd, m: &Mount) -> Result<()> {

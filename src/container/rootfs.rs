@@ -157,7 +157,7 @@ pub fn pivot_into(new_root: &Path) -> Result<()> {
 /// own flags.
 pub fn make_root_read_only() -> Result<()> {
     let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-    mount(None::<&str>, "/", None::<&str>, flags, None::<&str>).ctx(|| "remount / read-only")
+    super::userns::remount_keeping_locked(Path::new("/"), flags).ctx(|| "remount / read-only")
 }
 
 /// /proc of the container's PID namespace, /sys read-only, a minimal /dev, then runc's masked

@@ -45,3 +45,4 @@ mod oci_hooks;
 mod oci_resources;
 mod oci_seccomp;
 mod oci_sysctl;
+mod oci_userns;

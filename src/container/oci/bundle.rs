@@ -22,6 +22,7 @@ use crate::container::security::capabilities::CapSets;
 use crate::container::security::Security;
 use crate::container::spec::{ProcessSpec, DEFAULT_UMASK};
 use crate::container::user::{User, MAX_ID};
+use crate::container::userns::{IdMap, IdRange, UserNamespace};
 use crate::{Error, Result};
 
 /// Everything `create` needs, validated before anything is created.
@@ -58,6 +59,8 @@ pub struct Bundle {
     pub sysctl: Vec<super::sysctl::Sysctl>,
     /// `linux.devices`: nodes made in the container's `/dev`.
     pub devices: Vec<super::devices::Device>,
+    /// A new user namespace (`CLONE_NEWUSER` is then in [`Bundle::clone_flags`]) and its maps.
+    pub user_namespace: Option<UserNamespace>,
 }
 
 /// Where a container's cgroup goes when the config has no `cgroupsPath`.
@@ -162,6 +165,10 @@ pub fn translate(spec: &Spec, dir: &Path, id: &str, host_is_v2: bool) -> Result<
         }
     }
     let process = process_spec(spec, hostname)?;
+    let user_namespace = user_namespace(&linux, namespaces.flags, &process.user)?;
+    if let Some(userns) = &user_namespace {
+        userns.check_reachable(&rootfs)?;
+    }
     let mounts = spec
         .mounts()
         .as_deref()
@@ -191,6 +198,11 @@ pub fn translate(spec: &Spec, dir: &Path, id: &str, host_is_v2: bool) -> Result<
     let security = security(spec)?;
     let hooks = super::hooks::Hooks::from_config(spec.hooks().as_ref())?;
     let devices = super::devices::parse(linux.devices().as_deref().unwrap_or_default())?;
+    if user_namespace.is_some() {
+        for (i, device) in devices.iter().enumerate() {
+            device.check_host_node(i)?;
+        }
+    }
     let mut device_rules = device_rules;
     if !device_rules.is_empty() {
         device_rules.extend(
@@ -234,6 +246,7 @@ pub fn translate(spec: &Spec, dir: &Path, id: &str, host_is_v2: bool) -> Result<
         hooks,
         sysctl,
         devices,
+        user_namespace,
     })
 }
 
@@ -492,6 +505,55 @@ fn cgroup_path(given: Option<&Path>, id: &str) -> Result<PathBuf> {
     Ok(rel)
 }
 
+/// `linux.uidMappings`/`gidMappings` with a new user namespace, as runc: both maps with it,
+/// neither without it; the process's own ids must be mapped (else it could not become them).
+fn user_namespace(
+    linux: &oci_spec::runtime::Linux,
+    flags: CloneFlags,
+    user: &User,
+) -> Result<Option<UserNamespace>> {
+    let ranges = |given: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| -> Vec<IdRange> {
+        given
+            .iter()
+            .flatten()
+            .map(|m| IdRange {
+                container: m.container_id(),
+                host: m.host_id(),
+                size: m.size(),
+            })
+            .collect()
+    };
+    let (uids, gids) = (ranges(linux.uid_mappings()), ranges(linux.gid_mappings()));
+    if !flags.contains(CloneFlags::CLONE_NEWUSER) {
+        if !uids.is_empty() || !gids.is_empty() {
+            return Err(usage(
+                "linux.uidMappings and linux.gidMappings need a user namespace in linux.namespaces",
+            ));
+        }
+        return Ok(None);
+    }
+    let userns = UserNamespace {
+        uids: IdMap::parse("linux.uidMappings", &uids)?,
+        gids: IdMap::parse("linux.gidMappings", &gids)?,
+    };
+    let unmapped_uid = Some(user.uid).filter(|&id| userns.uids.host_of(id).is_none());
+    if let Some(uid) = unmapped_uid {
+        return Err(usage(&format!(
+            "process.user.uid {uid} is not mapped by linux.uidMappings"
+        )));
+    }
+    let gids_given = std::iter::once(user.gid).chain(user.groups.iter().copied());
+    if let Some(gid) = gids_given
+        .into_iter()
+        .find(|&id| userns.gids.host_of(id).is_none())
+    {
+        return Err(usage(&format!(
+            "process.user gid {gid} is not mapped by linux.gidMappings"
+        )));
+    }
+    Ok(Some(userns))
+}
+
 fn absolute_paths(field: &str, given: &Option<Vec<String>>) -> Result<Vec<String>> {
     let paths = given.clone().unwrap_or_default();
     match paths
@@ -535,13 +597,20 @@ impl Namespaces {
                 LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
                 LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
                 LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
-                LinuxNamespaceType::User | LinuxNamespaceType::Time => {
+                LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+                LinuxNamespaceType::Time => {
                     return Err(usage(&format!(
                         "linux.namespaces: a {typ} namespace is not supported"
                     )))
                 }
             };
             match ns.path().as_ref().filter(|p| !p.as_os_str().is_empty()) {
+                // The other new namespaces would belong to the host's user namespace.
+                Some(_) if flag == CloneFlags::CLONE_NEWUSER => {
+                    return Err(usage(
+                        "linux.namespaces: joining a user namespace by path is not supported",
+                    ))
+                }
                 Some(path) => out.joins.push(Join {
                     kind: flag,
                     path: path.clone(),
@@ -639,6 +708,33 @@ mod tests {
     }
 
     #[test]
+    fn a_user_namespace_takes_both_maps_and_clones_with_the_other_namespaces() {
+        use std::os::unix::fs::PermissionsExt;
+        let (uid_host, gid_host) = (
+            100_000 + std::process::id() % 100_000,
+            300_000 + std::process::id() % 100_000,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        let config = minimal(json!({
+            "process": {"user": {"uid": 7, "gid": 8, "additionalGids": [9]}},
+            "linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}, {"type": "user"}],
+                      "uidMappings": [{"containerID": 0, "hostID": uid_host, "size": 65536}],
+                      "gidMappings": [{"containerID": 0, "hostID": gid_host, "size": 10}]},
+        }));
+        std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+        let bundle = load(dir.path(), "c1", false).unwrap();
+        assert!(bundle
+            .clone_flags
+            .contains(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWPID));
+        let userns = bundle.user_namespace.unwrap();
+        assert_eq!(userns.uids.host_of(7), Some(uid_host + 7));
+        assert_eq!(userns.gids.host_of(9), Some(gid_host + 9));
+        assert_eq!(userns.gids.host_of(10), None);
+    }
+
+    #[test]
     fn containerds_default_shares_and_device_rules_are_accepted() {
         let minor = [3, 5, 7, 8, 9][std::process::id() as usize % 5];
         let (_dir, bundle) = bundle_with(minimal(json!({
@@ -719,6 +815,27 @@ mod tests {
             (
                 json!({"hostname": "x", "linux": {"namespaces": [{"type": "mount"}]}}),
                 "uts",
+            ),
+            (
+                json!({"linux": {"uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}}),
+                "linux.uidMappings and linux.gidMappings need a user namespace",
+            ),
+            (
+                json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "user"}],
+                                 "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}}),
+                "linux.gidMappings: a user namespace needs at least one mapping",
+            ),
+            (
+                json!({"linux": {"namespaces": [{"type": "mount"},
+                                                {"type": "user", "path": "/proc/1/ns/user"}]}}),
+                "joining a user namespace by path",
+            ),
+            (
+                json!({"process": {"user": {"uid": 5, "gid": 0}},
+                       "linux": {"namespaces": [{"type": "mount"}, {"type": "user"}],
+                                 "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 5}],
+                                 "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 5}]}}),
+                "process.user.uid 5 is not mapped",
             ),
             (
                 json!({"linux": {"cgroupsPath": "system.slice:x:y"}}),

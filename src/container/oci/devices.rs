@@ -41,6 +41,35 @@ impl Device {
     }
 }
 
+impl Device {
+    /// In a user namespace mknod is refused, so the host's node at the same path is bound
+    /// instead (runc's rule): checked at `create` that it exists there as this very device
+    /// (its mode and owner stay the host's).
+    pub fn check_host_node(&self, index: usize) -> Result<()> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let bad = |why: String| {
+            Error::Usage(format!(
+                "config.json: linux.devices[{index}]: in a user namespace the host's {} is \
+                 bound, and {why}",
+                self.path
+            ))
+        };
+        let meta =
+            std::fs::metadata(&self.path).map_err(|e| bad(format!("it is not there: {e}")))?;
+        let file_type = meta.file_type();
+        let same = match self.kind {
+            SFlag::S_IFCHR => file_type.is_char_device(),
+            SFlag::S_IFBLK => file_type.is_block_device(),
+            _ => file_type.is_fifo(),
+        } && (self.kind == SFlag::S_IFIFO
+            || meta.rdev() == libc::makedev(self.major as u32, self.minor as u32));
+        match same {
+            true => Ok(()),
+            false => Err(bad("it is not that device".into())),
+        }
+    }
+}
+
 /// `linux.devices` → the nodes (each bad entry: one line naming it).
 pub fn parse(given: &[LinuxDevice]) -> Result<Vec<Device>> {
     given
@@ -141,6 +170,40 @@ mod tests {
     fn parsed(d: serde_json::Value) -> Result<Vec<Device>> {
         let list: Vec<LinuxDevice> = serde_json::from_value(json!([d])).unwrap();
         parse(&list)
+    }
+
+    #[test]
+    fn in_a_user_namespace_the_hosts_node_must_be_that_device() {
+        let null = parsed(json!({"path": "/dev/null", "type": "c", "major": 1, "minor": 3}));
+        null.unwrap()[0].check_host_node(0).unwrap();
+        let index = std::process::id() as usize % 9;
+        for (given, needle) in [
+            (
+                json!({"path": "/dev/null", "type": "c", "major": 1, "minor": 5}),
+                "it is not that device",
+            ),
+            (
+                json!({"path": "/dev/null", "type": "b", "major": 1, "minor": 3}),
+                "it is not that device",
+            ),
+            (
+                json!({"path": format!("/dev/devoxx-missing-{}", std::process::id()),
+                       "type": "c", "major": 1, "minor": 3}),
+                "it is not there",
+            ),
+        ] {
+            let err = parsed(given).unwrap()[0]
+                .check_host_node(index)
+                .unwrap_err();
+            let line = err.to_string();
+            assert!(
+                line.starts_with(&format!(
+                    "config.json: linux.devices[{index}]: in a user namespace the host's /dev/"
+                )) && line.contains(needle),
+                "{line}"
+            );
+            assert_eq!(err.exit_code(), 125);
+        }
     }
 
     #[test]

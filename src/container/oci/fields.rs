@@ -96,6 +96,8 @@ const DEVICE: Node = Object(&[
     ("gid", Leaf),
 ]);
 
+const ID_MAPPING: Node = Object(&[("containerID", Leaf), ("hostID", Leaf), ("size", Leaf)]);
+
 const SYSCALL: Node = Object(&[
     ("names", Leaf),
     ("action", Leaf),
@@ -121,6 +123,8 @@ const LINUX: Node = Object(&[
     ("seccomp", SECCOMP),
     ("sysctl", Leaf),
     ("devices", Array(&DEVICE)),
+    ("uidMappings", Array(&ID_MAPPING)),
+    ("gidMappings", Array(&ID_MAPPING)),
 ]);
 
 const HOOK: Node = Object(&[

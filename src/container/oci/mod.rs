@@ -93,7 +93,14 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
         join.enter()?;
     }
     process::block_signals()?;
-    let mounts = mounts::with_cgroup_dirs(&bundle.mounts, &cgroup.paths(), &bundle.cgroup_path);
+    let mut mounts = mounts::with_cgroup_dirs(&bundle.mounts, &cgroup.paths(), &bundle.cgroup_path);
+    if bundle.user_namespace.is_some() {
+        let new_netns = bundle
+            .clone_flags
+            .contains(nix::sched::CloneFlags::CLONE_NEWNET);
+        let v2_dir = cgroup.paths().into_iter().next().filter(|_| host_is_v2);
+        mounts = super::userns::adapt_mounts(&mounts, new_netns, v2_dir.as_deref());
+    }
     // Completed (pid, start time) once the init exists; hooks read it before that.
     let mut record = Record {
         id: options.id.clone(),
@@ -129,6 +136,7 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
             devices: &bundle.devices,
         },
         joins: &bundle.joins,
+        user_namespace: bundle.user_namespace.is_some(),
         gate: Some(gate.as_raw_fd()),
         preserve_fds: options.preserve_fds,
         hooks: Some(hooks::ChildHooks {
@@ -147,6 +155,11 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
     record.pid = pid;
     if let Some(devices) = &devices {
         if let Err(e) = devices.add_process(pid) {
+            return Err(child.earlier_failure().unwrap_or(e));
+        }
+    }
+    if let Some(userns) = &bundle.user_namespace {
+        if let Err(e) = child.map_user_namespace(userns) {
             return Err(child.earlier_failure().unwrap_or(e));
         }
     }
@@ -346,6 +359,8 @@ fn container_namespaces(pid: i32) -> Result<(Option<Join>, Vec<Join>)> {
     use nix::sched::CloneFlags as F;
     let kinds = [
         ("pid", F::CLONE_NEWPID),
+        // First: the others belong to it, and its capabilities are needed to join them.
+        ("user", F::CLONE_NEWUSER),
         ("ipc", F::CLONE_NEWIPC),
         ("uts", F::CLONE_NEWUTS),
         ("net", F::CLONE_NEWNET),
@@ -664,7 +679,7 @@ pub fn features() -> String {
             "runbindable"
         ],
         "linux": {
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": caps::all().iter().map(|c| c.to_string()).collect::<std::collections::BTreeSet<_>>(),
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
             "seccomp": {

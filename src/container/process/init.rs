@@ -115,6 +115,10 @@ pub(super) fn set_up_and_exec(
     report: &mut Option<File>,
 ) -> Result<std::convert::Infallible> {
     trace::mark("child");
+    if config.user_namespace {
+        await_byte(sync_rx, "its user namespace's maps")?;
+        crate::container::userns::become_root()?;
+    }
     if config.gate.is_none() {
         die_with_parent()?;
     }
@@ -133,9 +137,19 @@ pub(super) fn set_up_and_exec(
     let privileged = config.security.privileged;
     tmpfs::mount_all(config.tmpfs, root)?;
     volume::mount_all(config.volumes, root, !privileged)?;
-    if let Filesystems::Oci { mounts, sysctl, .. } = config.filesystems {
+    if let Filesystems::Oci {
+        mounts,
+        sysctl,
+        devices,
+        ..
+    } = config.filesystems
+    {
         mounts::mount_all(mounts, root)?;
         crate::container::oci::sysctl::apply(sysctl)?;
+        if config.user_namespace {
+            let paths: Vec<&str> = devices.iter().map(|d| d.path.as_str()).collect();
+            crate::container::userns::bind_devices(root, &paths)?;
+        }
     }
     if config.hooks.is_some_and(|h| h.pause_before_root) {
         pause_for_hooks(sync_rx, report)?;
@@ -149,7 +163,9 @@ pub(super) fn set_up_and_exec(
             devices,
             ..
         } => {
-            crate::container::oci::devices::create_all(devices)?;
+            if !config.user_namespace {
+                crate::container::oci::devices::create_all(devices)?;
+            }
             rootfs::provide_default_devices()?;
             rootfs::harden(masked, readonly)?;
         }
@@ -218,6 +234,12 @@ fn pause_for_hooks(sync_rx: RawFd, report: &mut Option<File>) -> Result<()> {
         pipe.write_all(&[HOOK_POINT])
             .map_err(|e| Error::io("tell the runtime to run the hooks", e))?;
     }
+    await_byte(sync_rx, "the create hooks")
+}
+
+/// Block until the runtime's byte on the sync pipe says `what` is done (the pipe stays open
+/// for the go before exec); EOF means the runtime is gone.
+fn await_byte(sync_rx: RawFd, what: &str) -> Result<()> {
     // SAFETY: the child's copy of the sync pipe's read end, open until wait_for_parent.
     let rx = unsafe { std::os::fd::BorrowedFd::borrow_raw(sync_rx) };
     let mut byte = [0u8; 1];
@@ -225,12 +247,12 @@ fn pause_for_hooks(sync_rx: RawFd, report: &mut Option<File>) -> Result<()> {
         match nix::unistd::read(rx, &mut byte) {
             Ok(1) => return Ok(()),
             Ok(_) => {
-                return Err(Error::Runtime(
-                    "the runtime exited while the create hooks ran".into(),
-                ))
+                return Err(Error::Runtime(format!(
+                    "the runtime exited while waiting for {what}"
+                )))
             }
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(Error::io("wait for the create hooks", e.into())),
+            Err(e) => return Err(Error::io(format!("wait for {what}"), e.into())),
         }
     }
 }

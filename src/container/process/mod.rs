@@ -53,6 +53,10 @@ pub struct ChildConfig<'a> {
     pub filesystems: Filesystems<'a>,
     /// Existing namespaces to join (an OCI config's `linux.namespaces[].path`), first of all.
     pub joins: &'a [namespaces::Join],
+    /// Cloned with `CLONE_NEWUSER`: the init first waits for its maps (a byte on the sync
+    /// pipe once the runtime wrote them), then becomes root of the namespace
+    /// ([`super::userns`]).
+    pub user_namespace: bool,
     /// OCI `create`: after its set-up the init says it is ready, then waits on this descriptor
     /// (the read end of the state directory's `exec.fifo`) until `start` writes to it. `None`
     /// (`run`): the init dies with the runtime and execs as soon as it is released.

@@ -221,6 +221,21 @@ impl Child {
         })
     }
 
+    /// A new user namespace: write the init's maps, then let it go on (it waits for them
+    /// before anything else, then becomes root of the namespace).
+    pub fn map_user_namespace(
+        &self,
+        userns: &crate::container::userns::UserNamespace,
+    ) -> Result<()> {
+        userns.write_maps(self.pid)?;
+        match &self.sync_tx {
+            Some(tx) => nix::unistd::write(tx, b"u")
+                .map(drop)
+                .map_err(|e| Error::io("resume the container's init", e.into())),
+            None => Err(Error::Runtime("the init was already released".into())),
+        }
+    }
+
     /// After the `create` hooks: let the init go on to its root switch.
     pub fn resume_after_hooks(&self) -> Result<()> {
         match &self.sync_tx {
