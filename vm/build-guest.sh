@@ -13,8 +13,8 @@
 #        GUEST=bench    the test guest without test binaries, plus bash, runc, crun, GNU time and the
 #                       registry, skopeo and umoci (the pull bench) (make vm-bench)
 #        VM_TOOLS       host programs to ship (default: see below; missing ones are noted, not fatal)
-#        VM_TESTS       names of test binaries to run (suite, network, vm_smoke, grader; e.g.
-#                       "vm_smoke suite"); default: all
+#        VM_TESTS       names of test binaries to run (suite, network, grader; e.g.
+#                       "suite network"); default: all
 #        VM_TEST_ARGS   extra arguments for every test binary (a name filter, --include-ignored...)
 #        VM_CACHE       cache dir (default vm/cache)
 set -euo pipefail

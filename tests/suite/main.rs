@@ -2,10 +2,11 @@
 //! keeps one test crate): the library and `tests/common` are linked once, not once per file.
 //! It drives the runtime only through its command line (`DEVOXX_RUNTIME` switches runtimes).
 //!
-//! Two suites stay binaries of their own: `tests/network.rs`, whose runs add and reclaim host
+//! One suite stays a binary of its own: `tests/network.rs`, whose runs add and reclaim host
 //! veths and must not share the host with containers of other steps (every run reclaims stale
-//! state, which would race its killed-runtime test), and `tests/vm_smoke.rs`, the guards of the
-//! environment itself. `tests/grader.rs` is the grader's self-test (VM only).
+//! state, which would race its killed-runtime test). `tests/grader.rs` is the grader's self-test
+//! (VM only). The guards of the environment itself are `vm_smoke` here (each test binary is one
+//! more fat-LTO link in `make test`).
 //!
 //! `make test TEST_ARGS='--test suite cgroups::'` runs one step.
 
@@ -13,6 +14,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+// The environment the suite is promised (cgroup v2 alone in the VM, overlayfs, pivot_root, NAT).
+mod vm_smoke;
 // The workshop's steps (the network step is tests/network.rs).
 mod cgroups;
 mod namespaces;

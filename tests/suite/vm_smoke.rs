@@ -2,7 +2,7 @@
 //! prove the guest really is what the suite is promised: cgroup v2 mounted alone with the
 //! memory/cpu/pids controllers, overlayfs available, and a root from which a container can
 //! `pivot_root` (an initramfs rootfs cannot). On a hybrid host the cgroup v2 test skips visibly.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;
