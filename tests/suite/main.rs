@@ -42,5 +42,6 @@ mod oci_device_cgroup;
 mod oci_devices;
 mod oci_engines;
 mod oci_hooks;
+mod oci_mounts;
 mod oci_seccomp;
 mod oci_sysctl;

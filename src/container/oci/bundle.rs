@@ -56,6 +56,8 @@ pub struct Bundle {
     pub sysctl: Vec<super::sysctl::Sysctl>,
     /// `linux.devices`: nodes made in the container's `/dev`.
     pub devices: Vec<super::devices::Device>,
+    /// `linux.rootfsPropagation`.
+    pub propagation: super::propagation::RootPropagation,
 }
 
 /// Where a container's cgroup goes when the config has no `cgroupsPath`.
@@ -143,22 +145,25 @@ pub fn translate(spec: &Spec, dir: &Path, id: &str, host_is_v2: bool) -> Result<
     let linux = spec.linux().clone().unwrap_or_default();
     let namespaces = Namespaces::from_config(linux.namespaces().as_deref().unwrap_or_default())?;
     let hostname = spec.hostname().clone().unwrap_or_default();
-    if !hostname.is_empty() && !namespaces.flags.contains(CloneFlags::CLONE_NEWUTS) {
+    let joined_uts = namespaces
+        .joins
+        .iter()
+        .any(|j| j.kind == CloneFlags::CLONE_NEWUTS);
+    if !hostname.is_empty() && !namespaces.flags.contains(CloneFlags::CLONE_NEWUTS) && !joined_uts {
         return Err(usage(
-            "hostname needs a new uts namespace in linux.namespaces (it would rename the host)",
+            "hostname needs a uts namespace in linux.namespaces, new or joined by path (it \
+             would rename the host)",
         ));
+    }
+    if !hostname.is_empty() {
+        // runc sets it in a joined one too, but never in the runtime's own (the host's).
+        namespaces.refuse_own(CloneFlags::CLONE_NEWUTS, "a hostname")?;
     }
     if hostname.len() > 64 {
         return Err(usage("hostname is longer than 64 bytes"));
     }
-    match linux.rootfs_propagation().as_deref() {
-        None | Some("") | Some("private") | Some("rprivate") => {}
-        Some(other) => {
-            return Err(usage(&format!(
-                "linux.rootfsPropagation {other:?} is not supported (private or rprivate)"
-            )))
-        }
-    }
+    let propagation =
+        super::propagation::RootPropagation::parse(linux.rootfs_propagation().as_deref())?;
     let process = process_spec(spec, hostname)?;
     let mounts = spec
         .mounts()
@@ -232,6 +237,7 @@ pub fn translate(spec: &Spec, dir: &Path, id: &str, host_is_v2: bool) -> Result<
         hooks,
         sysctl,
         devices,
+        propagation,
     })
 }
 
@@ -483,7 +489,8 @@ fn absolute_paths(field: &str, given: &Option<Vec<String>>) -> Result<Vec<String
 }
 
 /// `linux.namespaces` sorted into clone flags, joins, the network mode and the cgroup
-/// namespace. A mount namespace is required (without one the root switch would be the host's).
+/// namespace. A mount namespace, new or joined, is required (without one the root switch
+/// would be the host's); a joined one must not be the runtime's own.
 #[derive(Debug)]
 struct Namespaces {
     flags: CloneFlags,
@@ -533,13 +540,54 @@ impl Namespaces {
                 None => out.flags |= flag,
             }
         }
-        let has_mount_ns = out.flags.contains(CloneFlags::CLONE_NEWNS);
-        if !has_mount_ns {
+        let joins_mount_ns = out.joins.iter().any(|j| j.kind == CloneFlags::CLONE_NEWNS);
+        if !out.flags.contains(CloneFlags::CLONE_NEWNS) && !joins_mount_ns {
             return Err(usage(
-                "linux.namespaces: a new mount namespace is required (type mount, no path)",
+                "linux.namespaces: a mount namespace is required, new or joined by path (the \
+                 root switch would be made in the host's)",
             ));
         }
+        // runc switches the root inside a joined one too: never in the runtime's own.
+        out.refuse_own(CloneFlags::CLONE_NEWNS, "the root switch")?;
         Ok(out)
+    }
+
+    /// Refuse a join of `kind` whose path is the runtime's own namespace of that kind (for
+    /// `create`: the host's), where `what` would change the host; an unreadable path is
+    /// refused too, naming it, rather than failing later in the init.
+    fn refuse_own(&self, kind: CloneFlags, what: &str) -> Result<()> {
+        let Some(join) = self.joins.iter().find(|j| j.kind == kind) else {
+            return Ok(());
+        };
+        let name = if kind == CloneFlags::CLONE_NEWNS {
+            "mnt"
+        } else {
+            "uts"
+        };
+        let id = |path: &Path| {
+            std::fs::metadata(path).map(|m| {
+                (
+                    std::os::unix::fs::MetadataExt::dev(&m),
+                    std::os::unix::fs::MetadataExt::ino(&m),
+                )
+            })
+        };
+        let given = id(&join.path).map_err(|e| {
+            usage(&format!(
+                "linux.namespaces: path {}: {e}",
+                join.path.display()
+            ))
+        })?;
+        let own = id(Path::new(&format!("/proc/self/ns/{name}")))
+            .map_err(|e| Error::io(format!("stat /proc/self/ns/{name}"), e))?;
+        if given == own {
+            return Err(usage(&format!(
+                "linux.namespaces: {} is the runtime's own {name} namespace: {what} would \
+                 change the host's",
+                join.path.display()
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -682,8 +730,21 @@ mod tests {
                 "cpu.shares",
             ),
             (
-                json!({"linux": {"rootfsPropagation": "shared"}}),
+                json!({"linux": {"rootfsPropagation": "master"}}),
                 "rootfsPropagation",
+            ),
+            (
+                json!({"linux": {"namespaces": [{"type": "mount", "path": "/proc/self/ns/mnt"}]}}),
+                "the runtime's own mnt namespace",
+            ),
+            (
+                json!({"hostname": "x", "linux": {"namespaces": [
+                    {"type": "mount"}, {"type": "uts", "path": "/proc/self/ns/uts"}]}}),
+                "the runtime's own uts namespace",
+            ),
+            (
+                json!({"linux": {"namespaces": [{"type": "mount", "path": "/nonexistent/ns"}]}}),
+                "/nonexistent/ns",
             ),
             (json!({"process": {"cwd": "rel"}}), "process.cwd"),
             (
@@ -705,6 +766,31 @@ mod tests {
             assert!(!line.contains('\n'));
             assert_eq!(err.exit_code(), 125);
         }
+    }
+
+    #[test]
+    fn joined_mount_and_uts_namespaces_and_every_root_propagation_are_taken() {
+        // Any file not the runtime's own namespace passes here; setns checks its kind.
+        let ns = tempfile::NamedTempFile::new().unwrap();
+        let path = ns.path().display().to_string();
+        let host = format!("h{}", std::process::id());
+        let (_dir, bundle) = bundle_with(minimal(json!({
+            "hostname": host,
+            "linux": {"namespaces": [{"type": "pid"}, {"type": "mount", "path": path},
+                                     {"type": "uts", "path": path}],
+                      "rootfsPropagation": "rshared"},
+        })));
+        let bundle = bundle.unwrap();
+        assert_eq!(bundle.process.hostname, host);
+        assert!(!bundle
+            .clone_flags
+            .intersects(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS));
+        let kinds: Vec<_> = bundle.joins.iter().map(|j| j.kind).collect();
+        assert_eq!(kinds, [CloneFlags::CLONE_NEWNS, CloneFlags::CLONE_NEWUTS]);
+        assert_eq!(
+            bundle.propagation,
+            super::super::propagation::RootPropagation::parse(Some("rshared")).unwrap()
+        );
     }
 
     #[test]

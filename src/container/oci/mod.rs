@@ -17,6 +17,7 @@ pub mod devices;
 pub mod fields;
 pub mod hooks;
 pub mod log;
+pub mod propagation;
 pub mod seccomp;
 pub mod signal;
 pub mod state;
@@ -124,6 +125,7 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
             readonly: &bundle.readonly_paths,
             sysctl: &bundle.sysctl,
             devices: &bundle.devices,
+            propagation: bundle.propagation,
         },
         joins: &bundle.joins,
         gate: Some(gate.as_raw_fd()),

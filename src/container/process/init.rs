@@ -124,7 +124,10 @@ pub(super) fn set_up_and_exec(
     // signal is awaited just before exec.
     umask(Mode::empty());
     network::setup_container_side(config.network)?;
-    namespaces::make_mounts_private()?;
+    match config.filesystems {
+        Filesystems::Oci { propagation, .. } => propagation.prepare()?,
+        Filesystems::Docker => namespaces::make_mounts_private()?,
+    }
     let root = config.root.path();
     config.root.mount()?;
     if !config.spec.hostname.is_empty() {
@@ -164,6 +167,9 @@ pub(super) fn set_up_and_exec(
     enter_workdir(&config.spec.workdir)?;
     if config.read_only {
         rootfs::make_root_read_only()?;
+    }
+    if let Filesystems::Oci { propagation, .. } = config.filesystems {
+        propagation.apply_to_root()?;
     }
     let program = find_executable(&config.spec.argv[0], &path_of(&config.spec.env))?;
     umask(Mode::from_bits_truncate(config.spec.umask));

@@ -93,5 +93,7 @@ pub enum Filesystems<'a> {
         sysctl: &'a [super::oci::sysctl::Sysctl],
         /// `linux.devices`, made after the root switch, before the default ones.
         devices: &'a [super::oci::devices::Device],
+        /// `linux.rootfsPropagation`: the namespace's before the root switch, `/`'s last.
+        propagation: super::oci::propagation::RootPropagation,
     },
 }
