@@ -4,6 +4,7 @@
 //! [`super::fields`] before the typed parse; unsupported values here, each with one line.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 
@@ -564,14 +565,7 @@ impl Namespaces {
         } else {
             "uts"
         };
-        let id = |path: &Path| {
-            std::fs::metadata(path).map(|m| {
-                (
-                    std::os::unix::fs::MetadataExt::dev(&m),
-                    std::os::unix::fs::MetadataExt::ino(&m),
-                )
-            })
-        };
+        let id = |path: &Path| std::fs::metadata(path).map(|m| (m.dev(), m.ino()));
         let given = id(&join.path).map_err(|e| {
             usage(&format!(
                 "linux.namespaces: path {}: {e}",
