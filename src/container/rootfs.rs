@@ -151,6 +151,22 @@ pub fn pivot_into(new_root: &Path) -> Result<()> {
     nix::unistd::chdir("/").ctx(|| "chdir /")
 }
 
+/// A container in the runtime's mount namespace ([`super::oci::host_mounts`]): enter its root
+/// with `chroot` (pivot_root would move the host's own root), then `cd /`.
+pub fn chroot_into(new_root: &Path) -> Result<()> {
+    nix::unistd::chdir(new_root).ctx(|| format!("chdir {}", new_root.display()))?;
+    nix::unistd::chroot(".").ctx(|| format!("chroot {}", new_root.display()))?;
+    nix::unistd::chdir("/").ctx(|| "chdir /")
+}
+
+/// Make the mount at `path` and every mount under it private: in the runtime's mount
+/// namespace, so that nothing mounted there for the container propagates to the host's peers.
+pub fn make_private(path: &Path) -> Result<()> {
+    let flags = MsFlags::MS_PRIVATE | MsFlags::MS_REC;
+    mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
+        .ctx(|| format!("make {} private", path.display()))
+}
+
 /// `--read-only`: remount the container's root mount read-only, once the runtime's own files
 /// (`/etc/hostname`, `/etc/hosts`, `/etc/resolv.conf`, the working directory) are in place.
 /// Only the root mount changes: /proc, /dev (and /dev/shm), tmpfs mounts and volumes keep their

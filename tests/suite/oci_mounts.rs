@@ -1,8 +1,10 @@
 //! OCI mounts and mount namespaces (issue 31): `linux.rootfsPropagation` seen in the init's
 //! mountinfo and in what reaches the container (a host mount under a shared source, a bind of
 //! `/` inside); a mount and a uts namespace joined by `path` (a marker mounted only there, a
-//! hostname set only there); the runtime's own namespaces refused; a bind's file-system data
-//! (`mode=755`) accepted and meaning nothing. Every test checks nothing is left behind.
+//! hostname set only there); the runtime's own namespaces by path refused; no mount namespace
+//! at all (the container in the runtime's, chrooted, its mounts undone by `delete` and by a
+//! failed `create`); a bind's file-system data (`mode=755`) accepted and meaning nothing.
+//! Every test checks nothing is left behind.
 
 use crate::common;
 
@@ -15,7 +17,7 @@ use common::*;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use serde_json::{json, Value};
 
-use super::oci::{assert_refused, cgroup_dirs, Bundle};
+use super::oci::{assert_refused, cgroup_dirs, wait_for, Bundle};
 
 /// A mount made by the test on the host, detached when dropped (a failed test included).
 struct Mounted(PathBuf);
@@ -279,7 +281,7 @@ fn hostname_is_set_in_a_uts_namespace_joined_by_path_and_not_on_the_host() {
 }
 
 #[test]
-fn the_runtimes_own_mount_or_uts_namespace_and_no_mount_namespace_are_refused() {
+fn the_runtimes_own_mount_or_uts_namespace_by_path_is_refused() {
     require_root!();
     let mark = marker();
     let hosts_name = nix::unistd::gethostname().expect("gethostname");
@@ -304,10 +306,6 @@ fn the_runtimes_own_mount_or_uts_namespace_and_no_mount_namespace_are_refused() 
             json!({"hostname": format!("h-{mark}"), "linux": {"namespaces": ns(json!([
                 {"type": "mount"}, {"type": "uts", "path": format!("/proc/{me}/ns/uts")}]))}}),
             "is the runtime's own uts namespace",
-        ),
-        (
-            json!({"linux": {"namespaces": ns(json!([{"type": "uts"}]))}}),
-            "a mount namespace is required",
         ),
     ] {
         let b = Bundle::new(extra);
@@ -353,4 +351,125 @@ fn a_bind_mount_with_file_system_data_binds_its_source_and_ignores_the_data() {
     assert!(!source.join("new").exists());
     b.oci(&["delete", &b.id]).assert_code(0);
     b.assert_clean(&mark, &cgroups);
+}
+
+/// The whole mountinfo line of the runtime's `/` (its propagation included).
+fn root_line() -> String {
+    host_mounts()
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .expect("/ in mountinfo")
+        .to_owned()
+}
+
+/// Mount points in the host's table at or under `dir`.
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let dir = dir.display().to_string();
+    host_mounts()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+        .filter(|p| *p == dir || p.starts_with(&format!("{dir}/")))
+        .collect()
+}
+
+/// The spec's namespaces but the mount one: the container inherits the runtime's.
+fn without_mount_ns(extra: Value) -> Value {
+    let mut config = json!({"linux": {"namespaces": [
+        {"type": "pid"}, {"type": "uts"}, {"type": "ipc"}, {"type": "network"}]}});
+    super::oci::merge(&mut config, extra);
+    config
+}
+
+#[test]
+fn without_a_mount_namespace_the_container_is_chrooted_in_the_runtimes_and_delete_unmounts_all() {
+    require_root!();
+    let (mark, content) = (marker(), marker());
+    let code = random_in(3..=99);
+    let root_before = root_line();
+    let b = Bundle::new(without_mount_ns(json!({
+        "process": {"args": ["/bin/sh", "-c", format!("cat /m-{mark}; exec sleep 60 # {mark}")],
+                    "cwd": "/tmp"},
+    })));
+    let rootfs = b.dir.join("rootfs");
+    fs::write(rootfs.join(format!("m-{mark}")), format!("{content}\n")).expect("marker");
+    // The bundle under a shared mount with a peer: the root's bind reaches the peer (and
+    // leaves it with `delete`), nothing mounted inside the container's root does.
+    let shared = Mounted::private_bind(&b.dir);
+    shared.propagate(MsFlags::MS_SHARED);
+    let peer_dir = b.root.dir.path().join(format!("peer-{mark}"));
+    fs::create_dir(&peer_dir).expect("mkdir peer");
+    mount(
+        Some(&b.dir),
+        &peer_dir,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .expect("bind the peer");
+    let peer = Mounted(peer_dir.clone());
+    let cgroups = cgroup_dirs(&format!("devoxx-docker-oci/{}", b.id));
+
+    b.create().assert_code(0);
+    let pid = pid_of(&b);
+    assert_eq!(
+        inode(&format!("/proc/{pid}/ns/mnt")),
+        inode("/proc/self/ns/mnt")
+    );
+    let made = mounts_under(&rootfs);
+    for point in ["", "/proc", "/dev", "/sys", "/proc/sys"] {
+        let want = format!("{}{point}", rootfs.display());
+        assert!(made.contains(&want), "{want} not in {made:?}");
+    }
+    assert_eq!(
+        mounts_under(&peer_dir.join("rootfs")),
+        [peer_dir.join("rootfs").display().to_string()],
+        "only the root's bind may reach the peer"
+    );
+    b.oci(&["start", &b.id]).assert_code(0);
+    b.wait_status("running");
+    wait_for(|| b.output().ends_with('\n'));
+    assert_eq!(b.output(), format!("{content}\n"), "{}", stderr_of(&b));
+    let ran = b.oci(&[
+        "exec",
+        &b.id,
+        "/bin/sh",
+        "-c",
+        &format!("cat /m-{mark}; pwd; exit {code}"),
+    ]);
+    ran.assert_code(code as i32);
+    assert_eq!(ran.stdout_lines(), [content.clone(), "/tmp".to_owned()]);
+
+    b.oci(&["delete", "--force", &b.id]).assert_code(0);
+    assert_eq!(mounts_under(&rootfs), Vec::<String>::new());
+    assert_eq!(mounts_under(&peer_dir.join("rootfs")), Vec::<String>::new());
+    assert_eq!(root_line(), root_before);
+    drop(peer);
+    drop(shared);
+    b.assert_clean(&mark, &cgroups);
+}
+
+#[test]
+fn without_a_mount_namespace_a_failed_create_leaves_nothing_mounted() {
+    require_root!();
+    let mark = marker();
+    let hook_code = random_in(3..=99);
+    let root_before = root_line();
+    for (extra, needle) in [
+        // A file, not a directory (a missing one would be created, as runc does).
+        (json!({"process": {"cwd": "/bin/sh"}}), "/bin/sh"),
+        (
+            json!({"hooks": {"createRuntime": [{"path": "/bin/sh",
+                "args": ["sh", "-c", format!("exit {hook_code} # {mark}")]}]}}),
+            "createRuntime",
+        ),
+    ] {
+        let b = Bundle::new(without_mount_ns(extra));
+        let cgroups = cgroup_dirs(&format!("devoxx-docker-oci/{}", b.id));
+        let ran = b.create();
+        assert_ne!(ran.code, 0, "{needle}");
+        assert!(ran.stderr.contains(needle), "{needle} in {:?}", ran.stderr);
+        assert_eq!(mounts_under(&b.dir), Vec::<String>::new(), "{needle}");
+        assert_eq!(root_line(), root_before);
+        b.assert_clean(&mark, &cgroups);
+    }
 }

@@ -59,6 +59,9 @@ pub struct Bundle {
     pub devices: Vec<super::devices::Device>,
     /// `linux.rootfsPropagation`.
     pub propagation: super::propagation::RootPropagation,
+    /// No mount namespace listed: the container lives in the runtime's (the host's), its
+    /// mounts recorded and undone by the runtime ([`super::host_mounts`]).
+    pub shares_mount_ns: bool,
 }
 
 /// Where a container's cgroup goes when the config has no `cgroupsPath`.
@@ -227,6 +230,11 @@ pub fn translate(spec: &Spec, dir: &Path, id: &str, host_is_v2: bool) -> Result<
         masked,
         readonly_paths,
         clone_flags: namespaces.flags,
+        shares_mount_ns: !namespaces.flags.contains(CloneFlags::CLONE_NEWNS)
+            && !namespaces
+                .joins
+                .iter()
+                .any(|j| j.kind == CloneFlags::CLONE_NEWNS),
         joins: namespaces.joins,
         network: namespaces.network,
         cgroupns: namespaces.cgroupns,
@@ -490,8 +498,8 @@ fn absolute_paths(field: &str, given: &Option<Vec<String>>) -> Result<Vec<String
 }
 
 /// `linux.namespaces` sorted into clone flags, joins, the network mode and the cgroup
-/// namespace. A mount namespace, new or joined, is required (without one the root switch
-/// would be the host's); a joined one must not be the runtime's own.
+/// namespace. A joined mount namespace must not be the runtime's own; none listed means the
+/// runtime's, set up as [`super::host_mounts`] says.
 #[derive(Debug)]
 struct Namespaces {
     flags: CloneFlags,
@@ -540,13 +548,6 @@ impl Namespaces {
                 }
                 None => out.flags |= flag,
             }
-        }
-        let joins_mount_ns = out.joins.iter().any(|j| j.kind == CloneFlags::CLONE_NEWNS);
-        if !out.flags.contains(CloneFlags::CLONE_NEWNS) && !joins_mount_ns {
-            return Err(usage(
-                "linux.namespaces: a mount namespace is required, new or joined by path (the \
-                 root switch would be made in the host's)",
-            ));
         }
         // runc switches the root inside a joined one too: never in the runtime's own.
         out.refuse_own(CloneFlags::CLONE_NEWNS, "the root switch")?;
@@ -690,12 +691,27 @@ mod tests {
     }
 
     #[test]
+    fn only_a_config_without_a_mount_namespace_shares_the_runtimes() {
+        for (namespaces, shares) in [
+            (json!([{"type": "pid"}]), true),
+            (json!([]), true),
+            (json!([{"type": "mount"}]), false),
+            (json!([{"type": "mount", "path": "/proc/1/ns/mnt"}]), false),
+        ] {
+            let mut config = minimal(json!({}));
+            config["linux"]["namespaces"] = namespaces.clone();
+            let (_dir, bundle) = bundle_with(config);
+            match bundle {
+                Ok(b) => assert_eq!(b.shares_mount_ns, shares, "{namespaces}"),
+                // pid 1's namespace may be ours (refused as the runtime's own) or unreadable.
+                Err(e) => assert!(!shares && e.to_string().contains("mnt"), "{e}"),
+            }
+        }
+    }
+
+    #[test]
     fn unsupported_values_are_refused_with_one_line() {
         for (extra, needle) in [
-            (
-                json!({"linux": {"namespaces": [{"type": "pid"}]}}),
-                "mount namespace",
-            ),
             (
                 json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "user"}]}}),
                 "user namespace",
