@@ -2,7 +2,8 @@
 //! [`super::etc_files`]).
 //!
 //! Everything here runs in the child, inside its own mount namespace (made private first), so
-//! every mount vanishes with the container and none is ever visible on the host. Only the
+//! every mount vanishes with the container and none is ever visible on the host (an OCI
+//! config without a mount namespace is the exception: see [`super::oci::host_mounts`]). Only the
 //! overlay and the volumes are mounted before pivot_root; everything else is mounted after it,
 //! when `/` is the container's root and no path (or symlink in the image) can reach the host.
 
