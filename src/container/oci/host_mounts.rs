@@ -85,11 +85,27 @@ fn table() -> Result<Vec<Entry>> {
 /// under it; one busy (a process still has a file open there) is detached lazily. The first
 /// failure is returned after trying all the others.
 pub fn unmount(recorded: &[HostMount]) -> Result<()> {
-    let mut left: Vec<Entry> = table()?
+    let mut first_error = None;
+    for entry in children_first(still_present(recorded, table()?)) {
+        if let Err(e) = unmount_one(&entry) {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// The entries of `table` that are recorded ones (same id at the same point).
+fn still_present(recorded: &[HostMount], table: Vec<Entry>) -> Vec<Entry> {
+    table
         .into_iter()
         .filter(|e| recorded.iter().any(|r| r.id == e.id && r.point == e.point))
-        .collect();
-    let mut first_error = None;
+        .collect()
+}
+
+/// `entries` ordered so that each comes after every entry mounted on it (its children,
+/// stacked mounts included): the order in which they can be unmounted.
+fn children_first(mut left: Vec<Entry>) -> Vec<Entry> {
+    let mut order = Vec::with_capacity(left.len());
     while !left.is_empty() {
         let (leaves, rest): (Vec<Entry>, Vec<Entry>) = left
             .iter()
@@ -98,14 +114,10 @@ pub fn unmount(recorded: &[HostMount]) -> Result<()> {
         if leaves.is_empty() {
             break; // a cycle cannot happen in a mount tree; never loop on a bad table
         }
-        for entry in leaves {
-            if let Err(e) = unmount_one(&entry) {
-                first_error.get_or_insert(e);
-            }
-        }
+        order.extend(leaves);
         left = rest;
     }
-    first_error.map_or(Ok(()), Err)
+    order
 }
 
 /// Unmount `entry` if the mount at its point is still it (a later mount over it is not ours).
@@ -135,5 +147,59 @@ fn unmount_one(entry: &Entry) -> Result<()> {
         )
         .map_err(|e| Error::io(format!("detach {shown}"), e.into())),
         Err(e) => Err(Error::io(format!("unmount {shown}"), e.into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: u64, parent: u64, point: &str) -> Entry {
+        Entry {
+            id,
+            parent,
+            point: PathBuf::from(point),
+        }
+    }
+
+    #[test]
+    fn children_and_stacked_mounts_come_before_what_they_sit_on() {
+        // Table order, ids not monotonic: root 40, proc 12 on it, a mask 90 on proc, a
+        // second mount 7 stacked on the root's point (parent 40).
+        let table = vec![
+            entry(40, 1, "/b/r"),
+            entry(12, 40, "/b/r/proc"),
+            entry(90, 12, "/b/r/proc/kcore"),
+            entry(7, 40, "/b/r"),
+        ];
+        let order: Vec<u64> = children_first(table).iter().map(|e| e.id).collect();
+        let pos = |id| order.iter().position(|&x| x == id).unwrap();
+        assert_eq!(order.len(), 4);
+        assert!(
+            pos(90) < pos(12) && pos(12) < pos(40) && pos(7) < pos(40),
+            "{order:?}"
+        );
+    }
+
+    #[test]
+    fn only_mounts_with_the_recorded_id_at_the_recorded_point_are_undone() {
+        let recorded = [
+            HostMount {
+                id: 40,
+                point: "/b/r".into(),
+            },
+            HostMount {
+                id: 41,
+                point: "/b/r/proc".into(),
+            },
+        ];
+        // 41 is gone and its id reused elsewhere; 55 is the host's own, never recorded.
+        let table = vec![
+            entry(40, 1, "/b/r"),
+            entry(41, 1, "/mnt/other"),
+            entry(55, 40, "/b/r/dev"),
+        ];
+        let kept = still_present(&recorded, table);
+        assert_eq!(kept, [entry(40, 1, "/b/r")]);
     }
 }
