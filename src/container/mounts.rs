@@ -48,7 +48,8 @@ pub struct Mount {
     pub flags: MsFlags,
     /// `private`, `rslave`...: applied after the mount.
     pub propagation: MsFlags,
-    /// The file system's own options (`mode=755`, `size=64k`, `newinstance`...).
+    /// The file system's own options (`mode=755`, `size=64k`, `newinstance`...); on a bind,
+    /// accepted as runc does and ignored (the kernel ignores data with `MS_BIND`).
     pub data: String,
 }
 
@@ -126,12 +127,8 @@ pub fn parse(
             other => return Err(bad(format!("type {other:?} is not supported"))),
         }
     };
-    if matches!(kind, Kind::Bind { .. }) && !data.is_empty() {
-        return Err(bad(format!(
-            "option {:?} is not supported on a bind mount",
-            data[0]
-        )));
-    }
+    // A bind's file-system data (`mode=755`...) is kept but means nothing: runc passes it to
+    // mount(2), which ignores data with MS_BIND; this runtime does not pass it at all.
     Ok(Mount {
         destination,
         kind,
@@ -443,6 +440,21 @@ mod tests {
     }
 
     #[test]
+    fn a_binds_file_system_data_is_accepted_as_runc_does_and_its_flags_kept() {
+        let mode = format!("mode={:o}", 0o700 + std::process::id() % 0o77);
+        let m = parse_one("/d", "bind", "src", &["rbind", &mode, "ro", "uid=7"]).unwrap();
+        assert!(matches!(
+            m.kind,
+            Kind::Bind {
+                recursive: true,
+                ..
+            }
+        ));
+        assert_eq!(m.flags, MsFlags::MS_RDONLY);
+        assert_eq!(m.data, format!("{mode},uid=7"));
+    }
+
+    #[test]
     fn a_v1_cgroup_mount_gets_the_containers_directories_at_create() {
         let m = parse_one("/sys/fs/cgroup", "cgroup", "cgroup", &["ro", "nosuid"]).unwrap();
         assert_eq!(m.flags, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID);
@@ -459,7 +471,8 @@ mod tests {
             ("/x", "tmpfs", vec!["tmpcopyup"]),
             ("relative", "tmpfs", vec![]),
             ("/a/../b", "tmpfs", vec![]),
-            ("/x", "bind", vec!["bind", "mode=755"]),
+            ("/x", "bind", vec!["bind", "mode=755", "rro"]),
+            ("/x", "none", vec!["rbind", "idmap"]),
         ] {
             let err = parse_one(dest, typ, "src", &options).unwrap_err();
             assert!(

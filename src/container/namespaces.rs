@@ -64,19 +64,35 @@ pub struct Join {
 impl Join {
     /// setns(2) into it; the kernel refuses a file of another kind.
     pub fn enter(&self) -> Result<()> {
-        let file = std::fs::File::open(&self.path)
-            .map_err(|e| Error::path("open namespace", &self.path, e))?;
+        self.enter_opened(self.open()?)
+    }
+
+    fn open(&self) -> Result<std::fs::File> {
+        std::fs::File::open(&self.path).map_err(|e| Error::path("open namespace", &self.path, e))
+    }
+
+    fn enter_opened(&self, file: std::fs::File) -> Result<()> {
         nix::sched::setns(file, self.kind).ctx(|| format!("setns {}", self.path.display()))
     }
 }
 
 /// Join every namespace in `joins` (in the container's init, before anything else; the PID
 /// namespace is joined by the runtime itself, before clone, so that the child is born in it).
+/// Every path is opened first, as the runtime sees it, and the mount namespace joined last: a
+/// joined mount namespace may not show the other paths.
 pub fn join_all(joins: &[Join]) -> Result<()> {
-    joins
+    let opened = joins
         .iter()
         .filter(|j| j.kind != CloneFlags::CLONE_NEWPID)
-        .try_for_each(Join::enter)
+        .map(|j| Ok((j, j.open()?)))
+        .collect::<Result<Vec<_>>>()?;
+    let (mount, others): (Vec<_>, Vec<_>) = opened
+        .into_iter()
+        .partition(|(j, _)| j.kind == CloneFlags::CLONE_NEWNS);
+    others
+        .into_iter()
+        .chain(mount)
+        .try_for_each(|(join, file)| join.enter_opened(file))
 }
 
 /// Stop mount events from propagating between the host and the container: done first, before

@@ -65,13 +65,13 @@ fn mount_id_of_cwd() -> Result<u64> {
 
 /// One mountinfo line: id, parent id, mount point (relative to our root).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Entry {
-    id: u64,
-    parent: u64,
-    point: PathBuf,
+pub(crate) struct Entry {
+    pub(crate) id: u64,
+    pub(crate) parent: u64,
+    pub(crate) point: PathBuf,
 }
 
-fn parse(table: &str) -> Vec<Entry> {
+pub(crate) fn parse(table: &str) -> Vec<Entry> {
     table
         .lines()
         .filter_map(|line| {

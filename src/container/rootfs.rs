@@ -2,7 +2,8 @@
 //! [`super::etc_files`]).
 //!
 //! Everything here runs in the child, inside its own mount namespace (made private first), so
-//! every mount vanishes with the container and none is ever visible on the host. Only the
+//! every mount vanishes with the container and none is ever visible on the host (an OCI
+//! config without a mount namespace is the exception: see [`super::oci::host_mounts`]). Only the
 //! overlay and the volumes are mounted before pivot_root; everything else is mounted after it,
 //! when `/` is the container's root and no path (or symlink in the image) can reach the host.
 
@@ -149,6 +150,22 @@ pub fn pivot_into(new_root: &Path) -> Result<()> {
     }
     umount2(".", MntFlags::MNT_DETACH).ctx(|| "detach the old root")?;
     nix::unistd::chdir("/").ctx(|| "chdir /")
+}
+
+/// A container in the runtime's mount namespace ([`super::oci::host_mounts`]): enter its root
+/// with `chroot` (pivot_root would move the host's own root), then `cd /`.
+pub fn chroot_into(new_root: &Path) -> Result<()> {
+    nix::unistd::chdir(new_root).ctx(|| format!("chdir {}", new_root.display()))?;
+    nix::unistd::chroot(".").ctx(|| format!("chroot {}", new_root.display()))?;
+    nix::unistd::chdir("/").ctx(|| "chdir /")
+}
+
+/// Make the mount at `path` and every mount under it private: in the runtime's mount
+/// namespace, so that nothing mounted there for the container propagates to the host's peers.
+pub fn make_private(path: &Path) -> Result<()> {
+    let flags = MsFlags::MS_PRIVATE | MsFlags::MS_REC;
+    mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
+        .ctx(|| format!("make {} private", path.display()))
 }
 
 /// `--read-only`: remount the container's root mount read-only, once the runtime's own files

@@ -46,6 +46,7 @@ mod oci_devices;
 mod oci_engines;
 mod oci_hooks;
 mod oci_resources;
+mod oci_mounts;
 mod oci_seccomp;
 mod oci_sysctl;
 mod oci_userns;

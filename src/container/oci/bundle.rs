@@ -4,6 +4,7 @@
 //! [`super::fields`] before the typed parse; unsupported values here, each with one line.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 
@@ -61,6 +62,11 @@ pub struct Bundle {
     pub devices: Vec<super::devices::Device>,
     /// A new user namespace (`CLONE_NEWUSER` is then in [`Bundle::clone_flags`]) and its maps.
     pub user_namespace: Option<UserNamespace>,
+    /// `linux.rootfsPropagation`.
+    pub propagation: super::propagation::RootPropagation,
+    /// No mount namespace listed: the container lives in the runtime's (the host's), its
+    /// mounts recorded and undone by the runtime ([`super::host_mounts`]).
+    pub shares_mount_ns: bool,
 }
 
 /// Where a container's cgroup goes when the config has no `cgroupsPath`.
@@ -148,24 +154,33 @@ pub fn translate(spec: &Spec, dir: &Path, id: &str, host_is_v2: bool) -> Result<
     let linux = spec.linux().clone().unwrap_or_default();
     let namespaces = Namespaces::from_config(linux.namespaces().as_deref().unwrap_or_default())?;
     let hostname = spec.hostname().clone().unwrap_or_default();
-    if !hostname.is_empty() && !namespaces.flags.contains(CloneFlags::CLONE_NEWUTS) {
+    let joined_uts = namespaces
+        .joins
+        .iter()
+        .any(|j| j.kind == CloneFlags::CLONE_NEWUTS);
+    if !hostname.is_empty() && !namespaces.flags.contains(CloneFlags::CLONE_NEWUTS) && !joined_uts {
         return Err(usage(
-            "hostname needs a new uts namespace in linux.namespaces (it would rename the host)",
+            "hostname needs a uts namespace in linux.namespaces, new or joined by path (it \
+             would rename the host)",
         ));
+    }
+    if !hostname.is_empty() {
+        // runc sets it in a joined one too, but never in the runtime's own (the host's).
+        namespaces.refuse_own(CloneFlags::CLONE_NEWUTS, "a hostname")?;
     }
     if hostname.len() > 64 {
         return Err(usage("hostname is longer than 64 bytes"));
     }
-    match linux.rootfs_propagation().as_deref() {
-        None | Some("") | Some("private") | Some("rprivate") => {}
-        Some(other) => {
-            return Err(usage(&format!(
-                "linux.rootfsPropagation {other:?} is not supported (private or rprivate)"
-            )))
-        }
-    }
+    let propagation =
+        super::propagation::RootPropagation::parse(linux.rootfs_propagation().as_deref())?;
     let process = process_spec(spec, hostname)?;
     let user_namespace = user_namespace(&linux, namespaces.flags, &process.user)?;
+    if user_namespace.is_some() && !namespaces.flags.contains(CloneFlags::CLONE_NEWNS) {
+        // The mapped root could mount nothing in a mount namespace its own does not own.
+        return Err(usage(
+            "a user namespace needs a new mount namespace in linux.namespaces",
+        ));
+    }
     if let Some(userns) = &user_namespace {
         userns.check_reachable(&rootfs)?;
     }
@@ -235,6 +250,11 @@ pub fn translate(spec: &Spec, dir: &Path, id: &str, host_is_v2: bool) -> Result<
         masked,
         readonly_paths,
         clone_flags: namespaces.flags,
+        shares_mount_ns: !namespaces.flags.contains(CloneFlags::CLONE_NEWNS)
+            && !namespaces
+                .joins
+                .iter()
+                .any(|j| j.kind == CloneFlags::CLONE_NEWNS),
         joins: namespaces.joins,
         network: namespaces.network,
         cgroupns: namespaces.cgroupns,
@@ -247,6 +267,7 @@ pub fn translate(spec: &Spec, dir: &Path, id: &str, host_is_v2: bool) -> Result<
         sysctl,
         devices,
         user_namespace,
+        propagation,
     })
 }
 
@@ -566,7 +587,8 @@ fn absolute_paths(field: &str, given: &Option<Vec<String>>) -> Result<Vec<String
 }
 
 /// `linux.namespaces` sorted into clone flags, joins, the network mode and the cgroup
-/// namespace. A mount namespace is required (without one the root switch would be the host's).
+/// namespace. A joined mount namespace must not be the runtime's own; none listed means the
+/// runtime's, set up as [`super::host_mounts`] says.
 #[derive(Debug)]
 struct Namespaces {
     flags: CloneFlags,
@@ -623,13 +645,40 @@ impl Namespaces {
                 None => out.flags |= flag,
             }
         }
-        let has_mount_ns = out.flags.contains(CloneFlags::CLONE_NEWNS);
-        if !has_mount_ns {
-            return Err(usage(
-                "linux.namespaces: a new mount namespace is required (type mount, no path)",
-            ));
-        }
+        // runc switches the root inside a joined one too: never in the runtime's own.
+        out.refuse_own(CloneFlags::CLONE_NEWNS, "the root switch")?;
         Ok(out)
+    }
+
+    /// Refuse a join of `kind` whose path is the runtime's own namespace of that kind (for
+    /// `create`: the host's), where `what` would change the host; an unreadable path is
+    /// refused too, naming it, rather than failing later in the init.
+    fn refuse_own(&self, kind: CloneFlags, what: &str) -> Result<()> {
+        let Some(join) = self.joins.iter().find(|j| j.kind == kind) else {
+            return Ok(());
+        };
+        let name = if kind == CloneFlags::CLONE_NEWNS {
+            "mnt"
+        } else {
+            "uts"
+        };
+        let id = |path: &Path| std::fs::metadata(path).map(|m| (m.dev(), m.ino()));
+        let given = id(&join.path).map_err(|e| {
+            usage(&format!(
+                "linux.namespaces: path {}: {e}",
+                join.path.display()
+            ))
+        })?;
+        let own = id(Path::new(&format!("/proc/self/ns/{name}")))
+            .map_err(|e| Error::io(format!("stat /proc/self/ns/{name}"), e))?;
+        if given == own {
+            return Err(usage(&format!(
+                "linux.namespaces: {} is the runtime's own {name} namespace: {what} would \
+                 change the host's",
+                join.path.display()
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -802,12 +851,27 @@ mod tests {
     }
 
     #[test]
+    fn only_a_config_without_a_mount_namespace_shares_the_runtimes() {
+        for (namespaces, shares) in [
+            (json!([{"type": "pid"}]), true),
+            (json!([]), true),
+            (json!([{"type": "mount"}]), false),
+            (json!([{"type": "mount", "path": "/proc/1/ns/mnt"}]), false),
+        ] {
+            let mut config = minimal(json!({}));
+            config["linux"]["namespaces"] = namespaces.clone();
+            let (_dir, bundle) = bundle_with(config);
+            match bundle {
+                Ok(b) => assert_eq!(b.shares_mount_ns, shares, "{namespaces}"),
+                // pid 1's namespace may be ours (refused as the runtime's own) or unreadable.
+                Err(e) => assert!(!shares && e.to_string().contains("mnt"), "{e}"),
+            }
+        }
+    }
+
+    #[test]
     fn unsupported_values_are_refused_with_one_line() {
         for (extra, needle) in [
-            (
-                json!({"linux": {"namespaces": [{"type": "pid"}]}}),
-                "mount namespace",
-            ),
             (
                 json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "user"}]}}),
                 "user namespace",
@@ -869,8 +933,27 @@ mod tests {
                 "linux.resources.cpu.realtimeRuntime",
             ),
             (
-                json!({"linux": {"rootfsPropagation": "shared"}}),
+                json!({"linux": {"rootfsPropagation": "master"}}),
                 "rootfsPropagation",
+            ),
+            (
+                json!({"linux": {"namespaces": [{"type": "user"}],
+                    "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+                    "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]}}),
+                "a user namespace needs a new mount namespace",
+            ),
+            (
+                json!({"linux": {"namespaces": [{"type": "mount", "path": "/proc/self/ns/mnt"}]}}),
+                "the runtime's own mnt namespace",
+            ),
+            (
+                json!({"hostname": "x", "linux": {"namespaces": [
+                    {"type": "mount"}, {"type": "uts", "path": "/proc/self/ns/uts"}]}}),
+                "the runtime's own uts namespace",
+            ),
+            (
+                json!({"linux": {"namespaces": [{"type": "mount", "path": "/nonexistent/ns"}]}}),
+                "/nonexistent/ns",
             ),
             (json!({"process": {"cwd": "rel"}}), "process.cwd"),
             (
@@ -892,6 +975,31 @@ mod tests {
             assert!(!line.contains('\n'));
             assert_eq!(err.exit_code(), 125);
         }
+    }
+
+    #[test]
+    fn joined_mount_and_uts_namespaces_and_every_root_propagation_are_taken() {
+        // Any file not the runtime's own namespace passes here; setns checks its kind.
+        let ns = tempfile::NamedTempFile::new().unwrap();
+        let path = ns.path().display().to_string();
+        let host = format!("h{}", std::process::id());
+        let (_dir, bundle) = bundle_with(minimal(json!({
+            "hostname": host,
+            "linux": {"namespaces": [{"type": "pid"}, {"type": "mount", "path": path},
+                                     {"type": "uts", "path": path}],
+                      "rootfsPropagation": "rshared"},
+        })));
+        let bundle = bundle.unwrap();
+        assert_eq!(bundle.process.hostname, host);
+        assert!(!bundle
+            .clone_flags
+            .intersects(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS));
+        let kinds: Vec<_> = bundle.joins.iter().map(|j| j.kind).collect();
+        assert_eq!(kinds, [CloneFlags::CLONE_NEWNS, CloneFlags::CLONE_NEWUTS]);
+        assert_eq!(
+            bundle.propagation,
+            super::super::propagation::RootPropagation::parse(Some("rshared")).unwrap()
+        );
     }
 
     #[test]

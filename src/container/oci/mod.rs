@@ -16,7 +16,9 @@ pub mod console;
 pub mod devices;
 pub mod fields;
 pub mod hooks;
+pub mod host_mounts;
 pub mod log;
+pub mod propagation;
 pub mod seccomp;
 pub mod signal;
 pub mod state;
@@ -101,6 +103,12 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
         let v2_dir = cgroup.paths().into_iter().next().filter(|_| host_is_v2);
         mounts = super::userns::adapt_mounts(&mounts, new_netns, v2_dir.as_deref());
     }
+    if bundle.shares_mount_ns {
+        // A shared or slave mount in the host's table would tie it to the host's peers.
+        for m in &mut mounts {
+            m.propagation = nix::mount::MsFlags::MS_PRIVATE | nix::mount::MsFlags::MS_REC;
+        }
+    }
     // Completed (pid, start time) once the init exists; hooks read it before that.
     let mut record = Record {
         id: options.id.clone(),
@@ -115,6 +123,7 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
             .into_iter()
             .chain(devices.as_ref().and_then(Devices::path))
             .collect(),
+        host_mounts: Vec::new(),
     };
     let start_state = state_document(&options.id, Status::Created, 0, Some(&record));
     let config = ChildConfig {
@@ -134,6 +143,8 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
             readonly: &bundle.readonly_paths,
             sysctl: &bundle.sysctl,
             devices: &bundle.devices,
+            propagation: bundle.propagation,
+            shares_mount_ns: bundle.shares_mount_ns,
         },
         joins: &bundle.joins,
         user_namespace: bundle.user_namespace.is_some(),
@@ -144,6 +155,11 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
             start_container: &bundle.hooks.start_container,
             state: &start_state,
         }),
+    };
+    // Declared before the child: dropped after it (killed, reaped) when create fails.
+    let host_mounts = match bundle.shares_mount_ns {
+        true => Some(host_mounts::Watch::start(&bundle.rootfs)?),
+        false => None,
     };
     let mut child = process::start(&config, bundle.clone_flags, cgroup.clone_target())?;
     let pid = child.pid().as_raw();
@@ -172,6 +188,9 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
     child.release_and_wait_exec()?;
     record.start_time = state::start_time(pid)
         .ok_or_else(|| Error::Runtime("the container's init died during create".into()))?;
+    if let Some(watch) = &host_mounts {
+        record.host_mounts = watch.made()?;
+    }
     bundle.hooks.save(&state.dir)?;
     state.save(&record)?;
     if let Some(pid_file) = &options.pid_file {
@@ -183,6 +202,9 @@ pub fn create(paths: &Paths, options: &CreateOptions) -> Result<()> {
     }
     child.detach();
     claimed.disarm();
+    if let Some(watch) = host_mounts {
+        watch.keep();
+    }
     Ok(())
 }
 
@@ -330,6 +352,10 @@ pub fn exec(paths: &Paths, options: &ExecOptions) -> Result<i32> {
         joins: &joins,
         detach: options.detach,
         preserve_fds: options.preserve_fds,
+        chroot: (!joins
+            .iter()
+            .any(|j| j.kind == nix::sched::CloneFlags::CLONE_NEWNS))
+        .then(|| PathBuf::from(format!("/proc/{}/root", record.pid))),
     };
     let target = v2_target(&record);
     let mut child = process::start_exec(&config, target.as_ref().map(|fd| fd.as_fd()))?;
@@ -577,8 +603,10 @@ pub fn delete(paths: &Paths, id: &str, force: bool) -> Result<()> {
         }
         cgroup::remove_paths(&record.cgroup_paths);
         remove_default_parents(&record.cgroup_paths);
+        // The state stays for another `delete` if a mount could not be undone.
+        host_mounts::unmount(&record.host_mounts)?;
     }
-    // Mounts and namespaces need nothing: they lived in the container's own namespaces.
+    // Other mounts and namespaces need nothing: they lived in the container's own namespaces.
     state.remove()?;
     if !hooks.poststop.is_empty() {
         let mut stopped: serde_json::Value =

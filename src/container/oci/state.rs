@@ -59,6 +59,10 @@ pub struct Record {
     pub annotations: BTreeMap<String, String>,
     /// Its cgroup directories, removed by `delete`.
     pub cgroup_paths: Vec<PathBuf>,
+    /// Without a mount namespace of its own: the mounts made for it in the host's table,
+    /// unmounted by `delete` ([`super::host_mounts`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_mounts: Vec<super::host_mounts::HostMount>,
 }
 
 /// One container's state directory.

@@ -90,7 +90,10 @@ fn join_and_exec(
         die_with_parent()?;
     }
     namespaces::join_all(config.joins)?;
-    // In the container's mount namespace now: the pty comes from its devpts.
+    if let Some(root) = &config.chroot {
+        rootfs::chroot_into(root)?;
+    }
+    // In the container's mount namespace (or root) now: the pty comes from its devpts.
     if let Some(tty) = &config.tty {
         tty.set_up()?;
     }
@@ -128,9 +131,27 @@ pub(super) fn set_up_and_exec(
     // signal is awaited just before exec.
     umask(Mode::empty());
     network::setup_container_side(config.network)?;
-    namespaces::make_mounts_private()?;
+    let shares_mount_ns = matches!(
+        config.filesystems,
+        Filesystems::Oci {
+            shares_mount_ns: true,
+            ..
+        }
+    );
+    match config.filesystems {
+        // The host's `/` keeps its propagation: only the root's own bind is made private.
+        Filesystems::Oci {
+            shares_mount_ns: true,
+            ..
+        } => {}
+        Filesystems::Oci { propagation, .. } => propagation.prepare()?,
+        Filesystems::Docker => namespaces::make_mounts_private()?,
+    }
     let root = config.root.path();
     config.root.mount()?;
+    if shares_mount_ns {
+        rootfs::make_private(root)?;
+    }
     if !config.spec.hostname.is_empty() {
         namespaces::set_hostname(&config.spec.hostname)?;
     }
@@ -154,7 +175,10 @@ pub(super) fn set_up_and_exec(
     if config.hooks.is_some_and(|h| h.pause_before_root) {
         pause_for_hooks(sync_rx, report)?;
     }
-    rootfs::pivot_into(root)?;
+    match shares_mount_ns {
+        true => rootfs::chroot_into(root)?,
+        false => rootfs::pivot_into(root)?,
+    }
     match config.filesystems {
         Filesystems::Docker => rootfs::mount_pseudo_filesystems(privileged)?,
         Filesystems::Oci {
@@ -180,6 +204,15 @@ pub(super) fn set_up_and_exec(
     enter_workdir(&config.spec.workdir)?;
     if config.read_only {
         rootfs::make_root_read_only()?;
+    }
+    match config.filesystems {
+        // Everything made since (masks, devices) private too: nothing reaches the host's peers.
+        Filesystems::Oci {
+            shares_mount_ns: true,
+            ..
+        } => rootfs::make_private(Path::new("/"))?,
+        Filesystems::Oci { propagation, .. } => propagation.apply_to_root()?,
+        Filesystems::Docker => {}
     }
     let program = find_executable(&config.spec.argv[0], &path_of(&config.spec.env))?;
     umask(Mode::from_bits_truncate(config.spec.umask));

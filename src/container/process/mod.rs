@@ -80,6 +80,9 @@ pub struct ExecConfig<'a> {
     /// `process.terminal`: the pty made in the container, its master sent to the console
     /// socket (see [`super::oci::console`]).
     pub tty: Option<super::tty::ChildTty>,
+    /// A container in the runtime's mount namespace: its init's root (`/proc/<pid>/root`),
+    /// entered with `chroot` after the joins.
+    pub chroot: Option<std::path::PathBuf>,
 }
 
 /// The file systems the container gets besides its root.
@@ -97,5 +100,11 @@ pub enum Filesystems<'a> {
         sysctl: &'a [super::oci::sysctl::Sysctl],
         /// `linux.devices`, made after the root switch, before the default ones.
         devices: &'a [super::oci::devices::Device],
+        /// `linux.rootfsPropagation`: the namespace's before the root switch, `/`'s last.
+        propagation: super::oci::propagation::RootPropagation,
+        /// No mount namespace of its own: the root is bound and made private in the
+        /// runtime's, entered with `chroot`, the host's `/` never touched
+        /// ([`super::oci::host_mounts`]).
+        shares_mount_ns: bool,
     },
 }
