@@ -4,7 +4,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::sys::stat::{umask, Mode};
@@ -242,19 +242,25 @@ pub(super) fn set_up_and_exec(
 
 /// Block until the parent says go (a byte) or disappears (EOF: exit, never run orphaned).
 pub(super) fn wait_for_parent(sync_rx: RawFd) -> Result<()> {
-    // SAFETY: the child's own copy of the sync pipe's read end, consumed here.
-    let mut rx = File::from(unsafe { OwnedFd::from_raw_fd(sync_rx) });
+    // SAFETY: the child's own copy of the sync pipe's read end, consumed (closed) here.
+    let rx = unsafe { OwnedFd::from_raw_fd(sync_rx) };
+    match read_sync_byte(rx.as_fd()) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::Runtime(
+            "the runtime exited before the container started".into(),
+        )),
+        Err(e) => Err(Error::io("wait for the runtime", e.into())),
+    }
+}
+
+/// One byte from the runtime on the sync pipe: `true`, or `false` at EOF (the runtime is gone).
+fn read_sync_byte(rx: BorrowedFd) -> nix::Result<bool> {
     let mut byte = [0u8; 1];
     loop {
-        match rx.read(&mut byte) {
-            Ok(1) => return Ok(()),
-            Ok(_) => {
-                return Err(Error::Runtime(
-                    "the runtime exited before the container started".into(),
-                ))
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io("wait for the runtime", e)),
+        match nix::unistd::read(rx, &mut byte) {
+            Ok(n) => return Ok(n == 1),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e),
         }
     }
 }
@@ -274,19 +280,13 @@ fn pause_for_hooks(sync_rx: RawFd, report: &mut Option<File>) -> Result<()> {
 /// for the go before exec); EOF means the runtime is gone.
 fn await_byte(sync_rx: RawFd, what: &str) -> Result<()> {
     // SAFETY: the child's copy of the sync pipe's read end, open until wait_for_parent.
-    let rx = unsafe { std::os::fd::BorrowedFd::borrow_raw(sync_rx) };
-    let mut byte = [0u8; 1];
-    loop {
-        match nix::unistd::read(rx, &mut byte) {
-            Ok(1) => return Ok(()),
-            Ok(_) => {
-                return Err(Error::Runtime(format!(
-                    "the runtime exited while waiting for {what}"
-                )))
-            }
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(Error::io(format!("wait for {what}"), e.into())),
-        }
+    let rx = unsafe { BorrowedFd::borrow_raw(sync_rx) };
+    match read_sync_byte(rx) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::Runtime(format!(
+            "the runtime exited while waiting for {what}"
+        ))),
+        Err(e) => Err(Error::io(format!("wait for {what}"), e.into())),
     }
 }
 
@@ -309,7 +309,7 @@ fn wait_for_start(gate: RawFd) -> Result<()> {
     let mut byte = [0u8; 1];
     loop {
         let mut fds = [nix::poll::PollFd::new(
-            std::os::fd::AsFd::as_fd(&fifo),
+            fifo.as_fd(),
             nix::poll::PollFlags::POLLIN,
         )];
         match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
